@@ -1,0 +1,319 @@
+// The embedded store: better-sqlite3, WAL, one transaction per logical write.
+
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import Database from 'better-sqlite3';
+
+import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buckets.js';
+import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import { whereClause } from './query.js';
+import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
+
+export interface SqliteStoreOptions {
+    /** A file path, or ':memory:'. */
+    path: string;
+}
+
+interface Row {
+    uuid: string;
+    etag: string;
+    value: string;
+}
+
+export function etagOf(json: string): string {
+    return createHash('sha1').update(json).digest('hex').slice(0, 20);
+}
+
+export class SqliteStore implements Store {
+    readonly name = 'SqliteStorage';
+    readonly path: string;
+    private db: Database.Database | null = null;
+
+    constructor(opts: SqliteStoreOptions) {
+        this.path = opts.path;
+    }
+
+    // ---- lifecycle
+
+    init(): Promise<void> {
+        if (this.db) {
+            return Promise.resolve();
+        }
+        if (this.path !== ':memory:') {
+            mkdirSync(dirname(this.path), { recursive: true });
+        }
+        const db = new Database(this.path);
+        db.pragma('journal_mode = WAL');
+        // NORMAL in WAL mode survives a process crash (SIGKILL) without
+        // losing a committed transaction; only a power loss can.
+        db.pragma('synchronous = NORMAL');
+        db.pragma('busy_timeout = 5000');
+        db.exec('CREATE TABLE IF NOT EXISTS sapi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+        db.transaction(() => {
+            for (const def of ALL_BUCKETS) {
+                this.upgradeBucket(db, def);
+            }
+        })();
+        this.db = db;
+        return Promise.resolve();
+    }
+
+    /** Create the table, or add index columns of a newer bucket version and backfill them. */
+    private upgradeBucket(db: Database.Database, def: BucketDef): void {
+        const table = ident(def.name);
+        const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(def.name);
+        if (exists) {
+            const cols = new Set(
+                (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name),
+            );
+            const missing = missingColumns(def, cols);
+            for (const c of missing) {
+                db.exec(`ALTER TABLE ${table} ADD COLUMN ${ident(c)} TEXT`);
+            }
+            if (missing.length > 0) {
+                const rows = db.prepare(`SELECT uuid, value FROM ${table}`).all() as Row[];
+                const set = db.prepare(
+                    `UPDATE ${table} SET ${missing.map((c) => `${ident(c)} = ?`).join(', ')} WHERE uuid = ?`,
+                );
+                for (const r of rows) {
+                    const v = JSON.parse(r.value) as JsonObject;
+                    set.run(...missing.map((c) => indexValue(v[c])), r.uuid);
+                }
+            }
+        }
+        for (const stmt of createStatements(def)) {
+            db.exec(stmt);
+        }
+    }
+
+    close(): Promise<void> {
+        if (this.db) {
+            this.stmts.clear();
+            this.db.close();
+            this.db = null;
+        }
+        return Promise.resolve();
+    }
+
+    ping(): Promise<boolean> {
+        try {
+            this.conn().prepare('SELECT 1').get();
+            return Promise.resolve(true);
+        } catch {
+            return Promise.resolve(false);
+        }
+    }
+
+    private conn(): Database.Database {
+        if (!this.db) {
+            throw new StoreUnavailableError('sqlite store is not open');
+        }
+        return this.db;
+    }
+
+    // ---- objects
+
+    get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+        return Promise.resolve(this.getSync<T>(bucket, uuid));
+    }
+
+    getSync<T extends JsonObject>(bucket: BucketName, uuid: string): Stored<T> | null {
+        const row = this.stmt(`SELECT uuid, etag, value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
+            | Row
+            | undefined;
+        return row ? toStored<T>(row) : null;
+    }
+
+    put<T extends JsonObject>(bucket: BucketName, value: T, opts: PutOptions = {}): Promise<Stored<T>> {
+        try {
+            let out: Stored<T> | undefined;
+            this.conn().transaction(() => {
+                out = this.putSync(bucket, value, opts.etag);
+            })();
+            return Promise.resolve(out as Stored<T>);
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
+    }
+
+    private putSync<T extends JsonObject>(bucket: BucketName, value: T, expect: string | null | undefined): Stored<T> {
+        const def = bucketDef(bucket);
+        const uuid = value.uuid;
+        if (typeof uuid !== 'string') {
+            throw new TypeError('stored objects need a string uuid');
+        }
+        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
+            | { etag: string }
+            | undefined;
+        if (expect !== undefined && (current?.etag ?? null) !== expect) {
+            throw new EtagConflictError(bucket, uuid, expect, current?.etag ?? null);
+        }
+        const json = JSON.stringify(value);
+        const etag = etagOf(json);
+        const cols = indexColumns(def);
+        const vals = cols.map((c) => indexValue(value[c]));
+        if (current) {
+            const set = ['etag = ?', 'value = ?', ...cols.map((c) => `${ident(c)} = ?`)].join(', ');
+            this.stmt(`UPDATE ${ident(bucket)} SET ${set} WHERE uuid = ?`).run(etag, json, ...vals, uuid);
+        } else {
+            const names = ['uuid', 'etag', 'value', ...cols.map(ident)].join(', ');
+            const marks = ['?', '?', '?', ...cols.map(() => '?')].join(', ');
+            this.stmt(`INSERT INTO ${ident(bucket)} (${names}) VALUES (${marks})`).run(uuid, etag, json, ...vals);
+        }
+        return { value: JSON.parse(json) as T, etag };
+    }
+
+    del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
+        try {
+            this.conn().transaction(() => this.delSync(bucket, uuid, opts.etag))();
+            return Promise.resolve();
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
+    }
+
+    private delSync(bucket: BucketName, uuid: string, expect: string | undefined): void {
+        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
+            | { etag: string }
+            | undefined;
+        if (!current) {
+            throw new NotFoundError(bucket, uuid);
+        }
+        if (expect !== undefined && current.etag !== expect) {
+            throw new EtagConflictError(bucket, uuid, expect, current.etag);
+        }
+        this.stmt(`DELETE FROM ${ident(bucket)} WHERE uuid = ?`).run(uuid);
+    }
+
+    batch(ops: BatchOp[]): Promise<void> {
+        try {
+            this.conn().transaction(() => {
+                for (const op of ops) {
+                    if (op.op === 'put') {
+                        this.putSync(op.bucket, op.value, op.etag);
+                    } else {
+                        this.delSync(op.bucket, op.uuid, op.etag);
+                    }
+                }
+            })();
+            return Promise.resolve();
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
+    }
+
+    /**
+     * Run `fn` inside one SQLite transaction (synchronous model code only).
+     * Used for read-modify-write sequences that must be atomic.
+     */
+    transaction<R>(fn: () => R): R {
+        return this.conn().transaction(fn)();
+    }
+
+    // ---- queries
+
+    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+        try {
+            const def = bucketDef(bucket);
+            const where = whereClause(def, filter);
+            const total = this.countSync(bucket, filter);
+            let rows: Row[];
+            if (page) {
+                const params: (string | number)[] = [...where.params];
+                let sql = `SELECT uuid, etag, value FROM ${ident(bucket)} WHERE (${where.sql})`;
+                if (page.marker !== undefined) {
+                    sql += ' AND uuid > ?';
+                    params.push(page.marker);
+                }
+                sql += ' ORDER BY uuid LIMIT ?';
+                params.push(page.limit);
+                rows = this.stmt(sql).all(...params) as Row[];
+            } else {
+                rows = this.stmt(`SELECT uuid, etag, value FROM ${ident(bucket)} WHERE ${where.sql} ORDER BY seq`).all(
+                    ...where.params,
+                ) as Row[];
+            }
+            return Promise.resolve({ items: rows.map((r) => toStored<T>(r)), total });
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
+    }
+
+    async *iterate<T extends JsonObject>(
+        bucket: BucketName,
+        filter: Filter,
+        chunkSize = 500,
+    ): AsyncIterable<Stored<T>[]> {
+        const def = bucketDef(bucket);
+        const where = whereClause(def, filter);
+        const sql = `SELECT seq, uuid, etag, value FROM ${ident(bucket)} WHERE (${where.sql}) AND seq > ? ORDER BY seq LIMIT ?`;
+        let last = 0;
+        for (;;) {
+            const rows = this.stmt(sql).all(...where.params, last, chunkSize) as (Row & { seq: number })[];
+            if (rows.length === 0) {
+                return;
+            }
+            last = (rows[rows.length - 1] as { seq: number }).seq;
+            yield rows.map((r) => toStored<T>(r));
+            if (rows.length < chunkSize) {
+                return;
+            }
+        }
+    }
+
+    count(bucket: BucketName, filter: Filter): Promise<number> {
+        try {
+            return Promise.resolve(this.countSync(bucket, filter));
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
+    }
+
+    private countSync(bucket: BucketName, filter: Filter): number {
+        const where = whereClause(bucketDef(bucket), filter);
+        const row = this.stmt(`SELECT count(*) AS n FROM ${ident(bucket)} WHERE ${where.sql}`).get(...where.params) as {
+            n: number;
+        };
+        return row.n;
+    }
+
+    // ---- meta
+
+    getMeta(key: string): Promise<string | null> {
+        const row = this.stmt('SELECT value FROM sapi_meta WHERE key = ?').get(key) as { value: string } | undefined;
+        return Promise.resolve(row?.value ?? null);
+    }
+
+    setMeta(key: string, value: string): Promise<void> {
+        this.stmt('INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(
+            key,
+            value,
+        );
+        return Promise.resolve();
+    }
+
+    // ---- statement cache
+
+    private stmts = new Map<string, Database.Statement>();
+
+    private stmt(sql: string): Database.Statement {
+        let s = this.stmts.get(sql);
+        if (!s) {
+            s = this.conn().prepare(sql);
+            this.stmts.set(sql, s);
+        }
+        return s;
+    }
+}
+
+function toStored<T extends JsonObject>(row: Row): Stored<T> {
+    return { value: JSON.parse(row.value) as T, etag: row.etag };
+}
+
+/** Index columns hold strings; anything else is not indexed (NULL). */
+function indexValue(v: unknown): string | null {
+    return typeof v === 'string' ? v : null;
+}

@@ -1,0 +1,65 @@
+// Composition shared by bin/sapi.ts and the test harness: config + store +
+// deployers → Ctx → restify server.
+
+import type Logger from 'bunyan';
+import type { Server } from 'restify';
+
+import type { SapiConfig } from './config.js';
+import type { Deployer } from './deploy/deployer.js';
+import type { Ctx } from './model/context.js';
+import { loadMode } from './model/mode.js';
+import type { InstanceType } from './model/types.js';
+import { createServer } from './server.js';
+import type { Store } from './stor/store.js';
+
+export interface SapiApp {
+    ctx: Ctx;
+    server: Server;
+    /** Listen; resolves with the bound port. */
+    listen(port?: number, host?: string): Promise<number>;
+    /** Stop accepting, finish in-flight requests, close the store. */
+    close(): Promise<void>;
+}
+
+export interface AppDeps {
+    config: SapiConfig;
+    log: Logger;
+    store: Store;
+    deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
+}
+
+export async function createApp(deps: AppDeps): Promise<SapiApp> {
+    const mode = await loadMode(deps.store, deps.config.mode);
+    const ctx: Ctx = {
+        store: deps.store,
+        log: deps.log,
+        config: deps.config,
+        deployers: {},
+        mode: { current: mode, transitioning: false },
+    };
+    if (deps.deployers) {
+        ctx.deployers = deps.deployers(ctx);
+    }
+    const server = createServer({ ctx });
+    server.server.requestTimeout = deps.config.requestTimeoutMs;
+    return {
+        ctx,
+        server,
+        listen: (port = deps.config.port, host = deps.config.host) =>
+            new Promise((resolve, reject) => {
+                server.once('error', reject);
+                server.listen(port, host, () => {
+                    server.removeListener('error', reject);
+                    const addr = server.address() as unknown as { port: number } | null;
+                    resolve(addr ? addr.port : port);
+                });
+            }),
+        close: async () => {
+            await new Promise<void>((resolve) => {
+                server.server.close(() => resolve());
+                server.server.closeIdleConnections();
+            });
+            await deps.store.close();
+        },
+    };
+}

@@ -1,0 +1,57 @@
+// One Deployer per instance type drives the Triton service that makes an
+// instance real (VMAPI for vm, CNAPI → cn-agent for agent). The model calls
+// it in full mode only; the deployer records instances through
+// InstanceRecords so it controls when a record appears or goes.
+
+import type Logger from 'bunyan';
+
+import type { Merged } from '../model/attributes.js';
+import type { Application, Instance, InstanceType, Service } from '../model/types.js';
+import type { Stored } from '../stor/store.js';
+
+export interface DeployReq {
+    reqId: string;
+    log: Logger;
+    /** `?async=true`: return once the downstream accepted the work. */
+    async: boolean;
+}
+
+export interface InstancePlan {
+    /** The instance record as it would be stored (uuid, type, params …). */
+    instance: Instance;
+    service: Service;
+    application: Application;
+    merged: Merged;
+}
+
+export interface CreateResult {
+    instance: Instance;
+    /** VMAPI job (vm) or CNAPI task (agent) id, for async creates. */
+    job_uuid?: string;
+}
+
+/** Record-level operations a deployer may use (no deployment side effects). */
+export interface InstanceRecords {
+    get(uuid: string): Promise<Stored<Instance> | null>;
+    /** Insert a new record; 409 if the uuid exists. */
+    insert(instance: Instance): Promise<Instance>;
+    /** Remove a record; absent is fine. */
+    remove(uuid: string): Promise<void>;
+    /** Set params.image_uuid (and the index) on an existing record. */
+    setImage(uuid: string, imageUuid: string): Promise<Instance>;
+    /** Agent self-adoption semantics (one instance per service and server). */
+    adoptAgent(instance: Instance): Promise<Instance>;
+    /** Agent instances of a service on a server. */
+    findOnServer(serviceUuid: string, serverUuid: string): Promise<Instance[]>;
+}
+
+export interface Deployer {
+    readonly type: InstanceType;
+    create(req: DeployReq, plan: InstancePlan): Promise<CreateResult>;
+    /** Adoption (`exists: true`): verify the instance is real, then record it. */
+    adopt(req: DeployReq, plan: InstancePlan): Promise<Instance>;
+    /** Returns the instance after the upgrade (image_uuid changed on success). */
+    upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance>;
+    /** Tear the instance down, then remove its record. */
+    destroy(req: DeployReq, plan: InstancePlan): Promise<void>;
+}

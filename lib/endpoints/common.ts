@@ -1,0 +1,195 @@
+// Route plumbing shared by every endpoint file: the merged parameter bag,
+// the Accept-Version view, ETag headers, and the error wrapper.
+
+import type { Request, Response, Server } from 'restify';
+import semver from 'semver';
+
+import { internal, invalidVersion, isSapiError, SapiError } from '../errors.js';
+import type { Ctx, ReqInfo } from '../model/context.js';
+import type { Dict, Instance, Service } from '../model/types.js';
+
+export type Method = 'get' | 'post' | 'put' | 'del';
+
+export interface RouteDef {
+    method: Method;
+    path: string;
+    name: string;
+}
+
+export type Handler = (req: Request, res: Response, info: ReqInfo) => Promise<void>;
+
+/** Every mounted route, for the docs check and metrics labels. */
+export const mountedRoutes: RouteDef[] = [];
+
+export function mount(server: Server, ctx: Ctx, def: RouteDef, handler: Handler): void {
+    mountedRoutes.push(def);
+    const fn = async (req: Request, res: Response): Promise<void> => {
+        let info: ReqInfo;
+        try {
+            info = { v2: apiView(req), reqId: String(req.getId()), log: req.log };
+            await handler(req, res, info);
+        } catch (err) {
+            sendError(ctx, req, res, err);
+        }
+    };
+    server[def.method]({ path: def.path, name: def.name }, fn);
+}
+
+export function sendError(ctx: Ctx, req: Request, res: Response, err: unknown): void {
+    let e: SapiError;
+    if (isSapiError(err)) {
+        e = err;
+        if (e.statusCode >= 500) {
+            req.log.error({ err: e, cause: e.cause }, 'request failed');
+        }
+    } else {
+        req.log.error({ err }, 'unexpected error in handler');
+        e = internal(`internal error: ${(err as Error)?.message ?? String(err)}`, err);
+    }
+    if (res.headersSent) {
+        // A streamed response cannot change its status any more.
+        res.destroy();
+        return;
+    }
+    res.send(e.statusCode, e);
+    void ctx;
+}
+
+/** Path param > query param > body field (sapi-api.md §1.4). */
+export function paramsOf(req: Request): Dict {
+    const body = isObj(req.body) ? (req.body as Dict) : {};
+    const query = isObj(req.query) ? (req.query as Dict) : {};
+    const path = isObj(req.params) ? (req.params as Dict) : {};
+    return { ...body, ...query, ...path };
+}
+
+function isObj(v: unknown): boolean {
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+// ---- Accept-Version (§1.3)
+
+const V1 = '1.0.0';
+const V2 = '2.0.0';
+
+/** True for the v2 view; throws 400 InvalidVersion for a range neither version satisfies. */
+export function apiView(req: Request): boolean {
+    const header = req.headers['accept-version'];
+    const range = (Array.isArray(header) ? header[0] : header)?.trim() || '~1';
+    if (range === '*') {
+        return true;
+    }
+    let v1 = false;
+    let v2 = false;
+    try {
+        v1 = semver.satisfies(V1, range);
+        v2 = semver.satisfies(V2, range);
+    } catch {
+        // an unparsable range satisfies nothing
+    }
+    if (!v1 && !v2) {
+        throw invalidVersion(`${range} is not supported by ${req.method} ${req.getPath()}`);
+    }
+    return v2;
+}
+
+// ---- serialization (§3)
+
+export function serializeService(svc: Service, v2: boolean): Dict {
+    const out: Dict = {
+        uuid: svc.uuid,
+        name: svc.name,
+        application_uuid: svc.application_uuid,
+        params: svc.params,
+        metadata: svc.metadata,
+        manifests: svc.manifests,
+        master: svc.master,
+    };
+    if (v2) {
+        out.type = svc.type;
+    }
+    return dropUndefined(out);
+}
+
+export function serializeInstance(inst: Instance, v2: boolean, jobUuid?: string): Dict {
+    const out: Dict = {
+        uuid: inst.uuid,
+        service_uuid: inst.service_uuid,
+        params: inst.params,
+        metadata: inst.metadata,
+        manifests: inst.manifests,
+        master: inst.master,
+        job_uuid: jobUuid,
+    };
+    if (v2) {
+        out.type = inst.type;
+    }
+    return dropUndefined(out);
+}
+
+function dropUndefined(o: Dict): Dict {
+    return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+// ---- ETags (issue: no lost updates; D9)
+
+export function quoteEtag(tag: string): string {
+    return `"${tag}"`;
+}
+
+/** Parse If-Match / If-None-Match: quoted, bare, W/-prefixed, lists, `*`. */
+export function parseEtagList(header: string | string[] | undefined): string[] | undefined {
+    if (header === undefined) {
+        return undefined;
+    }
+    const raw = Array.isArray(header) ? header.join(',') : header;
+    return raw
+        .split(',')
+        .map((t) => t.trim().replace(/^W\//i, '').replace(/^"(.*)"$/, '$1'))
+        .filter((t) => t.length > 0);
+}
+
+export function ifMatchOf(req: Request): string[] | undefined {
+    return parseEtagList(req.headers['if-match']);
+}
+
+export const RESOURCE_COUNT_HEADER = 'x-joyent-resource-count';
+
+/** Send a list: one page, or a chunked stream of every item. */
+export async function sendList<T>(
+    res: Response,
+    result: { total: number; items?: T[]; stream?: AsyncIterable<T[]> },
+    serialize: (item: T) => unknown,
+): Promise<void> {
+    res.setHeader(RESOURCE_COUNT_HEADER, String(result.total));
+    if (result.items) {
+        res.send(200, result.items.map(serialize));
+        return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    let first = true;
+    res.write('[');
+    for await (const chunk of result.stream ?? []) {
+        if (chunk.length === 0) {
+            continue;
+        }
+        const text = chunk.map((i) => JSON.stringify(serialize(i))).join(',');
+        const ok = res.write(first ? text : `,${text}`);
+        first = false;
+        if (!ok) {
+            await new Promise<void>((resolve) => {
+                const done = (): void => {
+                    res.off('drain', done);
+                    res.off('close', done);
+                    resolve();
+                };
+                res.on('drain', done);
+                res.on('close', done);
+            });
+            if (res.destroyed) {
+                return;
+            }
+        }
+    }
+    res.end(']');
+}

@@ -1,0 +1,25 @@
+// Manifests routes: thin handlers over lib/model/manifests.
+
+import type { Server } from 'restify';
+
+import type { Ctx } from '../model/context.js';
+import * as model from '../model/manifests.js';
+import { mount, paramsOf } from './common.js';
+
+export function mountManifests(server: Server, ctx: Ctx): void {
+    mount(server, ctx, { method: 'post', path: '/manifests', name: 'CreateManifest' }, async (req, res) => {
+        res.send(200, await model.createManifest(ctx, paramsOf(req)));
+    });
+    mount(server, ctx, { method: 'get', path: '/manifests', name: 'ListManifests' }, async (req, res) => {
+        const items = await model.listManifests(ctx);
+        res.setHeader('x-joyent-resource-count', String(items.length));
+        res.send(200, items);
+    });
+    mount(server, ctx, { method: 'get', path: '/manifests/:uuid', name: 'GetManifest' }, async (req, res) => {
+        res.send(200, await model.getManifest(ctx, String(req.params.uuid)));
+    });
+    mount(server, ctx, { method: 'del', path: '/manifests/:uuid', name: 'DeleteManifest' }, async (req, res) => {
+        await model.deleteManifest(ctx, String(req.params.uuid));
+        res.send(204);
+    });
+}

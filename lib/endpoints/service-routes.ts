@@ -1,0 +1,73 @@
+// Service-level routes: ping, mode, log level, cache sync.
+
+import bunyan from 'bunyan';
+import type { Server } from 'restify';
+
+import { invalidArgument } from '../errors.js';
+import type { Ctx } from '../model/context.js';
+import { setMode } from '../model/mode.js';
+import { mount, paramsOf } from './common.js';
+
+export interface ServiceHooks {
+    /** Proto → full migration (Moray backend); none for the embedded store. */
+    migrateToFull?: () => Promise<void>;
+    /** Local cache refresh (Moray backend). */
+    syncCache?: () => Promise<void>;
+}
+
+export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): void {
+    mount(server, ctx, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
+        let ok = false;
+        try {
+            ok = await ctx.store.ping();
+        } catch {
+            ok = false;
+        }
+        res.send(ok ? 200 : 500, { mode: ctx.mode.current, storType: ctx.store.name, storAvailable: ok });
+    });
+    mount(server, ctx, { method: 'get', path: '/mode', name: 'GetMode' }, async (_req, res) => {
+        res.send(200, ctx.mode.current);
+        return Promise.resolve();
+    });
+    mount(server, ctx, { method: 'post', path: '/mode', name: 'SetMode' }, async (req, res) => {
+        await setMode(ctx, paramsOf(req).mode, hooks.migrateToFull);
+        res.send(204);
+    });
+    mount(server, ctx, { method: 'get', path: '/loglevel', name: 'GetLogLevel' }, async (_req, res) => {
+        res.send(200, { level: ctx.log.level() });
+        return Promise.resolve();
+    });
+    mount(server, ctx, { method: 'post', path: '/loglevel', name: 'SetLogLevel' }, async (req, res) => {
+        const level = paramsOf(req).level;
+        if (level !== undefined && level !== '') {
+            ctx.log.level(parseLevel(level));
+        }
+        res.send(200);
+        return Promise.resolve();
+    });
+    mount(server, ctx, { method: 'post', path: '/cache', name: 'SyncCache' }, async (_req, res) => {
+        if (ctx.mode.current === 'full' && hooks.syncCache) {
+            await hooks.syncCache();
+        }
+        res.send(204);
+    });
+}
+
+function parseLevel(raw: unknown): bunyan.LogLevel {
+    const names: Record<string, number> = {
+        trace: bunyan.TRACE,
+        debug: bunyan.DEBUG,
+        info: bunyan.INFO,
+        warn: bunyan.WARN,
+        error: bunyan.ERROR,
+        fatal: bunyan.FATAL,
+    };
+    if (typeof raw === 'string' && raw.toLowerCase() in names) {
+        return names[raw.toLowerCase()] as number;
+    }
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (Object.values(names).includes(n)) {
+        return n;
+    }
+    throw invalidArgument(`invalid level: ${typeof raw === 'string' ? raw : JSON.stringify(raw)}`);
+}

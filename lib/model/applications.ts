@@ -1,0 +1,101 @@
+// Applications: the top of the tree (sdc, manta), with an owner and an
+// optional metadata_schema their metadata must satisfy.
+
+import { randomUUID } from 'node:crypto';
+
+import jsonSchema from 'json-schema';
+
+import { invalidArgument, schemaValidation } from '../errors.js';
+import { and, eq, type Filter } from '../stor/store.js';
+import { isPlainObject } from './attributes.js';
+import type { Ctx } from './context.js';
+import { nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { checkManifestRefs } from './manifests.js';
+import { BUCKET_OF, compact, insert, modify, mustGet, remove } from './objects.js';
+import type { Application, Dict } from './types.js';
+import { applyUpdate, parseAction } from './update.js';
+import { flagValue, validateRequest } from './validate.js';
+
+/** Application metadata must satisfy its metadata_schema (jsprim wording). */
+export function checkMetadataSchema(app: Application): void {
+    if (!isPlainObject(app.metadata_schema) || !isPlainObject(app.metadata)) {
+        return;
+    }
+    const report = jsonSchema.validate(app.metadata, app.metadata_schema as jsonSchema.JSONSchema4);
+    const first = report.errors[0];
+    if (!report.valid && first) {
+        // json-schema 0.4 prefixes type errors with the value ("5 - number
+        // value found…"); 2.1.2's validator did not.
+        const reason = first.message.toLowerCase().replace(/^[\s\S]* - (\w+ value found)/, '$1');
+        throw schemaValidation(`property "${first.property}": ${reason}`);
+    }
+}
+
+export async function createApplication(ctx: Ctx, params: Dict): Promise<Application> {
+    validateRequest('CreateApplication', params);
+    await checkManifestRefs(ctx.store, params.manifests);
+    const app = compact<Application>({
+        uuid: (params.uuid as string | undefined) ?? randomUUID(),
+        name: params.name as string,
+        owner_uuid: params.owner_uuid as string,
+        params: params.params as Dict | undefined,
+        metadata: params.metadata as Dict | undefined,
+        metadata_schema: params.metadata_schema as Dict | undefined,
+        manifests: params.manifests as Record<string, string> | undefined,
+        master: flagValue(params.master) ? true : undefined,
+    });
+    checkMetadataSchema(app);
+    return (await insert(ctx.store, 'application', app)).value;
+}
+
+export async function getApplication(ctx: Ctx, uuid: string): Promise<{ value: Application; etag: string }> {
+    return mustGet<Application>(ctx.store, 'application', uuid);
+}
+
+export async function listApplications(ctx: Ctx, params: Dict): Promise<ListResult<Application>> {
+    validateRequest('ListApplications', params);
+    const q = nonEmpty(params, ['name', 'owner_uuid']);
+    const filter: Filter = and(...Object.entries(q).map(([k, v]) => eq(k, String(v))));
+    const page = await ctx.store.find<Application>(BUCKET_OF.application, filter, parsePaging(params));
+    return { total: page.total, items: page.items.map((s) => s.value) };
+}
+
+export async function updateApplication(
+    ctx: Ctx,
+    uuid: string,
+    params: Dict,
+    ifMatch?: string[],
+): Promise<{ value: Application; etag: string }> {
+    const body = nonEmpty(params, ['action', 'params', 'metadata', 'metadata_schema', 'manifests', 'owner_uuid']);
+    const action = parseAction(body.action);
+    validateRequest('UpdateApplication', withoutFalsy(body));
+    await checkManifestRefs(ctx.store, body.manifests);
+    return modify<Application>(
+        ctx.store,
+        'application',
+        uuid,
+        (current) => {
+            const next = applyUpdate(current, action, body, ['params', 'metadata', 'metadata_schema', 'manifests']);
+            if (body.owner_uuid) {
+                next.owner_uuid = body.owner_uuid as string;
+            }
+            checkMetadataSchema(next);
+            return next;
+        },
+        ifMatch,
+    );
+}
+
+export async function deleteApplication(ctx: Ctx, uuid: string): Promise<void> {
+    const app = await mustGet<Application>(ctx.store, 'application', uuid);
+    const services = await ctx.store.count(BUCKET_OF.service, eq('application_uuid', uuid));
+    if (services > 0) {
+        throw invalidArgument('application has services');
+    }
+    await remove(ctx.store, 'application', uuid, app.etag);
+}
+
+/** Update fields that are falsy are "left alone" (§4): drop them before validating. */
+export function withoutFalsy(body: Dict): Dict {
+    return Object.fromEntries(Object.entries(body).filter(([, v]) => Boolean(v)));
+}

@@ -1,0 +1,85 @@
+// GetConfig: the document config-agent renders manifests from
+// (sapi-api.md §5.3), and its ETag (§5.4).
+
+import { createHash } from 'node:crypto';
+
+import { noSuch } from '../errors.js';
+import { copyInto, mergeAttributes } from './attributes.js';
+import type { Ctx } from './context.js';
+import { find, mustGet } from './objects.js';
+import type { Application, Dict, Instance, Manifest, Service } from './types.js';
+
+export interface ConfigDoc {
+    manifests: Manifest[];
+    metadata: Dict;
+}
+
+/** Parents of an instance; an orphan is a 404 naming the missing parent. */
+export async function loadParents(
+    ctx: Ctx,
+    inst: Instance,
+): Promise<{ service: Service; application: Application }> {
+    const svc = await find<Service>(ctx.store, 'service', inst.service_uuid);
+    if (!svc) {
+        throw noSuch('service', inst.service_uuid);
+    }
+    const app = await find<Application>(ctx.store, 'application', svc.value.application_uuid);
+    if (!app) {
+        throw noSuch('application', svc.value.application_uuid);
+    }
+    return { service: svc.value, application: app.value };
+}
+
+export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
+    const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
+    const { service, application } = await loadParents(ctx, inst);
+    const merged = mergeAttributes(application, service, inst);
+
+    const manifests: Manifest[] = [];
+    const cache = new Map<string, Manifest>();
+    for (const muuid of Object.values(merged.manifests)) {
+        let m = cache.get(muuid);
+        if (!m) {
+            const got = await find<Manifest>(ctx.store, 'manifest', muuid);
+            if (!got) {
+                throw noSuch('manifest', muuid);
+            }
+            m = got.value;
+            cache.set(muuid, m);
+        }
+        manifests.push(m);
+    }
+
+    const metadata = copyInto({}, merged.metadata);
+    delete metadata['user-script'];
+    metadata.SERVER_UUID = merged.params.server_uuid || ctx.config.server_uuid || ctx.config.serverUuid;
+    metadata.ZONE_UUID = inst.uuid;
+    metadata.INSTANCE_UUID = inst.uuid;
+    return { manifests, metadata };
+}
+
+/** §5.4: sha1 of the sorted "path,value" strings of the flattened doc. */
+export function configEtag(doc: unknown): string {
+    const out: string[] = [];
+    const walk = (v: unknown, path: string | null): void => {
+        if (v === null || v === undefined) {
+            return;
+        }
+        if (Array.isArray(v)) {
+            for (const e of v) {
+                walk(e, path);
+            }
+            return;
+        }
+        if (typeof v === 'object') {
+            for (const key of Object.keys(v)) {
+                walk((v as Dict)[key], path === null ? key : `${path},${key}`);
+            }
+            return;
+        }
+        out.push(`${path ?? ''},${String(v)}`);
+    };
+    walk(doc, null);
+    out.sort();
+    return createHash('sha1').update(JSON.stringify(out), 'utf8').digest('hex');
+}

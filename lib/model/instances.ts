@@ -1,0 +1,340 @@
+// Instances: records of vm zones and per-server agents. Create, upgrade
+// and delete record only in proto mode; in full mode they go through the
+// Deployer of the instance's type (lib/deploy/).
+
+import { randomUUID } from 'node:crypto';
+
+import { invalidArgument, missingKeys, missingParameter, noDeployer, noSuch } from '../errors.js';
+import type { DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
+import { EtagConflictError, NotFoundError } from '../stor/errors.js';
+import { and, eq, oneOf, type BatchOp, type Filter, type Stored } from '../stor/store.js';
+import { withoutFalsy } from './applications.js';
+import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
+import { loadParents } from './config-doc.js';
+import type { Ctx, ReqInfo } from './context.js';
+import { nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { checkManifestRefs } from './manifests.js';
+import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
+import type { Application, Dict, Instance, Service } from './types.js';
+import { applyUpdate, parseAction } from './update.js';
+import { flagValue, isUuid, validateRequest } from './validate.js';
+
+// ---- record helpers
+
+/** Mirror params.server_uuid / params.image_uuid into the index fields. */
+export function withIndexes(inst: Instance): Instance {
+    const out = copyInto({}, inst) as Instance;
+    delete out.server_uuid;
+    delete out.image_uuid;
+    const p = isPlainObject(inst.params) ? inst.params : {};
+    if (typeof p.server_uuid === 'string') {
+        out.server_uuid = p.server_uuid;
+    }
+    if (typeof p.image_uuid === 'string') {
+        out.image_uuid = p.image_uuid;
+    }
+    return out;
+}
+
+export function instanceRecords(ctx: Ctx): InstanceRecords {
+    return {
+        get: (uuid) => find<Instance>(ctx.store, 'instance', uuid),
+        insert: async (inst) => (await insert(ctx.store, 'instance', withIndexes(inst))).value,
+        remove: async (uuid) => {
+            try {
+                await ctx.store.del(BUCKET_OF.instance, uuid);
+            } catch (err) {
+                if (!(err instanceof NotFoundError)) {
+                    throw storeError(err, 'instance', uuid);
+                }
+            }
+        },
+        setImage: async (uuid, imageUuid) =>
+            (
+                await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
+                    withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), { image_uuid: imageUuid }) }),
+                )
+            ).value,
+        adoptAgent: (inst) => adoptAgent(ctx, inst),
+        findOnServer: async (serviceUuid, serverUuid) =>
+            (await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', serviceUuid), eq('server_uuid', serverUuid))))
+                .items.map((s) => s.value),
+    };
+}
+
+/**
+ * Agent self-adoption (agents-contract §0.3): one instance per (service,
+ * server). The same uuid is an upsert of params; a new uuid replaces the
+ * server's other instances of that service, carrying their metadata and
+ * manifests over. Never calls CNAPI, never waits on a lock.
+ */
+export async function adoptAgent(ctx: Ctx, inst: Instance): Promise<Instance> {
+    const server = (inst.params as Dict).server_uuid as string;
+    for (let attempt = 0; ; attempt++) {
+        const existing = await find<Instance>(ctx.store, 'instance', inst.uuid);
+        if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
+            throw invalidArgument(`instance already exists: ${inst.uuid}`);
+        }
+        const siblings = (
+            await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', inst.service_uuid), eq('server_uuid', server)))
+        ).items.filter((s) => s.value.uuid !== inst.uuid);
+
+        const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
+        const params: Dict = {};
+        const metadata: Dict = {};
+        const manifests: Dict = {};
+        for (const s of siblings) {
+            copyInto(params, s.value.params);
+            copyInto(metadata, s.value.metadata);
+            copyInto(manifests, s.value.manifests);
+        }
+        copyInto(params, base.params);
+        copyInto(params, inst.params);
+        copyInto(metadata, base.metadata);
+        copyInto(metadata, inst.metadata);
+        copyInto(manifests, base.manifests);
+        copyInto(manifests, inst.manifests);
+        const next = withIndexes(
+            compact<Instance>({
+                uuid: inst.uuid,
+                service_uuid: inst.service_uuid,
+                params,
+                metadata: Object.keys(metadata).length > 0 || base.metadata ? metadata : undefined,
+                manifests: Object.keys(manifests).length > 0 || base.manifests ? (manifests as Record<string, string>) : undefined,
+                master: base.master ?? inst.master,
+                type: 'agent',
+            }),
+        );
+        const ops: BatchOp[] = siblings.map((s) => ({ op: 'del', bucket: BUCKET_OF.instance, uuid: s.value.uuid, etag: s.etag }));
+        ops.push({ op: 'put', bucket: BUCKET_OF.instance, value: next, etag: existing ? existing.etag : null });
+        try {
+            await ctx.store.batch(ops);
+            if (siblings.length > 0) {
+                ctx.log.info(
+                    { replaced: siblings.map((s) => s.value.uuid), uuid: inst.uuid, server_uuid: server },
+                    'agent self-adoption replaced the server instance',
+                );
+            }
+            return next;
+        } catch (err) {
+            if ((err instanceof EtagConflictError || err instanceof NotFoundError) && attempt < 20) {
+                continue;
+            }
+            throw storeError(err, 'instance', inst.uuid);
+        }
+    }
+}
+
+// ---- create
+
+export interface CreateOutcome {
+    instance: Instance;
+    job_uuid?: string;
+}
+
+export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Promise<CreateOutcome> {
+    validateRequest('CreateInstance', params);
+    const exists = flagValue(params.exists);
+    if (exists && params.uuid === undefined) {
+        throw missingKeys(['uuid']);
+    }
+    await checkManifestRefs(ctx.store, params.manifests);
+    const svcUuid = params.service_uuid as string;
+    const svc = await find<Service>(ctx.store, 'service', svcUuid);
+    if (!svc) {
+        throw noSuch('service', svcUuid);
+    }
+    const service = svc.value;
+    const app = await find<Application>(ctx.store, 'application', service.application_uuid);
+    if (!app) {
+        throw noSuch('application', service.application_uuid);
+    }
+    const draft = compact<Instance>({
+        uuid: (params.uuid as string | undefined) ?? randomUUID(),
+        service_uuid: svcUuid,
+        params: isPlainObject(params.params) ? copyInto({}, params.params) : undefined,
+        metadata: params.metadata as Dict | undefined,
+        manifests: params.manifests as Record<string, string> | undefined,
+        master: flagValue(params.master) ? true : undefined,
+        type: service.type,
+    });
+    const merged = mergeAttributes(app.value, service, draft);
+    const full = ctx.mode.current === 'full';
+
+    // params.image_uuid on every instance, from the merged params.
+    const image = merged.params.image_uuid;
+    if (image !== undefined && image !== null && image !== '') {
+        if (!isUuid(image)) {
+            throw invalidArgument('params.image_uuid must be a UUID');
+        }
+        draft.params = copyInto(copyInto({}, draft.params), { image_uuid: image });
+    } else if (full) {
+        throw missingKeys(['params.image_uuid']);
+    }
+    if (service.type === 'agent') {
+        const server = draft.params?.server_uuid;
+        if (server === undefined || server === '') {
+            throw missingKeys(['params.server_uuid']);
+        }
+    }
+
+    const plan: InstancePlan = { instance: withIndexes(draft), service, application: app.value, merged };
+    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
+
+    if (service.type === 'agent') {
+        // Agents' own postinstall (v1, no Accept-Version) only records
+        // (agents-contract §0.2); so does proto mode.
+        const deployer = full && req.v2 ? requireDeployer(ctx, 'agent') : null;
+        if (!deployer) {
+            return { instance: await adoptAgent(ctx, plan.instance) };
+        }
+        if (exists) {
+            return { instance: await deployer.adopt(dreq, plan) };
+        }
+        return deployer.create(dreq, plan);
+    }
+
+    if (!full) {
+        return { instance: (await insert(ctx.store, 'instance', plan.instance)).value };
+    }
+    const deployer = requireDeployer(ctx, 'vm');
+    if (await find(ctx.store, 'instance', draft.uuid)) {
+        throw invalidArgument(`instance already exists: ${draft.uuid}`);
+    }
+    if (exists) {
+        return { instance: await deployer.adopt(dreq, plan) };
+    }
+    return deployer.create(dreq, plan);
+}
+
+function requireDeployer(ctx: Ctx, type: 'vm' | 'agent'): Deployer {
+    const d = ctx.deployers[type];
+    if (!d) {
+        throw noDeployer(type);
+    }
+    return d;
+}
+
+// ---- read
+
+export async function getInstance(ctx: Ctx, uuid: string): Promise<Stored<Instance>> {
+    return mustGet<Instance>(ctx.store, 'instance', uuid);
+}
+
+export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict): Promise<ListResult<Instance>> {
+    const q = nonEmpty(params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid']);
+    validateRequest('ListInstances', { ...nonEmpty(params, ['limit', 'marker', 'include_master']), ...q });
+    if (!req.v2) {
+        // v1 view: an implicit type=vm, and no type filter at all with a service_uuid.
+        if (q.service_uuid !== undefined) {
+            delete q.type;
+        } else if (q.type === undefined) {
+            q.type = 'vm';
+        }
+    }
+    const parts: Filter[] = [];
+    for (const key of ['service_uuid', 'type', 'server_uuid', 'image_uuid'] as const) {
+        if (q[key] !== undefined) {
+            parts.push(eq(key, String(q[key])));
+        }
+    }
+    if (q.application_uuid !== undefined) {
+        const services = await ctx.store.find<Service>(BUCKET_OF.service, eq('application_uuid', String(q.application_uuid)));
+        parts.push(oneOf('service_uuid', services.items.map((s) => s.value.uuid)));
+    }
+    const filter = and(...parts);
+    const page = parsePaging(params);
+    if (page) {
+        const res = await ctx.store.find<Instance>(BUCKET_OF.instance, filter, page);
+        return { total: res.total, items: res.items.map((s) => s.value) };
+    }
+    const total = await ctx.store.count(BUCKET_OF.instance, filter);
+    return { total, stream: mapChunks(ctx.store.iterate<Instance>(BUCKET_OF.instance, filter, 1000)) };
+}
+
+async function* mapChunks(it: AsyncIterable<Stored<Instance>[]>): AsyncIterable<Instance[]> {
+    for await (const chunk of it) {
+        yield chunk.map((s) => s.value);
+    }
+}
+
+// ---- update, upgrade, delete
+
+export async function updateInstance(ctx: Ctx, uuid: string, params: Dict, ifMatch?: string[]): Promise<Stored<Instance>> {
+    const body = nonEmpty(params, ['action', 'params', 'metadata', 'manifests']);
+    const action = parseAction(body.action);
+    validateRequest('UpdateInstance', withoutFalsy(body));
+    await checkManifestRefs(ctx.store, body.manifests);
+    return modify<Instance>(
+        ctx.store,
+        'instance',
+        uuid,
+        (current) => withIndexes(applyUpdate(current, action, body, ['params', 'metadata', 'manifests'])),
+        ifMatch,
+    );
+}
+
+async function planFor(ctx: Ctx, inst: Instance): Promise<InstancePlan> {
+    const { service, application } = await loadParents(ctx, inst);
+    return { instance: inst, service, application, merged: mergeAttributes(application, service, inst) };
+}
+
+export async function upgradeInstance(ctx: Ctx, req: ReqInfo, uuid: string, params: Dict): Promise<Instance> {
+    if (params.image_uuid === undefined || params.image_uuid === '') {
+        throw missingParameter('missing image_uuid');
+    }
+    validateRequest('UpgradeInstance', params);
+    const imageUuid = params.image_uuid as string;
+    const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
+    const full = ctx.mode.current === 'full';
+    const deploys = full && (inst.type === 'vm' || req.v2);
+    if (!deploys) {
+        // Proto mode, or a v1 request on an agent: the record follows the intent.
+        return instanceRecords(ctx).setImage(uuid, imageUuid);
+    }
+    const deployer = requireDeployer(ctx, inst.type);
+    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
+    return deployer.upgrade(dreq, await planFor(ctx, inst), imageUuid);
+}
+
+export async function deleteInstance(ctx: Ctx, req: ReqInfo, uuid: string): Promise<void> {
+    const stored = await mustGet<Instance>(ctx.store, 'instance', uuid);
+    const inst = stored.value;
+    const full = ctx.mode.current === 'full';
+    const deploys = full && (inst.type === 'vm' || req.v2);
+    if (!deploys) {
+        await remove(ctx.store, 'instance', uuid);
+        return;
+    }
+    const deployer = requireDeployer(ctx, inst.type);
+    await deployer.destroy({ reqId: req.reqId, log: req.log, async: false }, await planFor(ctx, inst));
+}
+
+/** TRITON-416: forget every agent instance of a server (records only). */
+export async function deleteServerInstances(
+    ctx: Ctx,
+    serverUuid: string,
+    dryRun: boolean,
+): Promise<{ server_uuid: string; deleted: string[] }> {
+    if (!isUuid(serverUuid)) {
+        throw invalidArgument('server_uuid must be a UUID');
+    }
+    const found = await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('server_uuid', serverUuid), eq('type', 'agent')));
+    const deleted: string[] = [];
+    for (const s of found.items) {
+        if (!dryRun) {
+            try {
+                await ctx.store.del(BUCKET_OF.instance, s.value.uuid);
+            } catch (err) {
+                if (!(err instanceof NotFoundError)) {
+                    throw storeError(err, 'instance', s.value.uuid);
+                }
+                continue;
+            }
+        }
+        deleted.push(s.value.uuid);
+    }
+    return { server_uuid: serverUuid, deleted };
+}
+
+export { remove as removeObject };

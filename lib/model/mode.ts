@@ -1,0 +1,47 @@
+// Modes (sapi-api.md §1.2): proto records only; full deploys through the
+// deployers. The mode is persisted in the store; the only switch is
+// proto → full. TEST_SAPI_PROTO_MODE=true forces proto.
+
+import { invalidArgument, missingParameter } from '../errors.js';
+import type { Store } from '../stor/store.js';
+import type { Ctx } from './context.js';
+import type { Mode } from './types.js';
+
+const MODE_KEY = 'mode';
+
+export async function loadMode(store: Store, configured: Mode | undefined, env = process.env): Promise<Mode> {
+    if (env.TEST_SAPI_PROTO_MODE === 'true') {
+        return 'proto';
+    }
+    const stored = await store.getMeta(MODE_KEY);
+    if (stored === 'proto' || stored === 'full') {
+        return stored;
+    }
+    const initial = configured ?? 'proto';
+    await store.setMeta(MODE_KEY, initial);
+    return initial;
+}
+
+/** POST /mode: validates, then switches (after any migration the store needs). */
+export async function setMode(ctx: Ctx, raw: unknown, migrate?: () => Promise<void>): Promise<void> {
+    if (raw === undefined || raw === '') {
+        throw missingParameter('missing "mode" parameter');
+    }
+    if (raw !== 'full') {
+        throw invalidArgument(`invalid mode: ${typeof raw === 'string' ? raw : JSON.stringify(raw)}`);
+    }
+    if (ctx.mode.current === 'full' || ctx.mode.transitioning) {
+        return;
+    }
+    ctx.mode.transitioning = true;
+    try {
+        if (migrate) {
+            await migrate();
+        }
+        await ctx.store.setMeta(MODE_KEY, 'full');
+        ctx.mode.current = 'full';
+        ctx.log.info('switched to full mode');
+    } finally {
+        ctx.mode.transitioning = false;
+    }
+}

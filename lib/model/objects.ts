@@ -1,0 +1,112 @@
+// Store access shared by every kind: typed gets, create-if-absent, and
+// atomic read-modify-write (etag-conditional put, retried on conflict).
+
+import { BUCKETS, type BucketName } from '../stor/buckets.js';
+import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../stor/errors.js';
+import type { JsonObject, Store, Stored } from '../stor/store.js';
+import { internal, invalidArgument, noSuch, preconditionFailed, SapiError, storeUnavailable } from '../errors.js';
+import type { Kind } from './types.js';
+
+export const BUCKET_OF: Record<Kind, BucketName> = {
+    application: BUCKETS.applications.name,
+    service: BUCKETS.services.name,
+    instance: BUCKETS.instances.name,
+    manifest: BUCKETS.manifests.name,
+};
+
+/** Translate a store error into an API error (once, here). */
+export function storeError(err: unknown, kind: Kind, uuid: string): SapiError {
+    if (err instanceof SapiError) {
+        return err;
+    }
+    if (err instanceof NotFoundError) {
+        return noSuch(kind, uuid);
+    }
+    if (err instanceof EtagConflictError) {
+        return preconditionFailed(`${kind} ${uuid} was changed by another request (etag mismatch)`);
+    }
+    if (err instanceof StoreUnavailableError) {
+        return storeUnavailable(err.message, err);
+    }
+    return internal(`store error: ${(err as Error)?.message ?? String(err)}`, err);
+}
+
+export async function find<T extends JsonObject>(store: Store, kind: Kind, uuid: string): Promise<Stored<T> | null> {
+    try {
+        return await store.get<T>(BUCKET_OF[kind], uuid);
+    } catch (err) {
+        throw storeError(err, kind, uuid);
+    }
+}
+
+export async function mustGet<T extends JsonObject>(store: Store, kind: Kind, uuid: string): Promise<Stored<T>> {
+    const got = await find<T>(store, kind, uuid);
+    if (!got) {
+        throw noSuch(kind, uuid);
+    }
+    return got;
+}
+
+/** Insert; a duplicate uuid is 409 "<kind> already exists: <uuid>". */
+export async function insert<T extends JsonObject & { uuid: string }>(store: Store, kind: Kind, value: T): Promise<Stored<T>> {
+    try {
+        return await store.put(BUCKET_OF[kind], value, { etag: null });
+    } catch (err) {
+        if (err instanceof EtagConflictError) {
+            throw invalidArgument(`${kind} already exists: ${value.uuid}`);
+        }
+        throw storeError(err, kind, value.uuid);
+    }
+}
+
+export async function remove(store: Store, kind: Kind, uuid: string, etag?: string): Promise<void> {
+    try {
+        await store.del(BUCKET_OF[kind], uuid, etag === undefined ? {} : { etag });
+    } catch (err) {
+        throw storeError(err, kind, uuid);
+    }
+}
+
+const MAX_RETRIES = 20;
+
+/**
+ * Read-modify-write. With `ifMatch`, one conditional attempt (412 on a
+ * mismatch); without, retried until no concurrent writer intervened.
+ */
+export async function modify<T extends JsonObject & { uuid: string }>(
+    store: Store,
+    kind: Kind,
+    uuid: string,
+    change: (current: T) => T | Promise<T>,
+    ifMatch?: string[],
+): Promise<Stored<T>> {
+    for (let attempt = 0; ; attempt++) {
+        const current = await mustGet<T>(store, kind, uuid);
+        if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(current.etag)) {
+            throw preconditionFailed(`${kind} ${uuid} does not match If-Match (current etag "${current.etag}")`);
+        }
+        const next = await change(current.value);
+        try {
+            return await store.put(BUCKET_OF[kind], next, { etag: current.etag });
+        } catch (err) {
+            if (err instanceof EtagConflictError) {
+                if (ifMatch) {
+                    throw preconditionFailed(`${kind} ${uuid} was changed by another request`);
+                }
+                if (attempt < MAX_RETRIES) {
+                    continue;
+                }
+            }
+            if (err instanceof NotFoundError) {
+                throw noSuch(kind, uuid);
+            }
+            throw storeError(err, kind, uuid);
+        }
+    }
+}
+
+/** Drop undefined values, keeping key order (stored objects omit them). */
+export function compact<T extends Record<string, unknown>>(obj: T): T {
+    // fromEntries defines own data properties (safe for any key name).
+    return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}

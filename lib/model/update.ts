@@ -1,0 +1,55 @@
+// Update actions on the inheritable maps (sapi-api.md §4).
+
+import { invalidArgument } from '../errors.js';
+import { copyInto, isPlainObject } from './attributes.js';
+import type { Dict } from './types.js';
+
+export type UpdateAction = 'update' | 'replace' | 'delete';
+
+export function parseAction(raw: unknown): UpdateAction {
+    if (raw === undefined || raw === null || raw === '') {
+        return 'update';
+    }
+    const a = typeof raw === 'string' ? raw.toLowerCase() : '';
+    if (a === 'update' || a === 'replace' || a === 'delete') {
+        return a;
+    }
+    throw invalidArgument(`invalid action: ${String(raw)}`);
+}
+
+/** Apply `action` with `change` to one stored map; returns the new map. */
+export function applyToMap(action: UpdateAction, stored: Dict | undefined, change: Dict): Dict {
+    switch (action) {
+        case 'update':
+            return copyInto(copyInto({}, stored), change);
+        case 'replace':
+            return copyInto({}, change);
+        case 'delete': {
+            const out = copyInto({}, stored);
+            for (const key of Object.keys(change)) {
+                delete out[key];
+            }
+            return out;
+        }
+    }
+}
+
+/**
+ * Apply the action to each of `fields` given (truthy) in `changes`.
+ * Returns a new object; `obj` is not modified.
+ */
+export function applyUpdate<T extends Dict>(obj: T, action: UpdateAction, changes: Dict, fields: readonly string[]): T {
+    const out = copyInto({}, obj) as T;
+    for (const field of fields) {
+        const change = changes[field];
+        if (!change) {
+            continue;
+        }
+        if (!isPlainObject(change)) {
+            throw invalidArgument(`${field} must be object`);
+        }
+        const stored = out[field];
+        copyInto(out, { [field]: applyToMap(action, isPlainObject(stored) ? stored : undefined, change) });
+    }
+    return out;
+}

@@ -1,0 +1,77 @@
+// Request validation: one ajv instance compiles every schema in schemas/
+// once; errors are translated into SAPI 2.1.2's codes and messages.
+
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import formatsPlugin from 'ajv-formats';
+
+import { UUID_RE } from '../../schemas/common.js';
+import { ALL_REQUEST_SCHEMAS } from '../../schemas/requests.js';
+import { invalidArgument, missingKeys, type FieldError } from '../errors.js';
+
+type SchemaWithRequired = { $id: string; required?: readonly string[] };
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+// ajv-formats is CommonJS; its default export is the plugin function.
+const addFormats = ((formatsPlugin as unknown as { default?: unknown }).default ?? formatsPlugin) as (a: Ajv) => void;
+addFormats(ajv);
+const uuidRe = new RegExp(UUID_RE);
+ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });
+
+const validators = new Map<string, { fn: ValidateFunction; required: readonly string[] }>();
+for (const schema of ALL_REQUEST_SCHEMAS as readonly SchemaWithRequired[]) {
+    validators.set(schema.$id, { fn: ajv.compile(schema), required: schema.required ?? [] });
+}
+
+export function isUuid(s: unknown): s is string {
+    return typeof s === 'string' && uuidRe.test(s);
+}
+
+/** Throws a 409 MissingParameter / InvalidArgument for a bad request. */
+export function validateRequest(schemaId: string, params: Record<string, unknown>): void {
+    const v = validators.get(schemaId);
+    if (!v) {
+        throw new Error(`no request schema ${schemaId}`);
+    }
+    if (v.fn(params)) {
+        return;
+    }
+    const errors = v.fn.errors ?? [];
+    const missing = new Set(
+        errors.filter((e) => e.keyword === 'required').map((e) => (e.params as { missingProperty: string }).missingProperty),
+    );
+    if (missing.size > 0) {
+        throw missingKeys(v.required.filter((k) => missing.has(k)));
+    }
+    const details = errors.filter((e) => e.keyword !== 'required' && e.keyword !== 'if').map(fieldError);
+    const first = details[0];
+    throw invalidArgument(first ? first.message : 'invalid request', details);
+}
+
+function fieldError(e: ErrorObject): FieldError {
+    const field = e.instancePath.replace(/^\//, '').split('/').join('.') || '(body)';
+    let message: string;
+    switch (e.keyword) {
+        case 'format':
+            message = `${field} must be a UUID`;
+            break;
+        case 'type':
+            message = `${field} must be ${String((e.params as { type: unknown }).type).replace(',', ' or ')}`;
+            break;
+        case 'enum':
+            message = `${field} must be one of: ${((e.params as { allowedValues: unknown[] }).allowedValues ?? [])
+                .map((x) => JSON.stringify(x))
+                .join(', ')}`;
+            break;
+        case 'pattern':
+            message = `${field} is invalid`;
+            break;
+        default:
+            message = `${field} ${e.message ?? 'is invalid'}`;
+    }
+    return { field, code: 'Invalid', message };
+}
+
+/** A request flag: true/"true"/"1" → true; false/"false"/"0"/""/absent → false. */
+export function flagValue(v: unknown): boolean {
+    return v === true || v === 'true' || v === '1';
+}

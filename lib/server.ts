@@ -1,0 +1,80 @@
+// createServer(deps): restify with SAPI's headers, parsers, error bodies
+// and audit log; every route is mounted from lib/endpoints.
+
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+
+import restify, { type Request, type Response, type Server } from 'restify';
+
+import { mountAll } from './endpoints/index.js';
+import type { ServiceHooks } from './endpoints/service-routes.js';
+import type { Ctx } from './model/context.js';
+
+export const SERVER_HEADER = 'sapi/2.1.2';
+export const API_VERSION = '3.0.0';
+
+export interface ServerDeps extends ServiceHooks {
+    ctx: Ctx;
+    /** Called after each request (metrics). */
+    onRequestDone?: (route: string, method: string, status: number, ms: number) => void;
+}
+
+interface TimedRequest extends Request {
+    _sapiStart?: bigint;
+}
+
+export function createServer(deps: ServerDeps): Server {
+    const { ctx } = deps;
+    const server = restify.createServer({
+        name: 'sapi',
+        log: ctx.log,
+        handleUncaughtExceptions: false,
+        ignoreTrailingSlash: true,
+    });
+    const host = hostname();
+
+    server.pre((req: Request, res: Response, next: () => void) => {
+        (req as TimedRequest)._sapiStart = process.hrtime.bigint();
+        const given = req.headers['x-request-id'] ?? req.headers['request-id'];
+        const id = (Array.isArray(given) ? given[0] : given) || randomUUID();
+        (req as unknown as { id(v: string): string }).id(id);
+        res.setHeader('Server', SERVER_HEADER);
+        res.setHeader('x-request-id', id);
+        res.setHeader('x-server-name', host);
+        res.setHeader('x-sapi-version', API_VERSION);
+        next();
+    });
+    server.use(restify.plugins.queryParser({ mapParams: false }));
+    server.use(
+        restify.plugins.bodyParser({
+            mapParams: false,
+            maxBodySize: ctx.config.maxBodyBytes,
+            multipartFileHandler: () => undefined,
+        }),
+    );
+
+    // restify's own 404/405 bodies, in SAPI 2.1.2's words.
+    server.on('NotFound', (req: Request, _res: Response, err: Error & { toJSON?: () => unknown }, cb: () => void) => {
+        err.toJSON = () => ({ code: 'ResourceNotFound', message: `${req.getPath()} does not exist` });
+        cb();
+    });
+    server.on('MethodNotAllowed', (req: Request, _res: Response, err: Error & { toJSON?: () => unknown }, cb: () => void) => {
+        err.toJSON = () => ({ code: 'MethodNotAllowedError', message: `${req.method} is not allowed` });
+        cb();
+    });
+
+    server.on('after', (req: Request, res: Response, route: { name?: string } | null) => {
+        const start = (req as TimedRequest)._sapiStart;
+        const ms = start === undefined ? 0 : Number(process.hrtime.bigint() - start) / 1e6;
+        const name = route?.name ?? 'unrouted';
+        req.log.info(
+            { route: name, method: req.method, url: req.url, status: res.statusCode, latency: Math.round(ms * 100) / 100, req_id: req.getId() },
+            'handled: %d',
+            res.statusCode,
+        );
+        deps.onRequestDone?.(name, req.method ?? '', res.statusCode, ms);
+    });
+
+    mountAll(server, ctx, deps);
+    return server;
+}

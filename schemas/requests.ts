@@ -1,0 +1,156 @@
+// Request parameter schemas, one per route that takes input. `$id` is the
+// route name; `required` lists keys in 2.1.2's order (the error message
+// "missing required keys: a, b" follows it).
+
+import { flag, manifestsMap, obj, str, uuid } from './common.js';
+
+export const CreateApplication = {
+    $id: 'CreateApplication',
+    type: 'object',
+    required: ['name', 'owner_uuid'],
+    properties: {
+        name: str,
+        owner_uuid: uuid,
+        uuid,
+        params: obj,
+        metadata: obj,
+        metadata_schema: obj,
+        manifests: manifestsMap,
+        master: flag,
+    },
+} as const;
+
+export const CreateService = {
+    $id: 'CreateService',
+    type: 'object',
+    required: ['name', 'application_uuid'],
+    properties: {
+        name: str,
+        application_uuid: uuid,
+        uuid,
+        params: obj,
+        metadata: obj,
+        manifests: manifestsMap,
+        master: flag,
+    },
+} as const;
+
+export const CreateInstance = {
+    $id: 'CreateInstance',
+    type: 'object',
+    required: ['service_uuid'],
+    properties: {
+        service_uuid: uuid,
+        uuid,
+        params: {
+            type: 'object',
+            properties: { image_uuid: uuid, server_uuid: uuid },
+        },
+        metadata: obj,
+        manifests: manifestsMap,
+        master: flag,
+        async: flag,
+        exists: flag,
+    },
+} as const;
+
+export const CreateManifest = {
+    $id: 'CreateManifest',
+    type: 'object',
+    required: ['name', 'path', 'template'],
+    properties: {
+        name: str,
+        path: str,
+        post_cmd: str,
+        post_cmd_linux: str,
+        version: str,
+        uuid,
+        master: flag,
+    },
+} as const;
+
+const updateCommon = {
+    action: str,
+    params: obj,
+    metadata: obj,
+    manifests: manifestsMap,
+} as const;
+
+export const UpdateApplication = {
+    $id: 'UpdateApplication',
+    type: 'object',
+    properties: { ...updateCommon, metadata_schema: obj, owner_uuid: uuid },
+} as const;
+
+export const UpdateService = {
+    $id: 'UpdateService',
+    type: 'object',
+    properties: updateCommon,
+} as const;
+
+export const UpdateInstance = {
+    $id: 'UpdateInstance',
+    type: 'object',
+    properties: {
+        ...updateCommon,
+        params: { type: 'object', properties: { image_uuid: uuid, server_uuid: uuid } },
+    },
+} as const;
+
+export const UpgradeInstance = {
+    $id: 'UpgradeInstance',
+    type: 'object',
+    properties: { image_uuid: uuid, async: flag },
+} as const;
+
+const paging = {
+    limit: { type: ['string', 'integer'], pattern: '^[0-9]+$' },
+    marker: uuid,
+    include_master: flag,
+} as const;
+
+export const ListApplications = {
+    $id: 'ListApplications',
+    type: 'object',
+    properties: { name: str, owner_uuid: { type: 'string' }, ...paging },
+} as const;
+
+export const ListServices = {
+    $id: 'ListServices',
+    type: 'object',
+    properties: { name: str, application_uuid: uuid, type: { type: 'string', enum: ['vm', 'agent'] }, ...paging },
+} as const;
+
+export const ListInstances = {
+    $id: 'ListInstances',
+    type: 'object',
+    properties: {
+        service_uuid: uuid,
+        application_uuid: uuid,
+        type: { type: 'string', enum: ['vm', 'agent'] },
+        server_uuid: uuid,
+        image_uuid: uuid,
+        ...paging,
+    },
+} as const;
+
+export const ListManifests = {
+    $id: 'ListManifests',
+    type: 'object',
+    properties: paging,
+} as const;
+
+export const ALL_REQUEST_SCHEMAS = [
+    CreateApplication,
+    CreateService,
+    CreateInstance,
+    CreateManifest,
+    UpdateApplication,
+    UpdateService,
+    UpdateInstance,
+    UpgradeInstance,
+    ListApplications,
+    ListServices,
+    ListInstances,
+    ListManifests,
+];

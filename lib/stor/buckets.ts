@@ -13,6 +13,11 @@ export interface BucketDef {
     name: BucketName;
     index: Record<string, IndexDef>;
     version: number;
+    /**
+     * Multi-column indexes for the embedded store's common combined
+     * searches (Moray has single-field indexes only and ignores these).
+     */
+    compound?: string[][];
 }
 
 export type BucketName = 'sapi_applications' | 'sapi_services' | 'sapi_instances' | 'sapi_manifests';
@@ -47,6 +52,10 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
             server_uuid: { type: 'string' },
             image_uuid: { type: 'string' },
         },
+        compound: [
+            ['service_uuid', 'image_uuid'],
+            ['service_uuid', 'server_uuid'],
+        ],
     },
     manifests: {
         name: 'sapi_manifests',

@@ -34,6 +34,10 @@ export function createStatements(def: BucketDef): string[] {
     for (const c of indexColumns(def)) {
         stmts.push(`CREATE INDEX IF NOT EXISTS ${ident(`${def.name}_${c}_idx`)} ON ${table} (${ident(c)}, uuid)`);
     }
+    for (const cols of def.compound ?? []) {
+        const name = ident(`${def.name}_${cols.join('_')}_idx`);
+        stmts.push(`CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${[...cols, 'uuid'].map(ident).join(', ')})`);
+    }
     return stmts;
 }
 

@@ -1,0 +1,153 @@
+// Benchmark plumbing: a SAPI server in a child process (its own core), a
+// keep-alive load generator, latency percentiles and RSS readings.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** dist/bin/sapi.js, next to this compiled file's dist/bench/. */
+export const SERVER_JS = join(here, '..', 'bin', 'sapi.js');
+
+export interface ChildServer {
+    url: string;
+    pid: number;
+    proc: ChildProcess;
+    stop(): Promise<void>;
+}
+
+export async function startServer(configPath: string, port: number): Promise<ChildServer> {
+    const proc = spawn(process.execPath, [SERVER_JS, '-f', configPath], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const url = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 200; i++) {
+        try {
+            const r = await request(url, 'GET', '/ping');
+            if (r.status === 200) {
+                break;
+            }
+        } catch {
+            // not up yet
+        }
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    return {
+        url,
+        pid: proc.pid ?? 0,
+        proc,
+        stop: () =>
+            new Promise((resolve) => {
+                proc.once('exit', () => resolve());
+                proc.kill('SIGTERM');
+            }),
+    };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+export interface Reply {
+    status: number;
+    body: string;
+}
+
+export function request(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : JSON.stringify(body);
+        const req = http.request(
+            base + path,
+            {
+                method,
+                agent,
+                headers: {
+                    ...headers,
+                    ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}),
+                },
+            },
+            (res) => {
+                const chunks: Buffer[] = [];
+                res.on('data', (c: Buffer) => chunks.push(c));
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+                res.on('error', reject);
+            },
+        );
+        req.on('error', reject);
+        req.end(data);
+    });
+}
+
+export interface LoadResult {
+    requests: number;
+    errors: number;
+    seconds: number;
+    rps: number;
+    p50: number;
+    p99: number;
+}
+
+/** Run `fn` with `concurrency` workers for `seconds` (or `total` calls). */
+export async function load(
+    concurrency: number,
+    opts: { seconds?: number; total?: number },
+    fn: (i: number) => Promise<Reply>,
+    ok: (r: Reply) => boolean = (r) => r.status < 400,
+): Promise<LoadResult> {
+    const lat: number[] = [];
+    let errors = 0;
+    let next = 0;
+    const start = performance.now();
+    const until = opts.seconds ? start + opts.seconds * 1000 : Infinity;
+    const worker = async (): Promise<void> => {
+        for (;;) {
+            const i = next++;
+            if ((opts.total !== undefined && i >= opts.total) || performance.now() >= until) {
+                return;
+            }
+            const t0 = performance.now();
+            try {
+                const r = await fn(i);
+                if (!ok(r)) {
+                    errors++;
+                }
+            } catch {
+                errors++;
+            }
+            lat.push(performance.now() - t0);
+        }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const seconds = (performance.now() - start) / 1000;
+    return { requests: lat.length, errors, seconds, rps: lat.length / seconds, p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+export function pct(values: number[], p: number): number {
+    if (values.length === 0) {
+        return 0;
+    }
+    const s = [...values].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+}
+
+/** Resident set (current) and high-water mark of a process, in MiB. */
+export function rss(pid: number): { rss: number; hwm: number } {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+/** Reset a process's VmHWM to its current RSS (Linux clear_refs). */
+export function resetPeak(pid: number): void {
+    try {
+        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    } catch {
+        // not permitted: the growth figure then counts from process start
+    }
+}
+
+export function fmt(n: number, digits = 1): string {
+    return n.toFixed(digits);
+}
+
+export function writeConfig(path: string, port: number, storePath: string, extra: Record<string, unknown> = {}): void {
+    writeFileSync(path, JSON.stringify({ port, host: '127.0.0.1', store: { backend: 'sqlite', path: storePath }, ...extra }));
+}

@@ -1,0 +1,106 @@
+// Instance search at DC scale: indexed filters and paging versus the
+// 2.1.2 way (load every instance, filter client-side).
+
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { withIndexes } from '../lib/model/instances.js';
+import type { Instance } from '../lib/model/types.js';
+import { SqliteStore } from '../lib/stor/sqlite/index.js';
+import type { BatchOp } from '../lib/stor/store.js';
+import { fmt, load, request, resetPeak, rss, startServer, writeConfig } from './lib.js';
+
+const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
+
+export interface Seeded {
+    servers: string[];
+    services: string[];
+    images: string[];
+}
+
+/** Seed `n` instances straight into a store (the API path is measured elsewhere). */
+export async function seed(store: SqliteStore, n: number): Promise<Seeded> {
+    const app = randomUUID();
+    const servers = Array.from({ length: 2000 }, () => randomUUID());
+    const services = Array.from({ length: 20 }, () => randomUUID());
+    const images = Array.from({ length: 10 }, () => randomUUID());
+    await store.put('sapi_applications', { uuid: app, name: 'sdc', owner_uuid: OWNER });
+    for (const [i, s] of services.entries()) {
+        await store.put('sapi_services', { uuid: s, name: `svc${i}`, application_uuid: app, type: i < 10 ? 'agent' : 'vm' });
+    }
+    let ops: BatchOp[] = [];
+    for (let i = 0; i < n; i++) {
+        const svcIdx = i % 20;
+        const inst: Instance = {
+            uuid: randomUUID(),
+            service_uuid: services[svcIdx] as string,
+            type: svcIdx < 10 ? 'agent' : 'vm',
+            params: { server_uuid: servers[i % 2000], image_uuid: images[(i >> 3) % 10], alias: `inst${i}` },
+            metadata: { N: i },
+        };
+        ops.push({ op: 'put', bucket: 'sapi_instances', value: withIndexes(inst) });
+        if (ops.length === 5000) {
+            await store.batch(ops);
+            ops = [];
+        }
+    }
+    await store.batch(ops);
+    return { servers, services, images };
+}
+
+export async function benchListInstances(n = 200_000): Promise<void> {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-bench-list-'));
+    const storePath = join(dir, 'sapi.sqlite');
+    const t0 = performance.now();
+    const store = new SqliteStore({ path: storePath });
+    await store.init();
+    const seeded = await seed(store, n);
+    await store.close();
+    console.log(`seeded ${n} instances in ${fmt((performance.now() - t0) / 1000)} s`);
+
+    const port = 19000 + Math.floor(Math.random() * 1000);
+    writeConfig(join(dir, 'config.json'), port, storePath, { log_level: 'info' });
+    const srv = await startServer(join(dir, 'config.json'), port);
+    const v2 = { 'accept-version': '~2' };
+    try {
+        const byServer = await load(4, { total: 400 }, (i) =>
+            request(srv.url, 'GET', `/instances?server_uuid=${seeded.servers[(i * 7) % 2000]}`, undefined, v2),
+        );
+        const bySvcImg = await load(4, { total: 400 }, (i) =>
+            request(
+                srv.url,
+                'GET',
+                `/instances?service_uuid=${seeded.services[i % 20]}&image_uuid=${seeded.images[i % 10]}&limit=1000`,
+                undefined,
+                v2,
+            ),
+        );
+        console.log(`GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`);
+        console.log(`GET /instances?service_uuid=S&image_uuid=I&limit  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors)`);
+
+        // The 2.1.2 way: the whole list, filtered by the client.
+        const before = rss(srv.pid);
+        resetPeak(srv.pid);
+        const target = seeded.servers[0] as string;
+        const t1 = performance.now();
+        const full = await request(srv.url, 'GET', '/instances', undefined, v2);
+        const all = JSON.parse(full.body) as { params?: { server_uuid?: string } }[];
+        const mine = all.filter((x) => x.params?.server_uuid === target);
+        const fullMs = performance.now() - t1;
+        const after = rss(srv.pid);
+        console.log(
+            `full unpaged list (${all.length} instances, ${fmt(full.body.length / 1048576)} MiB) + client filter (${mine.length} on server): ${fmt(fullMs, 0)} ms`,
+        );
+        console.log(
+            `  ratio full-list / indexed p50: ${fmt(fullMs / byServer.p50, 0)}x   (2.1.2: ~21,000 ms at 200,000 → ${fmt(21000 / byServer.p50, 0)}x)`,
+        );
+        console.log(
+            `  server RSS during the unpaged list: ${fmt(before.rss)} MiB before, peak ${fmt(after.hwm)} MiB → growth ${fmt(after.hwm - before.rss)} MiB (target < 64; 2.1.2 ~700 MiB peak)`,
+        );
+    } finally {
+        await srv.stop();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}

@@ -1,0 +1,17 @@
+// npm run bench: every benchmark, figures and ratios side by side.
+// BENCH=core,list selects; BENCH_SECONDS sets the load duration.
+
+import { benchCore } from './getconfig.js';
+import { benchListInstances } from './list-instances.js';
+
+const only = (process.env.BENCH ?? 'core,list').split(',');
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+
+if (only.includes('core')) {
+    console.log('== core: GetConfig and CreateInstance (embedded store)');
+    await benchCore(seconds);
+}
+if (only.includes('list')) {
+    console.log('== list-instances: 200,000 instances, 2,000 servers, 20 services, 10 images (embedded store)');
+    await benchListInstances(Number(process.env.BENCH_INSTANCES ?? 200_000));
+}

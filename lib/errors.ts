@@ -17,7 +17,7 @@ export class SapiError extends Error {
         super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
         this.statusCode = statusCode;
         this.restCode = restCode;
-        this.name = `${restCode}Error`;
+        this.name = restCode.endsWith("Error") ? restCode : `${restCode}Error`;
         if (opts.errors) {
             this.errors = opts.errors;
         }

@@ -1,0 +1,62 @@
+// IMGAPI client: the local DC IMGAPI image lookup the agent deployer needs
+// before install-agent (agents-contract.md §6.4).
+
+import { JsonClient, isDownstreamStatus, seg, type ClientLog } from './http.js';
+
+export interface ImgapiImageFile {
+    sha1: string;
+    size: number;
+    compression: 'gzip' | 'bzip2' | 'xz' | 'none' | (string & {});
+}
+
+export interface ImgapiImage {
+    uuid: string;
+    name: string;
+    version: string;
+    type: string;
+    os: string;
+    state: 'active' | 'unactivated' | 'disabled' | 'creating' | 'failed' | (string & {});
+    owner: string;
+    public: boolean;
+    files: ImgapiImageFile[];
+    published_at?: string;
+    [key: string]: unknown;
+}
+
+export interface ImgapiClientOptions {
+    url: string;
+    timeoutMs?: number;
+    log?: ClientLog;
+}
+
+export class ImgapiClient {
+    readonly http: JsonClient;
+
+    constructor(opts: ImgapiClientOptions) {
+        // sdc-clients' IMGAPI client sends `Accept-Version: *`.
+        const o: ConstructorParameters<typeof JsonClient>[0] = {
+            url: opts.url,
+            service: 'IMGAPI',
+            headers: { 'accept-version': '*' },
+        };
+        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
+        if (opts.log) o.log = opts.log;
+        this.http = new JsonClient(o);
+    }
+
+    close(): void {
+        this.http.close();
+    }
+
+    /** GET /images/:uuid; null on 404. */
+    async getImage(uuid: string, opts: { reqId?: string | undefined } = {}): Promise<ImgapiImage | null> {
+        try {
+            return (await this.http.get<ImgapiImage>(`/images/${seg(uuid)}`, opts)).body;
+        } catch (err) {
+            if (isDownstreamStatus(err, 404)) {
+                return null;
+            }
+            throw err;
+        }
+    }
+}

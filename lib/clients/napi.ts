@@ -1,0 +1,47 @@
+// NAPI client: network lookup by name, to reject an unknown network name
+// before a VMAPI job fails on it (agents-contract.md §6.5).
+
+import { JsonClient, type ClientLog } from './http.js';
+
+export interface NapiNetwork {
+    uuid: string;
+    name: string;
+    vlan_id?: number;
+    subnet?: string;
+    nic_tag?: string;
+    owner_uuids?: string[];
+    fabric?: boolean;
+    [key: string]: unknown;
+}
+
+export interface NapiClientOptions {
+    url: string;
+    timeoutMs?: number;
+    log?: ClientLog;
+}
+
+export interface ListNetworksOptions {
+    name?: string;
+    reqId?: string | undefined;
+}
+
+export class NapiClient {
+    readonly http: JsonClient;
+
+    constructor(opts: NapiClientOptions) {
+        const o: ConstructorParameters<typeof JsonClient>[0] = { url: opts.url, service: 'NAPI' };
+        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
+        if (opts.log) o.log = opts.log;
+        this.http = new JsonClient(o);
+    }
+
+    close(): void {
+        this.http.close();
+    }
+
+    /** GET /networks[?name=] → array (empty when no network has that name). */
+    async listNetworks(opts: ListNetworksOptions = {}): Promise<NapiNetwork[]> {
+        const res = await this.http.get<NapiNetwork[]>('/networks', { query: { name: opts.name }, reqId: opts.reqId });
+        return Array.isArray(res.body) ? res.body : [];
+    }
+}

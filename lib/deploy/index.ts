@@ -1,11 +1,44 @@
 // createDeployers(ctx): the deployer of each instance type whose Triton
-// service is configured. A type without one fails clearly in full mode.
+// services are configured (vm: vmapi; agent: cnapi + imgapi). A type
+// without one fails clearly in full mode (NoDeployer).
 
+import { CnapiClient } from '../clients/cnapi.js';
+import { ImgapiClient } from '../clients/imgapi.js';
+import { NapiClient } from '../clients/napi.js';
+import { VmapiClient } from '../clients/vmapi.js';
 import type { Ctx } from '../model/context.js';
+import { instanceRecords } from '../model/instances.js';
 import type { InstanceType } from '../model/types.js';
+import { AgentDeployer } from './agent.js';
 import type { Deployer } from './deployer.js';
+import { VmDeployer } from './vm.js';
 
-export function createDeployers(ctx: Ctx): Partial<Record<InstanceType, Deployer>> {
-    void ctx;
-    return {};
+export interface Clients {
+    vmapi?: VmapiClient;
+    cnapi?: CnapiClient;
+    imgapi?: ImgapiClient;
+    napi?: NapiClient;
+}
+
+export function createClients(ctx: Ctx): Clients {
+    const timeoutMs = ctx.config.deploy.downstreamTimeoutMs;
+    const c = ctx.config;
+    const clients: Clients = {};
+    if (c.vmapi?.url) clients.vmapi = new VmapiClient({ url: c.vmapi.url, timeoutMs, log: ctx.log.child({ component: 'vmapi' }) });
+    if (c.cnapi?.url) clients.cnapi = new CnapiClient({ url: c.cnapi.url, timeoutMs, log: ctx.log.child({ component: 'cnapi' }) });
+    if (c.imgapi?.url) clients.imgapi = new ImgapiClient({ url: c.imgapi.url, timeoutMs, log: ctx.log.child({ component: 'imgapi' }) });
+    if (c.napi?.url) clients.napi = new NapiClient({ url: c.napi.url, timeoutMs, log: ctx.log.child({ component: 'napi' }) });
+    return clients;
+}
+
+export function createDeployers(ctx: Ctx, clients: Clients = createClients(ctx)): Partial<Record<InstanceType, Deployer>> {
+    const records = instanceRecords(ctx);
+    const out: Partial<Record<InstanceType, Deployer>> = {};
+    if (clients.vmapi) {
+        out.vm = new VmDeployer({ ctx, records, vmapi: clients.vmapi, imgapi: clients.imgapi, napi: clients.napi, cnapi: clients.cnapi });
+    }
+    if (clients.cnapi && clients.imgapi) {
+        out.agent = new AgentDeployer({ ctx, records, cnapi: clients.cnapi, imgapi: clients.imgapi });
+    }
+    return out;
 }

@@ -11,6 +11,7 @@ import bunyan from 'bunyan';
 import { createApp, type SapiApp } from '../../lib/app.js';
 import { parseConfig, type SapiConfig } from '../../lib/config.js';
 import type { Deployer } from '../../lib/deploy/deployer.js';
+import { createDeployers } from '../../lib/deploy/index.js';
 import type { Ctx } from '../../lib/model/context.js';
 import type { InstanceType } from '../../lib/model/types.js';
 import { SqliteStore } from '../../lib/stor/sqlite/index.js';
@@ -54,7 +55,7 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
         await s.init();
         store = s;
     }
-    const app = await createApp({ config, log, store, ...(opts.deployers ? { deployers: opts.deployers } : {}) });
+    const app = await createApp({ config, log, store, deployers: opts.deployers ?? ((ctx) => createDeployers(ctx)) });
     const port = await app.listen(0, '127.0.0.1');
     const url = `http://127.0.0.1:${port}`;
     return {

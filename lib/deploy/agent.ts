@@ -1,33 +1,313 @@
-// The agent deployer: CNAPI → cn-agent installs, upgrades and uninstalls agents.
-// (Placeholder until the full-mode agent work lands: every call is a clear 5xx.)
+// The agent deployer: CNAPI → cn-agent installs, upgrades and uninstalls
+// agents (agents-contract.md §0). SAPI is the intent; CNAPI server.agents
+// the cache of what is installed. Agents adopt themselves into SAPI during
+// their install (model/instances.ts adoptAgent); this deployer never
+// pre-creates a record and reconciles with server.agents afterwards.
 
-import type { CnapiClient } from '../clients/cnapi.js';
+import type { CnapiAgent, CnapiClient, CnapiServer } from '../clients/cnapi.js';
+import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
-import { noDeployer } from '../errors.js';
+import { conflict, invalidArgument, isSapiError, notFound, SapiError } from '../errors.js';
 import type { Ctx } from '../model/context.js';
-import type { Instance } from '../model/types.js';
-import type { CreateResult, Deployer, InstanceRecords } from './deployer.js';
+import type { Dict, Instance } from '../model/types.js';
+import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
+import { ServerLocks } from './server-locks.js';
 
 export interface AgentDeployerOptions {
     ctx: Ctx;
     records: InstanceRecords;
     cnapi: CnapiClient;
     imgapi: ImgapiClient;
+    locks?: ServerLocks;
 }
+
+/** Agents whose own update restarts the task runner (§2.1 step 3). */
+const SELF_UPDATING = 'cn-agent';
 
 export class AgentDeployer implements Deployer {
     readonly type = 'agent' as const;
-    constructor(readonly opts: AgentDeployerOptions) {}
-    create(): Promise<CreateResult> {
-        return Promise.reject(noDeployer("agent"));
+    readonly locks: ServerLocks;
+    private readonly ctx: Ctx;
+    private readonly records: InstanceRecords;
+    private readonly cnapi: CnapiClient;
+    private readonly imgapi: ImgapiClient;
+
+    constructor(opts: AgentDeployerOptions) {
+        this.ctx = opts.ctx;
+        this.records = opts.records;
+        this.cnapi = opts.cnapi;
+        this.imgapi = opts.imgapi;
+        this.locks = opts.locks ?? new ServerLocks();
     }
-    adopt(): Promise<Instance> {
-        return Promise.reject(noDeployer("agent"));
+
+    // ---- Deployer
+
+    async create(req: DeployReq, plan: InstancePlan): Promise<CreateResult> {
+        const { server, image, name } = target(plan);
+        const existing = await this.records.findOnServer(plan.service.uuid, server);
+        if (existing[0]) {
+            // One instance per (service, server): no second install.
+            return { instance: existing[0] };
+        }
+        await this.checkServer(req, server, `install ${name}`);
+        await this.checkImage(req, image, name);
+        const release = this.locks.acquire(server, `install of ${name} image ${image}`);
+        try {
+            const task = await this.ctx_(`install of ${name} on server ${server}`, () =>
+                this.cnapi.installAgent(server, image, { reqId: req.reqId }),
+            );
+            req.log.info({ server, name, image, task: task.id }, 'agent install started');
+            const finish = async (): Promise<Instance> => {
+                try {
+                    await this.waitInstalled(req, task.id, server, name, image);
+                    return await this.reconcile(plan, server, image, name);
+                } catch (err) {
+                    await this.undoAdoption(req, plan, server);
+                    throw err;
+                } finally {
+                    release();
+                }
+            };
+            if (req.async) {
+                finish().then(
+                    (inst) => req.log.info({ task: task.id, uuid: inst.uuid }, 'async agent install done'),
+                    (err: unknown) => req.log.error({ err, task: task.id, server }, 'async agent install failed'),
+                );
+                return { instance: plan.instance, job_uuid: task.id };
+            }
+            return { instance: await finish() };
+        } catch (err) {
+            release();
+            throw err;
+        }
     }
-    upgrade(): Promise<Instance> {
-        return Promise.reject(noDeployer("agent"));
+
+    async adopt(req: DeployReq, plan: InstancePlan): Promise<Instance> {
+        const { server, name } = target(plan);
+        const srv = await this.getServer(req, server);
+        if (!srv) {
+            throw notFound(`server ${server} not found in CNAPI`);
+        }
+        const entry = agentEntry(srv, name);
+        if (!entry) {
+            throw invalidArgument(`agent ${name} is not installed on server ${server} (CNAPI server.agents)`);
+        }
+        if (entry.uuid && entry.uuid !== plan.instance.uuid) {
+            throw invalidArgument(`server ${server} reports ${name} instance ${entry.uuid}, not ${plan.instance.uuid}`);
+        }
+        const params: Dict = { ...plan.instance.params, server_uuid: server };
+        if (entry.image_uuid) {
+            params.image_uuid = entry.image_uuid;
+        }
+        return this.records.adoptAgent({ ...plan.instance, params });
     }
-    destroy(): Promise<void> {
-        return Promise.reject(noDeployer("agent"));
+
+    async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance> {
+        const { server, name } = target(plan);
+        await this.checkServer(req, server, `upgrade ${name}`);
+        await this.checkImage(req, imageUuid, name);
+        const release = this.locks.acquire(server, `upgrade of ${name} to image ${imageUuid}`);
+        try {
+            const task = await this.ctx_(`upgrade of ${name} on server ${server}`, () =>
+                this.cnapi.installAgent(server, imageUuid, { reqId: req.reqId }),
+            );
+            req.log.info({ server, name, image: imageUuid, task: task.id }, 'agent upgrade started');
+            const finish = async (): Promise<Instance> => {
+                try {
+                    await this.waitInstalled(req, task.id, server, name, imageUuid);
+                    return await this.recordUpgrade(plan, server, imageUuid);
+                } finally {
+                    release();
+                }
+            };
+            if (req.async) {
+                finish().then(
+                    () => req.log.info({ task: task.id }, 'async agent upgrade done'),
+                    (err: unknown) => req.log.error({ err, task: task.id, server }, 'async agent upgrade failed'),
+                );
+                return plan.instance;
+            }
+            return await finish();
+        } catch (err) {
+            release();
+            throw err;
+        }
     }
+
+    async destroy(req: DeployReq, plan: InstancePlan): Promise<void> {
+        const { server, name } = target(plan);
+        if (name === SELF_UPDATING) {
+            throw conflict('UnsupportedOperationError', `${SELF_UPDATING} is never uninstalled through SAPI (server ${server})`);
+        }
+        const srv = await this.getServer(req, server);
+        if (!srv || srv.setup === false || !agentEntry(srv, name)) {
+            // Server gone or wiped, or the agent already absent: the record goes.
+            req.log.info({ server, name, serverKnown: Boolean(srv) }, 'agent not installed: removing the record only');
+            await this.records.remove(plan.instance.uuid);
+            return;
+        }
+        if (srv.status !== 'running') {
+            throw conflict(
+                'ServerNotRunning',
+                `server ${server} is not running (status: ${String(srv.status)}); cannot uninstall ${name}` +
+                    `; DELETE /servers/${server}/instances forgets its agent records without uninstalling`,
+            );
+        }
+        const release = this.locks.acquire(server, `uninstall of ${name}`);
+        try {
+            let task: { id: string };
+            try {
+                task = await this.cnapi.uninstallAgents(server, [name], { reqId: req.reqId });
+            } catch (err) {
+                if (isDownstreamStatus(err, 412)) {
+                    throw conflict('PreconditionFailed', `cannot uninstall ${name} on server ${server}: ${err.message}`);
+                }
+                throw withContext(err, `uninstall of ${name} on server ${server}`);
+            }
+            await this.ctx_(`uninstall of ${name} on server ${server} (task ${task.id})`, () =>
+                this.cnapi.pollTask(task.id, this.pollOpts(req, server, false)),
+            );
+            await this.records.remove(plan.instance.uuid);
+        } finally {
+            release();
+        }
+    }
+
+    // ---- steps
+
+    /** §0.4: the server must exist, be set up and running. */
+    private async checkServer(req: DeployReq, server: string, what: string): Promise<CnapiServer> {
+        const srv = await this.getServer(req, server);
+        if (!srv) {
+            throw notFound(`server ${server} not found in CNAPI`);
+        }
+        if (srv.setup !== true) {
+            throw conflict('ServerNotSetup', `server ${server} is not set up; cannot ${what}`);
+        }
+        if (srv.status !== 'running') {
+            throw conflict('ServerNotRunning', `server ${server} is not running (status: ${String(srv.status)}); cannot ${what}`);
+        }
+        return srv;
+    }
+
+    /** The image must be in the local IMGAPI, active, and named like the service. */
+    private async checkImage(req: DeployReq, image: string, name: string): Promise<void> {
+        const img = await this.ctx_(`image ${image} lookup in IMGAPI`, () => this.imgapi.getImage(image, { reqId: req.reqId }));
+        if (!img) {
+            throw invalidArgument(`image ${image} not found in the local IMGAPI`);
+        }
+        if (img.state !== 'active') {
+            throw invalidArgument(`image ${image} is not active (state: ${String(img.state)})`);
+        }
+        if (img.name !== name) {
+            throw invalidArgument(`image ${image} is "${String(img.name)}", not an image of agent ${name}`);
+        }
+    }
+
+    private async getServer(req: DeployReq, server: string): Promise<CnapiServer | null> {
+        try {
+            return await this.cnapi.getServer(server, { reqId: req.reqId });
+        } catch (err) {
+            if (isDownstreamStatus(err, 404)) {
+                return null;
+            }
+            throw withContext(err, `reading server ${server} from CNAPI`);
+        }
+    }
+
+    private pollOpts(req: DeployReq, server: string, cnAgent: boolean): { intervalMs: number; deadlineMs: number; server: string; reqId: string } {
+        const d = this.ctx.config.deploy;
+        return { intervalMs: d.taskPollIntervalMs, deadlineMs: cnAgent ? d.cnAgentTaskDeadlineMs : d.taskDeadlineMs, server, reqId: req.reqId };
+    }
+
+    /** §0.6: poll the task; for cn-agent watch server.agents instead. */
+    private async waitInstalled(req: DeployReq, taskId: string, server: string, name: string, image: string): Promise<void> {
+        if (name !== SELF_UPDATING) {
+            await this.cnapi.pollTask(taskId, this.pollOpts(req, server, false));
+            return;
+        }
+        const opts = this.pollOpts(req, server, true);
+        try {
+            await this.cnapi.pollTask(taskId, opts);
+        } catch (err) {
+            // The hand-off to cn-agent-update often ends the task in error;
+            // server.agents is the truth for cn-agent.
+            req.log.warn({ err, task: taskId, server }, 'cn-agent task did not complete cleanly; watching server.agents');
+        }
+        await this.cnapi.waitForAgentImage(server, name, image, { intervalMs: opts.intervalMs, deadlineMs: opts.deadlineMs, reqId: req.reqId });
+    }
+
+    /**
+     * §0.4 after the task: exactly one instance for (service, server), with
+     * the uuid the node reports in server.agents (the node's uuid wins).
+     */
+    private async reconcile(plan: InstancePlan, server: string, image: string, name: string): Promise<Instance> {
+        let entry: CnapiAgent | undefined;
+        try {
+            entry = agentEntry(await this.cnapi.getServer(server), name);
+        } catch (err) {
+            this.ctx.log.warn({ err, server }, 'could not read server.agents after install; keeping SAPI records');
+        }
+        const adopted = await this.records.findOnServer(plan.service.uuid, server);
+        const uuid = entry?.uuid ?? adopted[0]?.uuid ?? plan.instance.uuid;
+        const base = adopted.find((i) => i.uuid === uuid) ?? plan.instance;
+        return this.records.adoptAgent({
+            ...plan.instance,
+            uuid,
+            params: { ...base.params, ...plan.instance.params, server_uuid: server, image_uuid: image },
+        });
+    }
+
+    /**
+     * A failed install leaves the records as they were: the server had no
+     * instance of the service before, so drop what the agent's postinstall
+     * adopted before the task failed.
+     */
+    private async undoAdoption(req: DeployReq, plan: InstancePlan, server: string): Promise<void> {
+        try {
+            for (const inst of await this.records.findOnServer(plan.service.uuid, server)) {
+                await this.records.remove(inst.uuid);
+                req.log.warn({ uuid: inst.uuid, server }, 'removed an instance adopted during a failed install');
+            }
+        } catch (err) {
+            req.log.error({ err, server }, 'could not clean up after a failed install');
+        }
+    }
+
+    private async recordUpgrade(plan: InstancePlan, server: string, image: string): Promise<Instance> {
+        if (await this.records.get(plan.instance.uuid)) {
+            return this.records.setImage(plan.instance.uuid, image);
+        }
+        // The node re-adopted under another uuid meanwhile: keep that one.
+        const now = await this.records.findOnServer(plan.service.uuid, server);
+        const cur = now[0];
+        return cur ? this.records.setImage(cur.uuid, image) : this.records.adoptAgent({ ...plan.instance, params: { ...plan.instance.params, image_uuid: image } });
+    }
+
+    /** Run a downstream call, naming what it was for in any error. */
+    private async ctx_<T>(what: string, fn: () => Promise<T>): Promise<T> {
+        try {
+            return await fn();
+        } catch (err) {
+            throw withContext(err, what);
+        }
+    }
+}
+
+function target(plan: InstancePlan): { server: string; image: string; name: string } {
+    const p = plan.instance.params ?? {};
+    return { server: String(p.server_uuid), image: String(p.image_uuid), name: plan.service.name };
+}
+
+function agentEntry(srv: CnapiServer, name: string): CnapiAgent | undefined {
+    return (srv.agents ?? []).find((a) => a.name === name);
+}
+
+/** Prefix a downstream error's message with what SAPI was doing. */
+function withContext(err: unknown, what: string): unknown {
+    if (!isSapiError(err) || err.message.startsWith(what)) {
+        return err;
+    }
+    const wrapped = new SapiError(err.statusCode, err.restCode, `${what}: ${err.message}`, { cause: err });
+    return wrapped;
 }

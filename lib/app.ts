@@ -8,6 +8,7 @@ import type { SapiConfig } from './config.js';
 import type { Deployer } from './deploy/deployer.js';
 import type { Ctx } from './model/context.js';
 import { loadMode } from './model/mode.js';
+import { RolloutManager } from './rollout/runner.js';
 import type { InstanceType } from './model/types.js';
 import { createServer } from './server.js';
 import type { Store } from './stor/store.js';
@@ -40,6 +41,8 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     if (deps.deployers) {
         ctx.deployers = deps.deployers(ctx);
     }
+    ctx.rollouts = new RolloutManager(ctx);
+    await ctx.rollouts.resumeAll();
     const server = createServer({ ctx });
     server.server.requestTimeout = deps.config.requestTimeoutMs;
     return {

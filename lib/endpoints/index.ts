@@ -7,6 +7,7 @@ import { mountApplications } from './applications.js';
 import { mountConfigs } from './configs.js';
 import { mountInstances } from './instances.js';
 import { mountManifests } from './manifests.js';
+import { mountRollouts } from './rollouts.js';
 import { mountServiceRoutes, type ServiceHooks } from './service-routes.js';
 import { mountServices } from './services.js';
 
@@ -17,4 +18,5 @@ export function mountAll(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): vo
     mountInstances(server, ctx);
     mountManifests(server, ctx);
     mountConfigs(server, ctx);
+    mountRollouts(server, ctx);
 }

@@ -20,9 +20,9 @@ export interface BucketDef {
     compound?: string[][];
 }
 
-export type BucketName = 'sapi_applications' | 'sapi_services' | 'sapi_instances' | 'sapi_manifests';
+export type BucketName = 'sapi_applications' | 'sapi_services' | 'sapi_instances' | 'sapi_manifests' | 'sapi_rollouts';
 
-export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manifests', BucketDef> = {
+export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manifests' | 'rollouts', BucketDef> = {
     applications: {
         name: 'sapi_applications',
         version: 1,
@@ -62,6 +62,16 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
         version: 1,
         index: {
             uuid: { type: 'string', unique: true },
+        },
+    },
+    /** Agent rollouts (new in SAPI-TS): progress survives restarts. */
+    rollouts: {
+        name: 'sapi_rollouts',
+        version: 1,
+        index: {
+            uuid: { type: 'string', unique: true },
+            service_uuid: { type: 'string' },
+            state: { type: 'string' },
         },
     },
 };

@@ -123,6 +123,8 @@ export class FakeCnapi extends FakeHttpServer {
     executeHandler: ((server: CnapiServer, body: { script?: string; args?: unknown }) => string) | undefined;
 
     private readonly plans: TaskPlan[] = [];
+    /** Plans for the next task on one server (taken before the global ones). */
+    private readonly serverPlans = new Map<string, TaskPlan[]>();
     private readonly queues = new Map<string, Promise<void>>();
 
     constructor(opts: FakeCnapiOptions = {}) {
@@ -204,6 +206,13 @@ export class FakeCnapi extends FakeHttpServer {
     }
 
     /** The next `count` tasks stay `active` forever (and block their server's queue). */
+    /** The next task on this server fails with `message` (or hangs with 'hang'). */
+    planTaskOn(serverUuid: string, plan: { fail: string } | 'hang'): void {
+        const list = this.serverPlans.get(serverUuid) ?? [];
+        list.push(plan === 'hang' ? { kind: 'hang' } : { kind: 'fail', message: plan.fail });
+        this.serverPlans.set(serverUuid, list);
+    }
+
     hangNextTask(count = 1): void {
         for (let i = 0; i < count; i++) this.plans.push({ kind: 'hang' });
     }
@@ -426,7 +435,7 @@ export class FakeCnapi extends FakeHttpServer {
 
     private startTask(server: CnapiServer, task: string, params: Record<string, unknown>, req: FakeRequest): string {
         const id = randomUUID();
-        const plan = this.plans.shift();
+        const plan = this.serverPlans.get(server.uuid)?.shift() ?? this.plans.shift();
         this.state.taskLog.push({ id, task, server_uuid: server.uuid, params, plan: plan?.kind ?? 'run' });
         if (plan?.kind === 'drop') {
             return id;

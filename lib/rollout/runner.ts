@@ -1,0 +1,332 @@
+// RolloutManager: starts, runs, persists and resumes agent rollouts.
+//
+// Each item is one UpgradeInstance through the agent deployer. Up to
+// `concurrency` run at once; a server busy with another agent operation is
+// retried later (the deployer's per-server lock keeps cn-agent and
+// config-agent from running beside other agents). The running average
+// duration flags stalled items; a hard timeout fails them.
+
+import { randomUUID } from 'node:crypto';
+
+import type Logger from 'bunyan';
+
+import { conflict, invalidArgument, isSapiError, noSuch } from '../errors.js';
+import type { Ctx, ReqInfo } from '../model/context.js';
+import { upgradeInstance } from '../model/instances.js';
+import { find } from '../model/objects.js';
+import type { Instance, Service } from '../model/types.js';
+import { isUuid } from '../model/validate.js';
+import { BUCKETS } from '../stor/buckets.js';
+import { and, eq } from '../stor/store.js';
+import {
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INSTANCE_TIMEOUT_MS,
+    DEFAULT_STALL_FACTOR,
+    DEFAULT_STALL_MIN_FINISHED,
+    type ItemState,
+    type Rollout,
+    type RolloutItem,
+} from './types.js';
+
+const BUCKET = BUCKETS.rollouts.name;
+const BUSY_RETRY_MS = 100;
+
+export interface StartRollout {
+    service_uuid: string;
+    image_uuid: string;
+    concurrency?: number;
+    servers?: string[];
+    instances?: string[];
+    stall_factor?: number;
+    stall_min_finished?: number;
+    instance_timeout_ms?: number;
+}
+
+/** Emitted as progress is made (sapiadm watches it over REST; metrics use it). */
+export type RolloutListener = (r: Rollout) => void;
+
+export class RolloutManager {
+    private readonly running = new Map<string, { rollout: Rollout; cancel: boolean; done: Promise<void> }>();
+    private readonly listeners: RolloutListener[] = [];
+    private readonly log: Logger;
+
+    constructor(private readonly ctx: Ctx) {
+        this.log = ctx.log.child({ component: 'rollout' });
+    }
+
+    onProgress(fn: RolloutListener): void {
+        this.listeners.push(fn);
+    }
+
+    // ---- API
+
+    async start(input: StartRollout, reqId: string): Promise<Rollout> {
+        if (this.ctx.mode.current !== 'full') {
+            throw conflict('InvalidArgument', 'rollouts deploy agents and need full mode');
+        }
+        if (!this.ctx.deployers.agent) {
+            throw conflict('NoDeployer', 'no agent deployer: configure cnapi and imgapi');
+        }
+        const svc = await find<Service>(this.ctx.store, 'service', input.service_uuid);
+        if (!svc) {
+            throw noSuch('service', input.service_uuid);
+        }
+        if (svc.value.type !== 'agent') {
+            throw invalidArgument(`service ${svc.value.name} is not an agent service`);
+        }
+        const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
+            throw invalidArgument('concurrency must be an integer between 1 and 1000');
+        }
+        for (const list of [input.servers, input.instances]) {
+            if (list && !list.every(isUuid)) {
+                throw invalidArgument('servers and instances must be lists of UUIDs');
+            }
+        }
+        let targets: Instance[] = [];
+        for await (const chunk of this.ctx.store.iterate<Instance>(BUCKETS.instances.name, eq('service_uuid', svc.value.uuid))) {
+            targets.push(...chunk.map((c) => c.value));
+        }
+        if (input.servers) {
+            const want = new Set(input.servers);
+            targets = targets.filter((i) => want.has(String(i.server_uuid)));
+        }
+        if (input.instances) {
+            const want = new Set(input.instances);
+            targets = targets.filter((i) => want.has(i.uuid));
+        }
+        const now = new Date().toISOString();
+        const rollout: Rollout = {
+            uuid: randomUUID(),
+            service_uuid: svc.value.uuid,
+            service_name: svc.value.name,
+            image_uuid: input.image_uuid,
+            concurrency,
+            stall_factor: input.stall_factor ?? DEFAULT_STALL_FACTOR,
+            stall_min_finished: input.stall_min_finished ?? DEFAULT_STALL_MIN_FINISHED,
+            instance_timeout_ms: input.instance_timeout_ms ?? DEFAULT_INSTANCE_TIMEOUT_MS,
+            state: 'running',
+            created_at: now,
+            counts: emptyCounts(),
+            warnings: [],
+            items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: String(i.server_uuid ?? ''), state: 'pending', attempts: 0 })),
+        };
+        recount(rollout);
+        await this.ctx.store.put(BUCKET, rollout, { etag: null });
+        this.log.info({ rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency }, 'rollout started');
+        this.launch(rollout, reqId);
+        return rollout;
+    }
+
+    async get(uuid: string): Promise<Rollout> {
+        const live = this.running.get(uuid);
+        if (live) {
+            return live.rollout;
+        }
+        const stored = await this.ctx.store.get<Rollout>(BUCKET, uuid);
+        if (!stored) {
+            throw noSuch('rollout', uuid);
+        }
+        return stored.value;
+    }
+
+    async list(serviceUuid?: string): Promise<Rollout[]> {
+        const filter = serviceUuid ? and(eq('service_uuid', serviceUuid)) : and();
+        const page = await this.ctx.store.find<Rollout>(BUCKET, filter);
+        return page.items.map((s) => this.running.get(s.value.uuid)?.rollout ?? s.value);
+    }
+
+    /** Cancel: pending items are not started; running ones finish. */
+    async cancel(uuid: string): Promise<Rollout> {
+        const live = this.running.get(uuid);
+        if (!live) {
+            return this.get(uuid);
+        }
+        live.cancel = true;
+        for (const item of live.rollout.items) {
+            if (item.state === 'pending') {
+                item.state = 'canceled';
+            }
+        }
+        recount(live.rollout);
+        await this.persist(live.rollout);
+        return live.rollout;
+    }
+
+    /** At start-up: resume rollouts a restart interrupted. */
+    async resumeAll(): Promise<number> {
+        const page = await this.ctx.store.find<Rollout>(BUCKET, eq('state', 'running'));
+        for (const { value: r } of page.items) {
+            const interrupted = r.items.filter((i) => i.state === 'running' || i.state === 'stalled');
+            for (const item of interrupted) {
+                item.state = 'pending';
+            }
+            r.warnings.push(`${new Date().toISOString()}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`);
+            recount(r);
+            await this.persist(r);
+            this.log.warn({ rollout: r.uuid, rerun: interrupted.length }, 'resuming an interrupted rollout');
+            this.launch(r, `resume-${r.uuid}`);
+        }
+        return page.items.length;
+    }
+
+    /** Resolves when every running rollout has finished (tests, shutdown). */
+    async idle(): Promise<void> {
+        await Promise.all([...this.running.values()].map((r) => r.done));
+    }
+
+    // ---- execution
+
+    private launch(rollout: Rollout, reqId: string): void {
+        const entry = { rollout, cancel: false, done: Promise.resolve() };
+        entry.done = this.run(entry, reqId).catch((err: unknown) => {
+            this.log.error({ err, rollout: rollout.uuid }, 'rollout runner crashed');
+        });
+        this.running.set(rollout.uuid, entry);
+    }
+
+    private async run(entry: { rollout: Rollout; cancel: boolean }, reqId: string): Promise<void> {
+        const r = entry.rollout;
+        const queue = r.items.filter((i) => i.state === 'pending');
+        const watchdog = setInterval(() => this.checkStalls(r), 250);
+        try {
+            const worker = async (): Promise<void> => {
+                for (;;) {
+                    if (entry.cancel) {
+                        return;
+                    }
+                    const item = queue.shift();
+                    if (!item) {
+                        return;
+                    }
+                    await this.runItem(r, item, reqId);
+                }
+            };
+            await Promise.all(Array.from({ length: Math.min(r.concurrency, Math.max(queue.length, 1)) }, worker));
+        } finally {
+            clearInterval(watchdog);
+        }
+        recount(r);
+        r.state = entry.cancel ? 'canceled' : r.counts.failed > 0 ? 'failed' : 'succeeded';
+        r.finished_at = new Date().toISOString();
+        await this.persist(r);
+        this.running.delete(r.uuid);
+        this.log.info({ rollout: r.uuid, state: r.state, counts: r.counts, average_ms: r.average_ms }, 'rollout finished');
+    }
+
+    private async runItem(r: Rollout, item: RolloutItem, reqId: string): Promise<void> {
+        item.state = 'running';
+        item.attempts += 1;
+        const start = Date.now();
+        item.started_at = new Date(start).toISOString();
+        delete item.error;
+        recount(r);
+        void this.persist(r);
+        const info: ReqInfo = { v2: true, reqId: `${reqId}/${item.instance_uuid}`, log: this.log };
+        const deadline = start + r.instance_timeout_ms;
+        try {
+            for (;;) {
+                try {
+                    await withTimeout(
+                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }),
+                        deadline - Date.now(),
+                        `instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`,
+                    );
+                    break;
+                } catch (err) {
+                    // The server is busy with another agent operation: wait our turn.
+                    if (isSapiError(err) && err.restCode === 'OperationInProgress' && Date.now() + BUSY_RETRY_MS < deadline) {
+                        await new Promise((res) => setTimeout(res, BUSY_RETRY_MS));
+                        continue;
+                    }
+                    throw err;
+                }
+            }
+            item.state = 'succeeded';
+        } catch (err) {
+            item.state = 'failed';
+            item.error = (err as Error).message;
+            this.log.warn({ rollout: r.uuid, instance: item.instance_uuid, server: item.server_uuid, err }, 'rollout item failed');
+        }
+        item.finished_at = new Date().toISOString();
+        item.duration_ms = Date.now() - start;
+        if (item.state === 'succeeded') {
+            const done = r.items.filter((i) => i.state === 'succeeded' && i.duration_ms !== undefined);
+            r.average_ms = Math.round(done.reduce((s, i) => s + (i.duration_ms ?? 0), 0) / done.length);
+        }
+        recount(r);
+        await this.persist(r);
+        this.emit(r);
+    }
+
+    /** Flag items running far longer than the average (RFD 82). */
+    private checkStalls(r: Rollout): void {
+        const finished = r.items.filter((i) => i.state === 'succeeded').length;
+        if (r.average_ms === undefined || finished < r.stall_min_finished) {
+            return;
+        }
+        const limit = r.average_ms * r.stall_factor;
+        const now = Date.now();
+        let changed = false;
+        for (const item of r.items) {
+            if (item.state === 'running' && item.started_at && now - Date.parse(item.started_at) > limit) {
+                item.state = 'stalled';
+                const msg = `instance ${item.instance_uuid} on server ${item.server_uuid} has run ${Math.round((now - Date.parse(item.started_at)) / 1000)}s, over ${r.stall_factor}x the average ${(r.average_ms / 1000).toFixed(1)}s`;
+                r.warnings.push(msg);
+                this.log.warn({ rollout: r.uuid, instance: item.instance_uuid, server: item.server_uuid }, `stalled: ${msg}`);
+                changed = true;
+            }
+        }
+        if (changed) {
+            recount(r);
+            void this.persist(r);
+            this.emit(r);
+        }
+    }
+
+    private emit(r: Rollout): void {
+        for (const fn of this.listeners) {
+            fn(r);
+        }
+    }
+
+    private persistChain = new Map<string, Promise<void>>();
+
+    /** Writes are serialized per rollout; the last state always lands. */
+    private persist(r: Rollout): Promise<void> {
+        const prev = this.persistChain.get(r.uuid) ?? Promise.resolve();
+        const next = prev.then(async () => {
+            try {
+                await this.ctx.store.put(BUCKET, structuredClone(r));
+            } catch (err) {
+                this.log.error({ err, rollout: r.uuid }, 'could not persist rollout progress');
+            }
+        });
+        this.persistChain.set(r.uuid, next);
+        return next;
+    }
+}
+
+function emptyCounts(): Record<ItemState, number> {
+    return { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0 };
+}
+
+function recount(r: Rollout): void {
+    const c = emptyCounts();
+    for (const i of r.items) {
+        c[i.state] += 1;
+    }
+    r.counts = c;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), Math.max(ms, 0));
+    });
+    try {
+        return await Promise.race([p, timeout]);
+    } finally {
+        clearTimeout(timer);
+    }
+}

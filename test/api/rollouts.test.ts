@@ -1,0 +1,116 @@
+// Rollouts: many servers at a time, per-instance state, failures, a stall
+// warning, a hard timeout, progress over REST, and resumption after a restart.
+
+import t from 'tap';
+
+import { agentWorld, type AgentWorld } from '../lib/agent-world.js';
+import { startFakeCnapi } from '../lib/fake-cnapi.js';
+import { startFakeImgapi } from '../lib/fake-imgapi.js';
+import { anApplication, aService } from '../lib/fixtures.js';
+import { startSapi } from '../lib/harness.js';
+
+async function withAgents(w: AgentWorld, n: number): Promise<string[]> {
+    const servers: string[] = [];
+    for (let i = 0; i < n; i++) {
+        const s = w.cnapi.addServer().uuid;
+        const r = await w.h.call('POST', '/instances', { body: { service_uuid: w.svc['vm-agent']?.uuid, params: { server_uuid: s } }, version: '~2' });
+        if (r.status !== 200) throw new Error(r.text);
+        servers.push(s);
+    }
+    return servers;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function waitDone(w: AgentWorld, uuid: string): Promise<any> {
+    for (let i = 0; i < 400; i++) {
+        const r = await w.h.call('GET', `/rollouts/${uuid}`, { version: '~2' });
+        if (r.body.state !== 'running') return r.body;
+        await new Promise((res) => setTimeout(res, 25));
+    }
+    throw new Error('rollout did not finish');
+}
+
+t.test('a rollout where some servers fail and one stalls', async (t) => {
+    const w = await agentWorld({ taskDurationMs: 40 });
+    t.teardown(w.close);
+    const servers = await withAgents(w, 12);
+    const img = w.newImage('vm-agent');
+    // The last servers in the rollout's order: two fail, one hangs.
+    w.cnapi.planTaskOn(servers[9] as string, { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
+    w.cnapi.planTaskOn(servers[10] as string, { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
+    w.cnapi.planTaskOn(servers[11] as string, 'hang');
+    const r = await w.h.call('POST', '/rollouts', {
+        body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: img, concurrency: 4, stall_factor: 3, stall_min_finished: 3, instance_timeout_ms: 1500 },
+        version: '~2',
+    });
+    t.equal(r.status, 200, r.text);
+    t.equal(r.body.items.length, 12);
+    t.equal(r.body.concurrency, 4);
+    const mid = await w.h.call('GET', `/rollouts/${r.body.uuid}`);
+    t.equal(mid.status, 200, 'progress is readable while it runs');
+    const done = await waitDone(w, r.body.uuid);
+    t.equal(done.state, 'failed');
+    t.equal(done.counts.failed, 3, 'two failed tasks and one timed out');
+    t.equal(done.counts.succeeded, 9);
+    t.ok(done.average_ms > 0, `average ${done.average_ms} ms`);
+    t.ok(done.warnings.some((m: string) => /over 3x the average/.test(m)), 'a stall warning');
+    const failed = done.items.filter((i: { state: string }) => i.state === 'failed');
+    t.ok(failed.some((i: { error: string }) => /Unexpected file size/.test(i.error)), 'task errors kept per instance');
+    t.ok(failed.some((i: { error: string }) => /timed out after 1\.5s/.test(i.error)), 'hard timeout per instance');
+    for (const item of done.items) {
+        t.ok(item.started_at && item.finished_at, 'start and end times');
+    }
+    const upgraded = await w.h.call('GET', `/instances?image_uuid=${img}`, { version: '~2' });
+    t.equal(upgraded.body.length, 9, 'succeeded instances carry the new image');
+    void servers;
+});
+
+t.test('rollout input errors', async (t) => {
+    const w = await agentWorld();
+    t.teardown(w.close);
+    let r = await w.h.call('POST', '/rollouts', { body: {} });
+    t.equal(r.status, 409);
+    t.equal(r.body.code, 'MissingParameter');
+    r = await w.h.call('POST', '/rollouts', { body: { service_uuid: 'x', image_uuid: w.newImage('vm-agent') } });
+    t.equal(r.status, 409);
+    r = await w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: w.newImage('vm-agent'), concurrency: 0 } });
+    t.equal(r.status, 409);
+    r = await w.h.call('GET', '/rollouts/00000000-0000-0000-0000-000000000000');
+    t.equal(r.status, 404);
+});
+
+t.test('a rollout interrupted by a restart resumes', async (t) => {
+    const imgapi = await startFakeImgapi();
+    const cnapi = await startFakeCnapi({ taskDurationMs: 150, imgapi: { url: imgapi.url }, adoptDuringInstall: true, adoptIntervalMs: 20 });
+    t.teardown(async () => {
+        await cnapi.close();
+        await imgapi.close();
+    });
+    const config = { mode: 'full', cnapi: { url: cnapi.url }, imgapi: { url: imgapi.url }, deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 5000 } };
+    let h = await startSapi({ config, keepDir: true });
+    const dir = h.dir;
+    cnapi.sapiUrl = h.url;
+    const app = await anApplication(h);
+    const img1 = imgapi.addImage({ name: 'vm-agent', version: '1.0.0' }).uuid;
+    const svc = await aService(h, app.uuid, { name: 'vm-agent', type: 'agent', params: { image_uuid: img1 } });
+    for (let i = 0; i < 6; i++) {
+        const s = cnapi.addServer().uuid;
+        await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { server_uuid: s } }, version: '~2' });
+    }
+    const img2 = imgapi.addImage({ name: 'vm-agent', version: '2.0.0' }).uuid;
+    const r = await h.call('POST', '/rollouts', { body: { service_uuid: svc.uuid, image_uuid: img2, concurrency: 2 }, version: '~2' });
+    await new Promise((res) => setTimeout(res, 200));
+    await h.close();
+    h = await startSapi({ config, dir });
+    t.teardown(h.close);
+    cnapi.sapiUrl = h.url;
+    let body;
+    for (let i = 0; i < 200; i++) {
+        body = (await h.call('GET', `/rollouts/${r.body.uuid}`)).body;
+        if (body.state !== 'running') break;
+        await new Promise((res) => setTimeout(res, 50));
+    }
+    t.equal(body.state, 'succeeded');
+    t.equal(body.counts.succeeded, 6);
+    t.ok(body.warnings.some((m: string) => /resumed after a restart/.test(m)), 'clearly marked as resumed');
+});

@@ -3,8 +3,9 @@
 
 import { benchCore } from './getconfig.js';
 import { benchListInstances } from './list-instances.js';
+import { benchRollout } from './rollout.js';
 
-const only = (process.env.BENCH ?? 'core,list').split(',');
+const only = (process.env.BENCH ?? 'core,list,rollout').split(',');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 if (only.includes('core')) {
@@ -14,4 +15,8 @@ if (only.includes('core')) {
 if (only.includes('list')) {
     console.log('== list-instances: 200,000 instances, 2,000 servers, 20 services, 10 images (embedded store)');
     await benchListInstances(Number(process.env.BENCH_INSTANCES ?? 200_000));
+}
+if (only.includes('rollout')) {
+    console.log('== rollout: 1,000 servers, fake task 100 ms, concurrency 20');
+    await benchRollout();
 }

@@ -30,6 +30,7 @@ import {
 
 const BUCKET = BUCKETS.rollouts.name;
 const BUSY_RETRY_MS = 100;
+const PERSIST_INTERVAL_MS = 500;
 
 export interface StartRollout {
     service_uuid: string;
@@ -112,7 +113,7 @@ export class RolloutManager {
             items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: String(i.server_uuid ?? ''), state: 'pending', attempts: 0 })),
         };
         recount(rollout);
-        await this.ctx.store.put(BUCKET, rollout, { etag: null });
+        await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
         this.log.info({ rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency }, 'rollout started');
         this.launch(rollout, reqId);
         return rollout;
@@ -149,7 +150,7 @@ export class RolloutManager {
             }
         }
         recount(live.rollout);
-        await this.persist(live.rollout);
+        await this.persist(live.rollout, true);
         return live.rollout;
     }
 
@@ -163,7 +164,7 @@ export class RolloutManager {
             }
             r.warnings.push(`${new Date().toISOString()}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`);
             recount(r);
-            await this.persist(r);
+            await this.persist(r, true);
             this.log.warn({ rollout: r.uuid, rerun: interrupted.length }, 'resuming an interrupted rollout');
             this.launch(r, `resume-${r.uuid}`);
         }
@@ -209,7 +210,7 @@ export class RolloutManager {
         recount(r);
         r.state = entry.cancel ? 'canceled' : r.counts.failed > 0 ? 'failed' : 'succeeded';
         r.finished_at = new Date().toISOString();
-        await this.persist(r);
+        await this.persist(r, true);
         this.running.delete(r.uuid);
         this.log.info({ rollout: r.uuid, state: r.state, counts: r.counts, average_ms: r.average_ms }, 'rollout finished');
     }
@@ -255,7 +256,7 @@ export class RolloutManager {
             r.average_ms = Math.round(done.reduce((s, i) => s + (i.duration_ms ?? 0), 0) / done.length);
         }
         recount(r);
-        await this.persist(r);
+        void this.persist(r);
         this.emit(r);
     }
 
@@ -290,20 +291,44 @@ export class RolloutManager {
         }
     }
 
-    private persistChain = new Map<string, Promise<void>>();
+    private readonly flushes = new Map<string, { timer: NodeJS.Timeout | null; chain: Promise<void> }>();
 
-    /** Writes are serialized per rollout; the last state always lands. */
-    private persist(r: Rollout): Promise<void> {
-        const prev = this.persistChain.get(r.uuid) ?? Promise.resolve();
-        const next = prev.then(async () => {
-            try {
-                await this.ctx.store.put(BUCKET, structuredClone(r));
-            } catch (err) {
-                this.log.error({ err, rollout: r.uuid }, 'could not persist rollout progress');
+    /**
+     * Progress is written at most every PERSIST_INTERVAL_MS per rollout
+     * (a 1,000-item rollout object is large); `final` writes at once. A
+     * restart re-runs items finished in the last interval, which is safe:
+     * installing the same image again is idempotent.
+     */
+    private persist(r: Rollout, final = false): Promise<void> {
+        let f = this.flushes.get(r.uuid);
+        if (!f) {
+            f = { timer: null, chain: Promise.resolve() };
+            this.flushes.set(r.uuid, f);
+        }
+        const state = f;
+        const write = (): Promise<void> => {
+            state.timer = null;
+            state.chain = state.chain.then(async () => {
+                try {
+                    await this.ctx.store.put(BUCKET, structuredClone(r));
+                } catch (err) {
+                    this.log.error({ err, rollout: r.uuid }, 'could not persist rollout progress');
+                }
+            });
+            return state.chain;
+        };
+        if (final) {
+            if (state.timer) {
+                clearTimeout(state.timer);
             }
-        });
-        this.persistChain.set(r.uuid, next);
-        return next;
+            const done = write();
+            this.flushes.delete(r.uuid);
+            return done;
+        }
+        if (!state.timer) {
+            state.timer = setTimeout(() => void write(), PERSIST_INTERVAL_MS);
+        }
+        return state.chain;
     }
 }
 

@@ -117,7 +117,11 @@ export class SqliteStore implements Store {
     // ---- objects
 
     get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
-        return Promise.resolve(this.getSync<T>(bucket, uuid));
+        try {
+            return Promise.resolve(this.getSync<T>(bucket, uuid));
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
     }
 
     getSync<T extends JsonObject>(bucket: BucketName, uuid: string): Stored<T> | null {
@@ -283,16 +287,23 @@ export class SqliteStore implements Store {
     // ---- meta
 
     getMeta(key: string): Promise<string | null> {
-        const row = this.stmt('SELECT value FROM sapi_meta WHERE key = ?').get(key) as { value: string } | undefined;
-        return Promise.resolve(row?.value ?? null);
+        try {
+            const row = this.stmt('SELECT value FROM sapi_meta WHERE key = ?').get(key) as { value: string } | undefined;
+            return Promise.resolve(row?.value ?? null);
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
     }
 
     setMeta(key: string, value: string): Promise<void> {
-        this.stmt('INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(
-            key,
-            value,
-        );
-        return Promise.resolve();
+        try {
+            this.stmt(
+                'INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+            ).run(key, value);
+            return Promise.resolve();
+        } catch (err) {
+            return Promise.reject(err as Error);
+        }
     }
 
     // ---- statement cache

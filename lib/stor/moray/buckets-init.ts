@@ -1,0 +1,337 @@
+// Moray bucket setup, in the background (VMAPI's lib/moray model):
+//
+//   1. delete the legacy bucket `sapi_history` if present;
+//   2. for each bucket definition: create it if missing (with
+//      `options.version`), else update it when the stored version is older;
+//   3. reindex updated buckets, `reindexObjects` in a loop until a call
+//      processes nothing.
+//
+// Every Moray call is retried with exponential backoff until it succeeds
+// (or stop() is called). Until a bucket's reindex is complete, the index
+// fields it adds are reported by pendingFields(): the store must not trust
+// them in a server-side filter (rows written before the update are not in
+// the new index yet), and filters on them client-side instead.
+
+import type { BucketDef, IndexDef } from '../buckets.js';
+import { StoreUnavailableError } from '../errors.js';
+import { type MorayBucket, type MorayBucketConfig, type MorayClient, MorayRequestError } from './client.js';
+
+/** The part of a bunyan logger this module uses. */
+export interface InitLogger {
+    info(obj: object, msg?: string): void;
+    warn(obj: object, msg?: string): void;
+    error(obj: object, msg?: string): void;
+}
+
+/** A bucket definition (any name: `sapi_meta` is not a BucketName). */
+export interface MorayBucketDef {
+    name: string;
+    index: Record<string, IndexDef>;
+    version: number;
+}
+
+export type BucketPhase = 'unknown' | 'reindexing' | 'ready';
+
+export interface BucketStatus {
+    phase: BucketPhase;
+    /** Version of the bucket in Moray, once known. */
+    version: number | null;
+    /** Index fields not (yet) usable in a server-side filter. */
+    pendingFields: string[];
+    /** Rows reindexed by this process. */
+    reindexed: number;
+}
+
+export interface BucketsInitOptions {
+    client: MorayClient;
+    buckets: readonly (BucketDef | MorayBucketDef)[];
+    log?: InitLogger | undefined;
+    /** Rows per reindexObjects call (default 100). */
+    reindexBatchSize?: number | undefined;
+    /** Backoff between retries (default 100 ms doubling to 5 s). */
+    retryMinDelayMs?: number | undefined;
+    retryMaxDelayMs?: number | undefined;
+    /** Buckets deleted when present (default ['sapi_history']). */
+    legacyBuckets?: readonly string[] | undefined;
+}
+
+export function bucketConfig(def: MorayBucketDef | BucketDef): MorayBucketConfig {
+    const index: Record<string, IndexDef> = {};
+    for (const [field, d] of Object.entries(def.index)) {
+        index[field] = d.unique ? { type: d.type, unique: true } : { type: d.type };
+    }
+    return { index, options: { version: def.version } };
+}
+
+const nullLog: InitLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** stop() was called: what was waiting for setup will not get it. */
+class Stopped extends StoreUnavailableError {}
+
+interface Deferred {
+    promise: Promise<void>;
+    resolve: () => void;
+    reject: (err: Error) => void;
+}
+
+function deferred(): Deferred {
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+    });
+    // A stop() before anyone waits must not be an unhandled rejection.
+    promise.catch(() => undefined);
+    return { promise, resolve, reject };
+}
+
+export class BucketsInitializer {
+    private readonly client: MorayClient;
+    private readonly defs: MorayBucketDef[];
+    private readonly log: InitLogger;
+    private readonly batchSize: number;
+    private readonly minDelay: number;
+    private readonly maxDelay: number;
+    private readonly legacy: readonly string[];
+    private readonly states = new Map<string, BucketStatus>();
+    private readonly setup = deferred();
+    private readonly reindex = deferred();
+    private started = false;
+    private stopped = false;
+    private sleeping: { timer: NodeJS.Timeout; wake: () => void } | null = null;
+
+    constructor(opts: BucketsInitOptions) {
+        this.client = opts.client;
+        this.defs = opts.buckets.map((b) => ({ name: b.name, index: b.index, version: b.version }));
+        this.log = opts.log ?? nullLog;
+        this.batchSize = opts.reindexBatchSize ?? 100;
+        this.minDelay = opts.retryMinDelayMs ?? 100;
+        this.maxDelay = opts.retryMaxDelayMs ?? 5000;
+        this.legacy = opts.legacyBuckets ?? ['sapi_history'];
+        for (const def of this.defs) {
+            this.states.set(def.name, {
+                phase: 'unknown',
+                version: null,
+                // Until Moray tells us, no index is trusted but the key's.
+                pendingFields: Object.keys(def.index).filter((f) => f !== 'uuid'),
+                reindexed: 0,
+            });
+        }
+    }
+
+    /** Starts the background work (once). */
+    start(): void {
+        if (this.started) {
+            return;
+        }
+        this.started = true;
+        this.run().catch((err: unknown) => {
+            const e = err instanceof Error ? err : new Error(String(err));
+            if (!(e instanceof Stopped)) {
+                this.log.error({ err: e }, 'moray bucket setup failed');
+            }
+            this.setup.reject(e);
+            this.reindex.reject(e);
+        });
+    }
+
+    /** Stops retrying; pending waits reject. */
+    stop(): void {
+        this.stopped = true;
+        if (this.sleeping) {
+            clearTimeout(this.sleeping.timer);
+            this.sleeping.wake();
+        }
+        this.setup.reject(new Stopped('bucket setup stopped'));
+        this.reindex.reject(new Stopped('bucket setup stopped'));
+    }
+
+    /** Resolves when every bucket exists at our version (reindexing may go on). */
+    setupDone(): Promise<void> {
+        return this.setup.promise;
+    }
+
+    /** Resolves when every bucket is set up and fully reindexed. */
+    reindexDone(): Promise<void> {
+        return this.reindex.promise;
+    }
+
+    isSetUp(): boolean {
+        return [...this.states.values()].every((s) => s.phase !== 'unknown');
+    }
+
+    /** True when `bucket` (or every bucket) is set up and fully indexed. */
+    isReady(bucket?: string): boolean {
+        if (bucket !== undefined) {
+            return this.states.get(bucket)?.phase === 'ready';
+        }
+        return [...this.states.values()].every((s) => s.phase === 'ready');
+    }
+
+    /** Index fields of `bucket` that a server-side filter must not rely on yet. */
+    pendingFields(bucket: string): ReadonlySet<string> {
+        return new Set(this.states.get(bucket)?.pendingFields ?? []);
+    }
+
+    status(): Record<string, BucketStatus> {
+        const out: Record<string, BucketStatus> = {};
+        for (const [name, s] of this.states) {
+            out[name] = { ...s, pendingFields: [...s.pendingFields] };
+        }
+        return out;
+    }
+
+    // ---- the work
+
+    private async run(): Promise<void> {
+        // Requests fail until the client has a connection: wait for one
+        // (quietly, unless it takes longer than the longest backoff).
+        await this.retrying('connect to moray', () => this.client.waitConnected(this.maxDelay));
+        for (const name of this.legacy) {
+            const deleted = await this.retrying(`delete legacy bucket ${name}`, () => this.client.deleteBucket(name));
+            if (deleted) {
+                this.log.info({ bucket: name }, 'deleted legacy moray bucket');
+            }
+        }
+        const toReindex: MorayBucketDef[] = [];
+        for (const def of this.defs) {
+            const b = await this.retrying(`set up bucket ${def.name}`, () => this.setupBucket(def));
+            const state = this.states.get(def.name) as BucketStatus;
+            state.version = b.version;
+            const active = reindexFields(b);
+            // Fields we index that Moray does not (a newer SAPI's bucket) stay pending.
+            const missing = Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index));
+            state.pendingFields = [...new Set([...active, ...missing])];
+            if (Object.keys(b.reindexActive).length > 0) {
+                state.phase = 'reindexing';
+                toReindex.push(def);
+            } else {
+                state.phase = 'ready';
+            }
+        }
+        this.setup.resolve();
+        this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
+        for (const def of toReindex) {
+            await this.reindexBucket(def);
+        }
+        this.reindex.resolve();
+    }
+
+    /** Create or update one bucket; returns it as Moray now has it. */
+    private async setupBucket(def: MorayBucketDef): Promise<MorayBucket> {
+        const cfg = bucketConfig(def);
+        let b = await this.client.getBucket(def.name);
+        if (!b) {
+            try {
+                await this.client.createBucket(def.name, cfg);
+                this.log.info({ bucket: def.name, version: def.version }, 'created moray bucket');
+            } catch (err) {
+                // Another SAPI created it first: fine.
+                if (!(err instanceof MorayRequestError && err.morayName === 'BucketConflictError')) {
+                    throw err;
+                }
+            }
+            b = await this.client.getBucket(def.name);
+            if (!b) {
+                throw new StoreUnavailableError(`moray bucket ${def.name} missing right after creation`);
+            }
+            return b;
+        }
+        if (b.version < def.version) {
+            try {
+                await this.client.updateBucket(def.name, cfg);
+                this.log.info(
+                    { bucket: def.name, from: b.version, to: def.version },
+                    'updated moray bucket; reindexing follows',
+                );
+            } catch (err) {
+                // Another SAPI updated it first: fine.
+                if (!(err instanceof MorayRequestError && err.morayName === 'BucketVersionError')) {
+                    throw err;
+                }
+            }
+            b = await this.client.getBucket(def.name);
+            if (!b) {
+                throw new StoreUnavailableError(`moray bucket ${def.name} disappeared during update`);
+            }
+        } else if (b.version > def.version) {
+            this.log.warn(
+                { bucket: def.name, stored: b.version, ours: def.version },
+                'moray bucket is newer than this SAPI; leaving it as is',
+            );
+        }
+        return b;
+    }
+
+    private async reindexBucket(def: MorayBucketDef): Promise<void> {
+        const state = this.states.get(def.name) as BucketStatus;
+        this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
+        for (;;) {
+            const res = await this.retrying(`reindex bucket ${def.name}`, () =>
+                this.client.reindexObjects(def.name, this.batchSize),
+            );
+            state.reindexed += res.processed;
+            if (res.processed === 0) {
+                break;
+            }
+            this.log.info(
+                { bucket: def.name, processed: res.processed, total: state.reindexed, remaining: res.remaining },
+                'reindexing moray bucket: progress',
+            );
+        }
+        // The reindex is complete: only fields Moray does not index stay pending.
+        const b = await this.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
+        state.pendingFields = b
+            ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index))])]
+            : state.pendingFields;
+        state.version = b?.version ?? state.version;
+        state.phase = 'ready';
+        this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
+    }
+
+    /** Run `fn` until it succeeds, backing off; only stop() ends it early. */
+    private async retrying<R>(what: string, fn: () => Promise<R>): Promise<R> {
+        let delay = this.minDelay;
+        for (let attempt = 1; ; attempt++) {
+            if (this.stopped) {
+                throw new Stopped(`${what}: stopped`);
+            }
+            try {
+                return await fn();
+            } catch (err) {
+                if (this.stopped) {
+                    throw new Stopped(`${what}: stopped`);
+                }
+                const transient = err instanceof StoreUnavailableError;
+                const fields = { err, attempt, retryInMs: delay };
+                if (transient) {
+                    this.log.warn(fields, `${what}: moray error, will retry`);
+                } else {
+                    this.log.error(fields, `${what}: failed, will retry`);
+                }
+            }
+            // Before the first connection, retry as soon as there is one.
+            await this.sleep(delay, this.client.connected ? null : this.client.waitConnected(delay).catch(() => undefined));
+            delay = Math.min(delay * 2, this.maxDelay);
+        }
+    }
+
+    /** Sleep `ms`, or until `early` settles, or until stop(). */
+    private sleep(ms: number, early: Promise<void> | null = null): Promise<void> {
+        return new Promise((resolve) => {
+            const wake = (): void => {
+                clearTimeout(timer);
+                this.sleeping = null;
+                resolve();
+            };
+            const timer = setTimeout(wake, ms);
+            this.sleeping = { timer, wake };
+            void early?.then(wake);
+        });
+    }
+}
+
+function reindexFields(b: MorayBucket): string[] {
+    return Object.values(b.reindexActive).flat();
+}

@@ -1,0 +1,318 @@
+// The Moray backend: one Moray bucket per SAPI bucket (2.1.2's names), keys
+// are uuids, values the objects as given. Behaves as the SQLite backend does:
+// creation order is Moray's `_id`, pages are in uuid order after a marker,
+// `total` counts every match.
+//
+// While a bucket update is being reindexed, a filter on a field the update
+// added cannot be answered by Moray (rows written before the update are not
+// in that index yet); such filters are answered by a scan of the rest of the
+// filter, checked here, until the initializer says the reindex is complete.
+
+import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buckets.js';
+import { StoreUnavailableError } from '../errors.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buckets-init.js';
+import {
+    createMorayClient,
+    type MorayBatchRequest,
+    type MorayClient,
+    type MorayConnectOptions,
+    type MorayObject,
+} from './client.js';
+import {
+    afterId,
+    afterMarker,
+    filterFields,
+    matchesNothing,
+    matchesValue,
+    toLdapString,
+    withoutFields,
+} from './filter.js';
+
+/** Service-level settings: key = setting name, value `{value}`. */
+export const META_BUCKET: MorayBucketDef = { name: 'sapi_meta', version: 1, index: {} };
+
+export interface MorayStoreOptions {
+    /** An existing client (not closed by close()); or `connect` to make one. */
+    client?: MorayClient | undefined;
+    connect?: MorayConnectOptions | undefined;
+    log?: InitLogger | undefined;
+    buckets?: readonly BucketDef[] | undefined;
+    /** init() rejects with StoreUnavailableError after this long; setup goes on. */
+    initTimeoutMs?: number | undefined;
+    /** Records per findObjects call when reading everything (default 1000). */
+    pageSize?: number | undefined;
+    reindexBatchSize?: number | undefined;
+    retryMinDelayMs?: number | undefined;
+    retryMaxDelayMs?: number | undefined;
+}
+
+function toStored<T extends JsonObject>(r: MorayObject): Stored<T> {
+    return { value: r.value as T, etag: r._etag };
+}
+
+function byUuid(a: Stored, b: Stored): number {
+    const x = a.value.uuid as string;
+    const y = b.value.uuid as string;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function keyOf(value: JsonObject): string {
+    const uuid = value.uuid;
+    if (typeof uuid !== 'string') {
+        throw new TypeError('stored objects need a string uuid');
+    }
+    return uuid;
+}
+
+export class MorayStore implements Store {
+    readonly name = 'MorayStorage';
+    private clientRef: MorayClient | null;
+    private readonly ownsClient: boolean;
+    private initializerRef: BucketsInitializer | null = null;
+    private closed = false;
+    private readonly defs: readonly BucketDef[];
+    private readonly pageSize: number;
+
+    constructor(private readonly opts: MorayStoreOptions) {
+        if (!opts.client && !opts.connect) {
+            throw new TypeError('MorayStore needs a client or connect options');
+        }
+        this.clientRef = opts.client ?? null;
+        this.ownsClient = !opts.client;
+        this.defs = opts.buckets ?? ALL_BUCKETS;
+        this.pageSize = opts.pageSize ?? 1000;
+    }
+
+    // ---- lifecycle
+
+    /** The bucket initializer (setup and reindex state); null before init(). */
+    get initializer(): BucketsInitializer | null {
+        return this.initializerRef;
+    }
+
+    private get client(): MorayClient {
+        if (this.closed) {
+            throw new StoreUnavailableError('moray store is closed');
+        }
+        if (!this.clientRef) {
+            throw new StoreUnavailableError('moray store is not initialised');
+        }
+        return this.clientRef;
+    }
+
+    async init(): Promise<void> {
+        if (this.closed) {
+            throw new StoreUnavailableError('moray store is closed');
+        }
+        if (!this.initializerRef) {
+            if (!this.clientRef) {
+                this.clientRef = createMorayClient(this.opts.connect as MorayConnectOptions);
+            }
+            this.initializerRef = new BucketsInitializer({
+                client: this.clientRef,
+                buckets: [...this.defs, META_BUCKET],
+                log: this.opts.log,
+                reindexBatchSize: this.opts.reindexBatchSize,
+                retryMinDelayMs: this.opts.retryMinDelayMs,
+                retryMaxDelayMs: this.opts.retryMaxDelayMs,
+            });
+            this.initializerRef.start();
+        }
+        const done = this.initializerRef.setupDone();
+        const limit = this.opts.initTimeoutMs;
+        if (limit === undefined) {
+            return done;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(
+                () => reject(new StoreUnavailableError(`moray buckets not set up after ${limit} ms`)),
+                limit,
+            );
+        });
+        try {
+            await Promise.race([done, timeout]);
+        } finally {
+            clearTimeout(timer);
+        }
+    }
+
+    async ping(): Promise<boolean> {
+        if (this.closed || !this.clientRef || !this.initializerRef?.isSetUp()) {
+            return false;
+        }
+        try {
+            await this.clientRef.ping();
+            return true;
+        } catch {
+            return false;
+        }
+    }
+
+    async close(): Promise<void> {
+        this.closed = true;
+        this.initializerRef?.stop();
+        if (this.ownsClient && this.clientRef) {
+            const c = this.clientRef;
+            this.clientRef = null;
+            await c.close();
+        }
+    }
+
+    // ---- objects
+
+    async get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+        bucketDef(bucket);
+        const r = await this.client.getObject(bucket, uuid);
+        return r ? toStored<T>(r) : null;
+    }
+
+    async put<T extends JsonObject>(bucket: BucketName, value: T, opts: PutOptions = {}): Promise<Stored<T>> {
+        bucketDef(bucket);
+        const key = keyOf(value);
+        const json = JSON.stringify(value);
+        const { etag } = await this.client.putObject(bucket, key, JSON.parse(json) as JsonObject, { etag: opts.etag });
+        return { value: JSON.parse(json) as T, etag };
+    }
+
+    async del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
+        bucketDef(bucket);
+        await this.client.delObject(bucket, uuid, { etag: opts.etag });
+    }
+
+    async batch(ops: BatchOp[]): Promise<void> {
+        const reqs: MorayBatchRequest[] = ops.map((op) => {
+            bucketDef(op.bucket);
+            if (op.op === 'put') {
+                return {
+                    operation: 'put',
+                    bucket: op.bucket,
+                    key: keyOf(op.value),
+                    value: JSON.parse(JSON.stringify(op.value)) as JsonObject,
+                    options: { etag: op.etag },
+                };
+            }
+            return { operation: 'delete', bucket: op.bucket, key: op.uuid, options: { etag: op.etag } };
+        });
+        if (reqs.length === 0) {
+            return;
+        }
+        await this.client.batch(reqs);
+    }
+
+    // ---- queries
+
+    /** Fields of `filter` that Moray cannot be trusted with yet. */
+    private pendingIn(bucket: BucketName, filter: Filter): Set<string> {
+        const pending = this.initializerRef?.pendingFields(bucket) ?? new Set<string>();
+        return new Set([...filterFields(filter)].filter((f) => pending.has(f)));
+    }
+
+    async find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+        const def = bucketDef(bucket);
+        const ldap = toLdapString(filter, def);
+        if (matchesNothing(filter)) {
+            return { items: [], total: 0 };
+        }
+        if (!page || this.pendingIn(bucket, filter).size > 0) {
+            const items: Stored<T>[] = [];
+            for await (const chunk of this.iterate<T>(bucket, filter, this.pageSize)) {
+                items.push(...chunk);
+            }
+            if (!page) {
+                return { items, total: items.length };
+            }
+            // A scan (a reindex is in progress): page it here.
+            const marker = page.marker;
+            const after = items.sort(byUuid).filter((s) => marker === undefined || (s.value.uuid as string) > marker);
+            return { items: after.slice(0, Math.max(0, page.limit)), total: items.length };
+        }
+        if (page.limit <= 0) {
+            return { items: [], total: await this.count(bucket, filter) };
+        }
+        const query = page.marker === undefined ? ldap : afterMarker(filter, page.marker, def);
+        const recs = await this.client.findAll(bucket, query, {
+            limit: page.limit,
+            sort: { attribute: 'uuid', order: 'ASC' },
+        });
+        const first = recs[0];
+        const total =
+            page.marker === undefined && first?._count !== undefined
+                ? Number(first._count)
+                : page.marker === undefined && recs.length === 0
+                  ? 0
+                  : await this.count(bucket, filter);
+        return { items: recs.map((r) => toStored<T>(r)), total };
+    }
+
+    async *iterate<T extends JsonObject>(
+        bucket: BucketName,
+        filter: Filter,
+        chunkSize = 500,
+    ): AsyncIterable<Stored<T>[]> {
+        const def = bucketDef(bucket);
+        toLdapString(filter, def);
+        if (matchesNothing(filter)) {
+            return;
+        }
+        const pending = this.pendingIn(bucket, filter);
+        const server = pending.size > 0 ? withoutFields(filter, pending) : filter;
+        const size = Math.max(1, Math.floor(chunkSize));
+        let last = 0;
+        for (;;) {
+            const recs = await this.client.findAll(bucket, afterId(server, last, def), {
+                limit: size,
+                sort: { attribute: '_id', order: 'ASC' },
+            });
+            if (recs.length === 0) {
+                return;
+            }
+            last = Number(recs[recs.length - 1]._id);
+            const items = recs
+                .filter((r) => pending.size === 0 || matchesValue(filter, r.value))
+                .map((r) => toStored<T>(r));
+            if (items.length > 0) {
+                yield items;
+            }
+            if (recs.length < size) {
+                return;
+            }
+        }
+    }
+
+    async count(bucket: BucketName, filter: Filter): Promise<number> {
+        const def = bucketDef(bucket);
+        const ldap = toLdapString(filter, def);
+        if (matchesNothing(filter)) {
+            return 0;
+        }
+        if (this.pendingIn(bucket, filter).size === 0) {
+            const recs = await this.client.findAll(bucket, ldap, { limit: 1 });
+            const first = recs[0];
+            if (!first) {
+                return 0;
+            }
+            if (first._count !== undefined) {
+                return Number(first._count);
+            }
+        }
+        let n = 0;
+        for await (const chunk of this.iterate(bucket, filter, this.pageSize)) {
+            n += chunk.length;
+        }
+        return n;
+    }
+
+    // ---- meta
+
+    async getMeta(key: string): Promise<string | null> {
+        const r = await this.client.getObject(META_BUCKET.name, key);
+        const v = r?.value.value;
+        return typeof v === 'string' ? v : null;
+    }
+
+    async setMeta(key: string, value: string): Promise<void> {
+        await this.client.putObject(META_BUCKET.name, key, { value });
+    }
+}

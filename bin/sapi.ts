@@ -34,8 +34,9 @@ async function main(): Promise<void> {
         level: config.log_level as bunyan.LogLevel,
         serializers: bunyan.stdSerializers,
     });
-    const store = await createStore(config, log);
-    const app = await createApp({ config, log, store, deployers: (ctx) => createDeployers(ctx) });
+    const setup = await createStore(config, log);
+    const store = setup.store;
+    const app = await createApp({ config, log, store, hooks: setup, deployers: (ctx) => createDeployers(ctx) });
     const port = await app.listen();
     log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');
 

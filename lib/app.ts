@@ -26,6 +26,8 @@ export interface AppDeps {
     config: SapiConfig;
     log: Logger;
     store: Store;
+    /** Backend hooks (moray): proto → full migration, cache refresh. */
+    hooks?: { migrateToFull?: (ctx: Ctx) => Promise<void>; syncCache?: () => Promise<void>; stop?: () => void };
     deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
 }
 
@@ -43,7 +45,13 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     }
     ctx.rollouts = new RolloutManager(ctx);
     await ctx.rollouts.resumeAll();
-    const server = createServer({ ctx });
+    const hooks = deps.hooks ?? {};
+    const migrate = hooks.migrateToFull;
+    const server = createServer({
+        ctx,
+        ...(migrate ? { migrateToFull: () => migrate(ctx) } : {}),
+        ...(hooks.syncCache ? { syncCache: hooks.syncCache } : {}),
+    });
     server.server.requestTimeout = deps.config.requestTimeoutMs;
     return {
         ctx,
@@ -62,7 +70,11 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                 server.server.close(() => resolve());
                 server.server.closeIdleConnections();
             });
-            await deps.store.close();
+            hooks.stop?.();
+            await ctx.store.close();
+            if (ctx.store !== deps.store) {
+                await deps.store.close().catch(() => undefined);
+            }
         },
     };
 }

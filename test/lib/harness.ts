@@ -14,6 +14,7 @@ import type { Deployer } from '../../lib/deploy/deployer.js';
 import { createDeployers } from '../../lib/deploy/index.js';
 import type { Ctx } from '../../lib/model/context.js';
 import type { InstanceType } from '../../lib/model/types.js';
+import { createStore, type StoreSetup } from '../../lib/stor/index.js';
 import { SqliteStore } from '../../lib/stor/sqlite/index.js';
 import type { Store } from '../../lib/stor/store.js';
 
@@ -34,6 +35,8 @@ export interface StartOpts {
     store?: Store;
     deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
     keepDir?: boolean;
+    /** Build the store as bin/sapi.ts does (createStore: sqlite or moray + cache). */
+    viaCreateStore?: boolean;
 }
 
 export function testLog(): bunyan {
@@ -50,19 +53,26 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
     });
     const log = testLog();
     let store = opts.store;
+    let hooks: StoreSetup | undefined;
+    if (!store && opts.viaCreateStore) {
+        hooks = await createStore(config, log);
+        store = hooks.store;
+    }
     if (!store) {
         const s = new SqliteStore({ path: config.store.path });
         await s.init();
         store = s;
     }
-    const app = await createApp({ config, log, store, deployers: opts.deployers ?? ((ctx) => createDeployers(ctx)) });
+    const app = await createApp({ config, log, store, deployers: opts.deployers ?? ((ctx) => createDeployers(ctx)), ...(hooks ? { hooks } : {}) });
     const port = await app.listen(0, '127.0.0.1');
     const url = `http://127.0.0.1:${port}`;
     return {
         url,
         app,
         ctx: app.ctx,
-        store,
+        get store() {
+            return app.ctx.store;
+        },
         dir,
         call: (method, path, callOpts) => call(url, method, path, callOpts),
         close: async () => {

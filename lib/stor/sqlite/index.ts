@@ -217,6 +217,16 @@ export class SqliteStore implements Store {
         return this.conn().transaction(fn)();
     }
 
+    /** Synchronous unconditional write (the local cache's write-through). */
+    putUnchecked(bucket: BucketName, value: JsonObject): void {
+        this.conn().transaction(() => this.putSync(bucket, value, undefined))();
+    }
+
+    /** Synchronous delete that ignores an absent object. */
+    delUnchecked(bucket: BucketName, uuid: string): void {
+        this.stmt(`DELETE FROM ${ident(bucket)} WHERE uuid = ?`).run(uuid);
+    }
+
     // ---- queries
 
     find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {

@@ -1,0 +1,173 @@
+// A Store over Moray with a local SQLite copy (the role of 2.1.2's
+// moray_local). Reads go to Moray and fall back to the local copy while
+// Moray is unreachable, so config-agent's GetConfig keeps working; writes
+// go to Moray first (a failure is a 503, nothing half-written) and then to
+// the copy. sync() refreshes the copy from Moray (at start, hourly, and on
+// POST /cache).
+
+import type Logger from 'bunyan';
+
+import { ALL_BUCKETS, type BucketName } from './buckets.js';
+import { NotFoundError, StoreUnavailableError } from './errors.js';
+import type { SqliteStore } from './sqlite/index.js';
+import { ALL, type BatchOp, type DelOptions, type Filter, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
+
+export class CachedStore implements Store {
+    readonly name: string;
+
+    constructor(
+        private readonly primary: Store,
+        private readonly local: SqliteStore,
+        private readonly log: Logger,
+    ) {
+        this.name = `${primary.name}+LocalCache`;
+    }
+
+    async init(): Promise<void> {
+        await this.local.init();
+        await this.primary.init();
+    }
+
+    async ping(): Promise<boolean> {
+        return this.primary.ping();
+    }
+
+    async get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+        try {
+            const got = await this.primary.get<T>(bucket, uuid);
+            this.mirror(bucket, uuid, got);
+            return got;
+        } catch (err) {
+            if (err instanceof StoreUnavailableError) {
+                this.log.warn({ bucket, uuid }, 'moray unavailable: answering from the local cache');
+                return this.local.get<T>(bucket, uuid);
+            }
+            throw err;
+        }
+    }
+
+    async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+        const out = await this.primary.put(bucket, value, opts);
+        this.mirror(bucket, String(value.uuid), out);
+        return out;
+    }
+
+    async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+        await this.primary.del(bucket, uuid, opts);
+        this.mirror(bucket, uuid, null);
+    }
+
+    async batch(ops: BatchOp[]): Promise<void> {
+        await this.primary.batch(ops);
+        for (const op of ops) {
+            if (op.op === 'put') {
+                this.mirror(op.bucket, String(op.value.uuid), { value: op.value, etag: '' });
+            } else {
+                this.mirror(op.bucket, op.uuid, null);
+            }
+        }
+    }
+
+    async find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+        try {
+            return await this.primary.find<T>(bucket, filter, page);
+        } catch (err) {
+            if (err instanceof StoreUnavailableError) {
+                this.log.warn({ bucket }, 'moray unavailable: listing from the local cache');
+                return this.local.find<T>(bucket, filter, page);
+            }
+            throw err;
+        }
+    }
+
+    /** From Moray; from the local copy if Moray fails before the first chunk. */
+    async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
+        let started = false;
+        try {
+            for await (const chunk of this.primary.iterate<T>(bucket, filter, chunkSize)) {
+                started = true;
+                yield chunk;
+            }
+        } catch (err) {
+            if (started || !(err instanceof StoreUnavailableError)) {
+                throw err;
+            }
+            this.log.warn({ bucket }, 'moray unavailable: streaming from the local cache');
+            yield* this.local.iterate<T>(bucket, filter, chunkSize);
+        }
+    }
+
+    async count(bucket: BucketName, filter: Filter): Promise<number> {
+        try {
+            return await this.primary.count(bucket, filter);
+        } catch (err) {
+            if (err instanceof StoreUnavailableError) {
+                return this.local.count(bucket, filter);
+            }
+            throw err;
+        }
+    }
+
+    async getMeta(key: string): Promise<string | null> {
+        try {
+            return await this.primary.getMeta(key);
+        } catch (err) {
+            if (err instanceof StoreUnavailableError) {
+                return this.local.getMeta(key);
+            }
+            throw err;
+        }
+    }
+
+    async setMeta(key: string, value: string): Promise<void> {
+        await this.primary.setMeta(key, value);
+        await this.local.setMeta(key, value).catch(() => undefined);
+    }
+
+    async close(): Promise<void> {
+        await this.primary.close();
+        await this.local.close();
+    }
+
+    /** Copy every object from Moray into the local cache; drop what Moray no longer has. */
+    async sync(): Promise<{ copied: number; dropped: number }> {
+        let copied = 0;
+        let dropped = 0;
+        for (const def of ALL_BUCKETS) {
+            const seen = new Set<string>();
+            for await (const chunk of this.primary.iterate(def.name, ALL, 1000)) {
+                await this.local.batch(chunk.map((s) => ({ op: 'put' as const, bucket: def.name, value: s.value })));
+                for (const s of chunk) {
+                    seen.add(String(s.value.uuid));
+                }
+                copied += chunk.length;
+            }
+            for await (const chunk of this.local.iterate(def.name, ALL, 1000)) {
+                for (const s of chunk) {
+                    const uuid = String(s.value.uuid);
+                    if (!seen.has(uuid)) {
+                        await this.local.del(def.name, uuid).catch(() => undefined);
+                        dropped++;
+                    }
+                }
+            }
+        }
+        this.log.info({ copied, dropped }, 'local cache refreshed from moray');
+        return { copied, dropped };
+    }
+
+    /** Best-effort write-through; a cache failure never fails the request. */
+    private mirror(bucket: BucketName, uuid: string, got: Stored | null): void {
+        try {
+            if (got) {
+                this.local.putUnchecked(bucket, got.value);
+            } else {
+                this.local.delUnchecked(bucket, uuid);
+            }
+        } catch (err) {
+            if (!(err instanceof NotFoundError)) {
+                this.log.warn({ err, bucket, uuid }, 'local cache write failed');
+            }
+        }
+    }
+}

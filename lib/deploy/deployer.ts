@@ -6,7 +6,7 @@
 import type Logger from 'bunyan';
 
 import type { Merged } from '../model/attributes.js';
-import type { Application, Instance, InstanceType, Service } from '../model/types.js';
+import type { Application, Dict, Instance, InstanceType, Service } from '../model/types.js';
 import type { Stored } from '../stor/store.js';
 
 export interface DeployReq {
@@ -39,6 +39,8 @@ export interface InstanceRecords {
     remove(uuid: string): Promise<void>;
     /** Set params.image_uuid (and the index) on an existing record. */
     setImage(uuid: string, imageUuid: string): Promise<Instance>;
+    /** Shallow-merge keys into params (and the index fields) of an existing record. */
+    mergeParams(uuid: string, params: Dict): Promise<Instance>;
     /** Agent self-adoption semantics (one instance per service and server). */
     adoptAgent(instance: Instance): Promise<Instance>;
     /** Agent instances of a service on a server. */

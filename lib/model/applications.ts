@@ -13,7 +13,7 @@ import { nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, insert, modify, mustGet, remove } from './objects.js';
 import type { Application, Dict } from './types.js';
-import { applyUpdate, parseAction } from './update.js';
+import { applyUpdate, parseAction, validatedShape } from './update.js';
 import { flagValue, validateRequest } from './validate.js';
 
 /** Application metadata must satisfy its metadata_schema (jsprim wording). */
@@ -68,8 +68,9 @@ export async function updateApplication(
 ): Promise<{ value: Application; etag: string }> {
     const body = nonEmpty(params, ['action', 'params', 'metadata', 'metadata_schema', 'manifests', 'owner_uuid']);
     const action = parseAction(body.action);
-    validateRequest('UpdateApplication', withoutFalsy(body));
-    await checkManifestRefs(ctx.store, body.manifests);
+    const checked = validatedShape(action, body);
+    validateRequest('UpdateApplication', withoutFalsy(checked));
+    await checkManifestRefs(ctx.store, checked.manifests);
     return modify<Application>(
         ctx.store,
         'application',

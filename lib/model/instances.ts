@@ -16,7 +16,7 @@ import { nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
 import type { Application, Dict, Instance, Service } from './types.js';
-import { applyUpdate, parseAction } from './update.js';
+import { applyUpdate, parseAction, validatedShape } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
 
 // ---- record helpers
@@ -53,6 +53,12 @@ export function instanceRecords(ctx: Ctx): InstanceRecords {
             (
                 await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
                     withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), { image_uuid: imageUuid }) }),
+                )
+            ).value,
+        mergeParams: async (uuid, patch) =>
+            (
+                await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
+                    withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }),
                 )
             ).value,
         adoptAgent: (inst) => adoptAgent(ctx, inst),
@@ -263,8 +269,9 @@ async function* mapChunks(it: AsyncIterable<Stored<Instance>[]>): AsyncIterable<
 export async function updateInstance(ctx: Ctx, uuid: string, params: Dict, ifMatch?: string[]): Promise<Stored<Instance>> {
     const body = nonEmpty(params, ['action', 'params', 'metadata', 'manifests']);
     const action = parseAction(body.action);
-    validateRequest('UpdateInstance', withoutFalsy(body));
-    await checkManifestRefs(ctx.store, body.manifests);
+    const checked = validatedShape(action, body);
+    validateRequest('UpdateInstance', withoutFalsy(checked));
+    await checkManifestRefs(ctx.store, checked.manifests);
     return modify<Instance>(
         ctx.store,
         'instance',

@@ -11,7 +11,7 @@ import { nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove } from './objects.js';
 import type { Application, Dict, InstanceType, Service } from './types.js';
-import { applyUpdate, parseAction } from './update.js';
+import { applyUpdate, parseAction, validatedShape } from './update.js';
 import { flagValue, validateRequest } from './validate.js';
 
 export function parseType(raw: unknown): InstanceType {
@@ -69,8 +69,9 @@ export async function updateService(
 ): Promise<{ value: Service; etag: string }> {
     const body = nonEmpty(params, ['action', 'params', 'metadata', 'manifests']);
     const action = parseAction(body.action);
-    validateRequest('UpdateService', withoutFalsy(body));
-    await checkManifestRefs(ctx.store, body.manifests);
+    const checked = validatedShape(action, body);
+    validateRequest('UpdateService', withoutFalsy(checked));
+    await checkManifestRefs(ctx.store, checked.manifests);
     return modify<Service>(
         ctx.store,
         'service',

@@ -17,6 +17,18 @@ export function parseAction(raw: unknown): UpdateAction {
     throw invalidArgument(`invalid action: ${String(raw)}`);
 }
 
+/**
+ * What an update request is validated as. Action delete reads only the keys
+ * of each map ("removed whatever its value", §4), so for it the map values
+ * are neither type-checked nor checked as manifest references.
+ */
+export function validatedShape(action: UpdateAction, body: Dict): Dict {
+    if (action !== 'delete') {
+        return body;
+    }
+    return Object.fromEntries(Object.entries(body).map(([k, v]) => [k, isPlainObject(v) ? {} : v]));
+}
+
 /** Apply `action` with `change` to one stored map; returns the new map. */
 export function applyToMap(action: UpdateAction, stored: Dict | undefined, change: Dict): Dict {
     switch (action) {

@@ -12,6 +12,7 @@ import type { Ctx } from '../model/context.js';
 import { ALL_BUCKETS } from './buckets.js';
 import { CachedStore } from './cached.js';
 import { MorayStore } from './moray/index.js';
+import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
 import { ALL, type Store } from './store.js';
 
@@ -66,12 +67,29 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
         await cached.sync();
     };
 
+    // Multi-DC: a non-empty master_host is the master DC's Moray.
+    const masterHost = m.master_host;
+    const master = masterHost
+        ? new MorayStore({
+              connect: { host: masterHost, port: Number(m.master_port || 2020), connectTimeoutMs: 1000 },
+              log: log.child({ component: 'moray-master' }),
+              initTimeoutMs: 10_000,
+          })
+        : null;
+    const full = async (): Promise<Store> => {
+        if (!master) {
+            return cached;
+        }
+        await master.init().catch((err: unknown) => log.warn({ err }, 'master moray not ready yet'));
+        return new MultiDcStore(cached, master);
+    };
+
     const localMode = await local.getMeta('mode');
     if (localMode === 'full' || config.mode === 'full') {
         await moray.init().catch((err: unknown) => log.warn({ err }, 'moray not ready yet: serving from the local cache'));
         startRefresh();
-        log.info('full mode on moray, with the embedded store as local cache');
-        return { store: cached, syncCache, stop };
+        log.info({ master: masterHost ?? null }, 'full mode on moray, with the embedded store as local cache');
+        return { store: await full(), syncCache, stop };
     }
 
     log.info({ path: config.store.path }, 'proto mode on the embedded store; moray is used after SetMode full');
@@ -84,7 +102,7 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
             await migrate(local, moray, log);
             await moray.setMeta('mode', 'full');
             await local.setMeta('mode', 'full');
-            ctx.store = cached;
+            ctx.store = await full();
             startRefresh();
         },
     };

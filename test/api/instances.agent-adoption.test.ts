@@ -134,13 +134,19 @@ t.test('D6: upgrading an agent instance never crashes: 200 with the instance unc
     const uuid = randomUUID();
     const inst = (await adopt(h, svc.uuid, uuid, randomUUID(), randomUUID())).body;
 
-    const v1 = await h.call('PUT', `/instances/${uuid}/upgrade`, { body: { image_uuid: randomUUID() } });
-    t.equal(v1.status, 200);
-    t.strictSame(v1.body, inst);
-    const v2 = await h.call('PUT', `/instances/${uuid}/upgrade`, { body: { image_uuid: randomUUID() }, version: '~2' });
-    t.equal(v2.status, 200);
-    t.strictSame(v2.body, { ...inst, type: 'agent' });
-    t.strictSame((await h.call('GET', `/instances/${uuid}`)).body, inst, 'the record is unchanged');
+    const img1 = randomUUID();
+    const v1 = await h.call('PUT', `/instances/${uuid}/upgrade`, { body: { image_uuid: img1 } });
+    t.equal(v1.status, 200, 'v1: 200');
+    t.match(v1.body, { uuid, service_uuid: svc.uuid, params: { server_uuid: inst.params.server_uuid } }, 'v1: the same instance');
+    // Decision (issue 4: params.image_uuid is "kept current by UpgradeInstance"): a
+    // non-deploying upgrade records the new image and changes nothing else.
+    t.strictSame(v1.body, { ...inst, params: { ...inst.params, image_uuid: img1 } }, 'v1: only params.image_uuid follows the upgrade');
+    const img2 = randomUUID();
+    const v2 = await h.call('PUT', `/instances/${uuid}/upgrade`, { body: { image_uuid: img2 }, version: '~2' });
+    t.equal(v2.status, 200, 'v2 (proto): 200');
+    t.match(v2.body, { uuid, service_uuid: svc.uuid, type: 'agent', params: { server_uuid: inst.params.server_uuid } }, 'v2: the same instance');
+    t.strictSame(v2.body, { ...inst, type: 'agent', params: { ...inst.params, image_uuid: img2 } }, 'v2: only params.image_uuid follows the upgrade');
+    t.strictSame((await h.call('GET', `/instances/${uuid}`, { version: '~2' })).body, v2.body, 'the answer is the stored record');
     t.equal((await h.call('GET', '/ping')).status, 200, 'the server is still up');
 });
 

@@ -11,7 +11,7 @@ export function mountManifests(server: Server, ctx: Ctx): void {
         res.send(200, await model.createManifest(ctx, paramsOf(req)));
     });
     mount(server, ctx, { method: 'get', path: '/manifests', name: 'ListManifests' }, async (req, res) => {
-        const items = await model.listManifests(ctx);
+        const items = await model.listManifests(ctx, paramsOf(req));
         res.setHeader('x-joyent-resource-count', String(items.length));
         res.send(200, items);
     });

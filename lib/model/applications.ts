@@ -9,7 +9,7 @@ import { invalidArgument, schemaValidation } from '../errors.js';
 import { and, eq, type Filter } from '../stor/store.js';
 import { isPlainObject } from './attributes.js';
 import type { Ctx } from './context.js';
-import { nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, insert, modify, mustGet, remove } from './objects.js';
 import type { Application, Dict } from './types.js';
@@ -56,8 +56,7 @@ export async function listApplications(ctx: Ctx, params: Dict): Promise<ListResu
     validateRequest('ListApplications', params);
     const q = nonEmpty(params, ['name', 'owner_uuid']);
     const filter: Filter = and(...Object.entries(q).map(([k, v]) => eq(k, String(v))));
-    const page = await ctx.store.find<Application>(BUCKET_OF.application, filter, parsePaging(params));
-    return { total: page.total, items: page.items.map((s) => s.value) };
+    return findWithMaster<Application>(ctx, params, BUCKET_OF.application, filter, parsePaging(params));
 }
 
 export async function updateApplication(

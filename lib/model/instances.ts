@@ -7,12 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { invalidArgument, missingKeys, missingParameter, noDeployer, noSuch } from '../errors.js';
 import type { DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
-import { and, eq, oneOf, type BatchOp, type Filter, type Stored } from '../stor/store.js';
+import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } from '../stor/store.js';
 import { withoutFalsy } from './applications.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import { loadParents } from './config-doc.js';
 import type { Ctx, ReqInfo } from './context.js';
-import { nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, masterStore, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
 import type { Application, Dict, Instance, Service } from './types.js';
@@ -251,16 +251,21 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict): Promi
     const filter = and(...parts);
     const page = parsePaging(params);
     if (page) {
-        const res = await ctx.store.find<Instance>(BUCKET_OF.instance, filter, page);
-        return { total: res.total, items: res.items.map((s) => s.value) };
+        return findWithMaster<Instance>(ctx, params, BUCKET_OF.instance, filter, page);
     }
-    const total = await ctx.store.count(BUCKET_OF.instance, filter);
-    return { total, stream: mapChunks(ctx.store.iterate<Instance>(BUCKET_OF.instance, filter, 1000)) };
+    const stores = [ctx.store, masterStore(ctx, params)].filter((s): s is Store => s !== null);
+    let total = 0;
+    for (const s of stores) {
+        total += await s.count(BUCKET_OF.instance, filter);
+    }
+    return { total, stream: streamAll(stores, filter) };
 }
 
-async function* mapChunks(it: AsyncIterable<Stored<Instance>[]>): AsyncIterable<Instance[]> {
-    for await (const chunk of it) {
-        yield chunk.map((s) => s.value);
+async function* streamAll(stores: Store[], filter: Filter): AsyncIterable<Instance[]> {
+    for (const store of stores) {
+        for await (const chunk of store.iterate<Instance>(BUCKET_OF.instance, filter, 1000)) {
+            yield chunk.map((s) => s.value);
+        }
     }
 }
 

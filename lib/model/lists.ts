@@ -1,8 +1,12 @@
 // Filters and paging shared by the List* operations.
 
 import { invalidArgument } from '../errors.js';
-import type { PageRequest } from '../stor/store.js';
+import type { BucketName } from '../stor/buckets.js';
+import { MultiDcStore } from '../stor/multi-dc.js';
+import type { Filter, JsonObject, PageRequest, Store } from '../stor/store.js';
+import type { Ctx } from './context.js';
 import type { Dict } from './types.js';
+import { flagValue } from './validate.js';
 
 export const MAX_LIMIT = 1000;
 
@@ -40,4 +44,35 @@ export interface ListResult<T> {
     total: number;
     items?: T[];
     stream?: AsyncIterable<T[]>;
+}
+
+/**
+ * Multi-DC: with `include_master` and a master configured, lists append the
+ * master DC's objects (sapi-api.md §8); otherwise the flag is inert.
+ */
+export function masterStore(ctx: Ctx, params: Dict): Store | null {
+    if (!flagValue(params.include_master)) {
+        return null;
+    }
+    return ctx.store instanceof MultiDcStore ? ctx.store.master : null;
+}
+
+/** Find locally, then append the master's matches when asked for. */
+export async function findWithMaster<T extends JsonObject>(
+    ctx: Ctx,
+    params: Dict,
+    bucket: BucketName,
+    filter: Filter,
+    page: PageRequest | undefined,
+): Promise<ListResult<T>> {
+    const local = await ctx.store.find<T>(bucket, filter, page);
+    const master = masterStore(ctx, params);
+    const items = local.items.map((s) => s.value);
+    let total = local.total;
+    if (master) {
+        const remote = await master.find<T>(bucket, filter, page);
+        items.push(...remote.items.map((s) => s.value));
+        total += remote.total;
+    }
+    return { total, items };
 }

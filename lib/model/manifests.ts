@@ -8,6 +8,7 @@ import semver from 'semver';
 import { invalidArgument, noSuch } from '../errors.js';
 import { ALL, type Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
+import { findWithMaster } from './lists.js';
 import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
 import type { Dict, Manifest } from './types.js';
 import { flagValue, validateRequest } from './validate.js';
@@ -35,9 +36,8 @@ export async function getManifest(ctx: Ctx, uuid: string): Promise<Manifest> {
     return (await mustGet<Manifest>(ctx.store, 'manifest', uuid)).value;
 }
 
-export async function listManifests(ctx: Ctx): Promise<Manifest[]> {
-    const page = await ctx.store.find<Manifest>(BUCKET_OF.manifest, ALL);
-    return page.items.map((s) => s.value);
+export async function listManifests(ctx: Ctx, params: Dict = {}): Promise<Manifest[]> {
+    return (await findWithMaster<Manifest>(ctx, params, BUCKET_OF.manifest, ALL, undefined)).items ?? [];
 }
 
 /** Every manifest uuid referenced must exist (D1: 404, nothing written). */

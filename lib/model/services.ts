@@ -7,7 +7,7 @@ import { invalidArgument, noSuch } from '../errors.js';
 import { and, eq, type Filter } from '../stor/store.js';
 import { withoutFalsy } from './applications.js';
 import type { Ctx } from './context.js';
-import { nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove } from './objects.js';
 import type { Application, Dict, InstanceType, Service } from './types.js';
@@ -57,8 +57,7 @@ export async function listServices(ctx: Ctx, params: Dict, v2: boolean): Promise
         q.type = 'vm';
     }
     const filter: Filter = and(...Object.entries(q).map(([k, v]) => eq(k, String(v))));
-    const page = await ctx.store.find<Service>(BUCKET_OF.service, filter, parsePaging(params));
-    return { total: page.total, items: page.items.map((s) => s.value) };
+    return findWithMaster<Service>(ctx, params, BUCKET_OF.service, filter, parsePaging(params));
 }
 
 export async function updateService(

@@ -39,6 +39,10 @@ async function main(): Promise<void> {
     const app = await createApp({ config, log, store, hooks: setup, deployers: (ctx) => createDeployers(ctx) });
     const port = await app.listen();
     log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');
+    if (config.metricsPort !== undefined) {
+        const mport = await app.listenMetrics();
+        log.info({ port: mport }, 'metrics listening on /metrics');
+    }
 
     let stopping = false;
     const stop = (signal: string): void => {

@@ -7,6 +7,7 @@ import type { Server } from 'restify';
 import type { SapiConfig } from './config.js';
 import type { Deployer } from './deploy/deployer.js';
 import type { Ctx } from './model/context.js';
+import { instrumentDeployer, InstrumentedStore, Metrics } from './metrics.js';
 import { loadMode } from './model/mode.js';
 import { RolloutManager } from './rollout/runner.js';
 import type { InstanceType } from './model/types.js';
@@ -16,6 +17,9 @@ import type { Store } from './stor/store.js';
 export interface SapiApp {
     ctx: Ctx;
     server: Server;
+    metrics: Metrics;
+    /** Serve /metrics (config metricsPort); resolves with the bound port. */
+    listenMetrics(port?: number, host?: string): Promise<number>;
     /** Listen; resolves with the bound port. */
     listen(port?: number, host?: string): Promise<number>;
     /** Stop accepting, finish in-flight requests, close the store. */
@@ -33,29 +37,52 @@ export interface AppDeps {
 
 export async function createApp(deps: AppDeps): Promise<SapiApp> {
     const mode = await loadMode(deps.store, deps.config.mode);
+    const metrics = new Metrics({
+        ...(deps.config.datacenter_name ? { datacenter: deps.config.datacenter_name } : {}),
+        ...(deps.config.instanceUuid ? { instance: deps.config.instanceUuid } : {}),
+    });
     const ctx: Ctx = {
-        store: deps.store,
+        store: new InstrumentedStore(deps.store, metrics),
         log: deps.log,
         config: deps.config,
         deployers: {},
         mode: { current: mode, transitioning: false },
+        metrics,
     };
     if (deps.deployers) {
-        ctx.deployers = deps.deployers(ctx);
+        for (const [type, d] of Object.entries(deps.deployers(ctx))) {
+            ctx.deployers[type as keyof Ctx['deployers']] = instrumentDeployer(d, metrics);
+        }
     }
     ctx.rollouts = new RolloutManager(ctx);
+    ctx.rollouts.onProgress((r) => metrics.rollout(r));
     await ctx.rollouts.resumeAll();
     const hooks = deps.hooks ?? {};
     const migrate = hooks.migrateToFull;
     const server = createServer({
         ctx,
-        ...(migrate ? { migrateToFull: () => migrate(ctx) } : {}),
+        onRequestDone: (route, method, status, ms) => metrics.request(route, method, status, ms),
+        ...(migrate
+            ? {
+                  migrateToFull: async () => {
+                      await migrate(ctx);
+                      ctx.store = new InstrumentedStore(ctx.store, metrics);
+                  },
+              }
+            : {}),
         ...(hooks.syncCache ? { syncCache: hooks.syncCache } : {}),
     });
     server.server.requestTimeout = deps.config.requestTimeoutMs;
+    let metricsServer: { close: () => Promise<void> } | null = null;
     return {
         ctx,
         server,
+        metrics,
+        listenMetrics: async (port = deps.config.metricsPort ?? 8881, host = deps.config.adminIp ?? deps.config.host) => {
+            const m = await metrics.listen(port, host);
+            metricsServer = m;
+            return m.port;
+        },
         listen: (port = deps.config.port, host = deps.config.host) =>
             new Promise((resolve, reject) => {
                 server.once('error', reject);
@@ -71,6 +98,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                 server.server.closeIdleConnections();
             });
             hooks.stop?.();
+            await metricsServer?.close();
             await ctx.store.close();
             if (ctx.store !== deps.store) {
                 await deps.store.close().catch(() => undefined);

@@ -1,13 +1,14 @@
 // A small typed JSON HTTP client on node:http, shared by the CNAPI, VMAPI,
-// IMGAPI and NAPI clients: keep-alive, per-request timeout, x-request-id
-// pass-through, and one mapping from transport/HTTP failures to API errors.
+// IMGAPI and NAPI clients (and sapiadm's SAPI client): keep-alive,
+// per-request timeout, x-request-id pass-through, and one mapping from
+// transport/HTTP failures to API errors.
 
 import http from 'node:http';
 import https from 'node:https';
 
 import { SapiError, downstream } from '../errors.js';
 
-export type ServiceName = 'CNAPI' | 'VMAPI' | 'IMGAPI' | 'NAPI';
+export type ServiceName = 'CNAPI' | 'VMAPI' | 'IMGAPI' | 'NAPI' | 'SAPI';
 
 /** The slice of a bunyan logger the clients use (a bunyan Logger fits). */
 export interface ClientLog {
@@ -30,6 +31,14 @@ export interface JsonClientOptions {
     /** Maximum sockets per host for the keep-alive agent. Default 50. */
     maxSockets?: number;
     userAgent?: string;
+}
+
+/** One downstream call, for metrics: status 0 means no HTTP answer. */
+export interface DownstreamObservation {
+    service: ServiceName;
+    method: string;
+    status: number;
+    seconds: number;
 }
 
 export interface RequestOptions {
@@ -169,6 +178,8 @@ export class JsonClient {
     readonly url: string;
     readonly timeoutMs: number;
     private readonly base: URL;
+    /** Called after every request (metrics); set by the composition root. */
+    observe: ((o: DownstreamObservation) => void) | undefined;
     private readonly agent: http.Agent;
     private readonly transport: typeof http | typeof https;
     private readonly log: ClientLog | undefined;
@@ -249,9 +260,11 @@ export class JsonClient {
                     throw this.transportError(err2, method, path, timeoutMs);
                 }
             } else {
+                this.observe?.({ service: this.service, method, status: 0, seconds: (Date.now() - started) / 1000 });
                 throw this.transportError(err, method, path, timeoutMs);
             }
         }
+        this.observe?.({ service: this.service, method, status: raw.status, seconds: (Date.now() - started) / 1000 });
 
         this.log?.debug(
             { service: this.service, method, path: fullPath, status: raw.status, ms: Date.now() - started, req_id: opts.reqId },

@@ -28,6 +28,14 @@ export function createClients(ctx: Ctx): Clients {
     if (c.cnapi?.url) clients.cnapi = new CnapiClient({ url: c.cnapi.url, timeoutMs, log: ctx.log.child({ component: 'cnapi' }) });
     if (c.imgapi?.url) clients.imgapi = new ImgapiClient({ url: c.imgapi.url, timeoutMs, log: ctx.log.child({ component: 'imgapi' }) });
     if (c.napi?.url) clients.napi = new NapiClient({ url: c.napi.url, timeoutMs, log: ctx.log.child({ component: 'napi' }) });
+    const metrics = ctx.metrics;
+    if (metrics) {
+        for (const client of [clients.vmapi, clients.cnapi, clients.imgapi, clients.napi]) {
+            if (client) {
+                client.http.observe = (o) => metrics.downstreamCall(o);
+            }
+        }
+    }
     return clients;
 }
 

@@ -5,6 +5,7 @@ import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
 import type { Deployer } from '../deploy/deployer.js';
+import type { Metrics } from '../metrics.js';
 import type { RolloutManager } from '../rollout/runner.js';
 import type { Store } from '../stor/store.js';
 import type { InstanceType, Mode } from './types.js';
@@ -15,6 +16,8 @@ export interface Ctx {
     config: SapiConfig;
     deployers: Partial<Record<InstanceType, Deployer>>;
     mode: ModeState;
+    /** Prometheus metrics (set by createApp). */
+    metrics?: Metrics;
     /** Agent rollouts (set by createApp). */
     rollouts?: RolloutManager;
 }

@@ -2,7 +2,7 @@
 
 import { invalidArgument } from '../errors.js';
 import type { BucketName } from '../stor/buckets.js';
-import { MultiDcStore } from '../stor/multi-dc.js';
+import { masterOf } from '../stor/multi-dc.js';
 import type { Filter, JsonObject, PageRequest, Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
 import type { Dict } from './types.js';
@@ -54,7 +54,7 @@ export function masterStore(ctx: Ctx, params: Dict): Store | null {
     if (!flagValue(params.include_master)) {
         return null;
     }
-    return ctx.store instanceof MultiDcStore ? ctx.store.master : null;
+    return masterOf(ctx.store);
 }
 
 /** Find locally, then append the master's matches when asked for. */

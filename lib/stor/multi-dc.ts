@@ -81,3 +81,12 @@ export class MultiDcStore implements Store {
         await this.master.close();
     }
 }
+
+/** The master store behind any decorators (cache, metrics), if multi-DC. */
+export function masterOf(store: Store): Store | null {
+    let s: Store | undefined = store;
+    while (s && !(s instanceof MultiDcStore)) {
+        s = (s as { inner?: Store }).inner;
+    }
+    return s instanceof MultiDcStore ? s.master : null;
+}

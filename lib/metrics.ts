@@ -1,0 +1,180 @@
+// Prometheus metrics, served on their own port (config metricsPort, as
+// 2.1.2's http://<adminIp>:8881/metrics). One registry per app, no globals.
+
+import http from 'node:http';
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import type { DownstreamObservation } from './clients/http.js';
+import type { Deployer } from './deploy/deployer.js';
+import type { Rollout } from './rollout/types.js';
+import type { BucketName } from './stor/buckets.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './stor/store.js';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
+
+export class Metrics {
+    readonly registry = new Registry();
+    private readonly requests: Counter<'route' | 'method' | 'status'>;
+    private readonly latency: Histogram<'route' | 'method' | 'status'>;
+    private readonly storeOps: Histogram<'backend' | 'op' | 'outcome'>;
+    private readonly downstream: Histogram<'service' | 'method' | 'status'>;
+    private readonly downstreamErrors: Counter<'service'>;
+    readonly deployDuration: Histogram<'type' | 'op' | 'outcome'>;
+    private readonly rolloutItems: Gauge<'rollout' | 'service' | 'state'>;
+    private readonly rolloutAverage: Gauge<'rollout' | 'service'>;
+
+    constructor(labels: Record<string, string> = {}) {
+        this.registry.setDefaultLabels(labels);
+        collectDefaultMetrics({ register: this.registry, prefix: 'sapi_' });
+        const r = [this.registry];
+        this.requests = new Counter({ name: 'sapi_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'], registers: r });
+        this.latency = new Histogram({ name: 'sapi_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['route', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: r });
+        this.storeOps = new Histogram({ name: 'sapi_store_operation_duration_seconds', help: 'Store operation latency', labelNames: ['backend', 'op', 'outcome'], buckets: LATENCY_BUCKETS, registers: r });
+        this.downstream = new Histogram({ name: 'sapi_downstream_request_duration_seconds', help: 'Requests to Triton services', labelNames: ['service', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: r });
+        this.downstreamErrors = new Counter({ name: 'sapi_downstream_errors_total', help: 'Downstream 5xx answers and transport failures', labelNames: ['service'], registers: r });
+        this.deployDuration = new Histogram({ name: 'sapi_deploy_duration_seconds', help: 'Deploy operations (create, upgrade, destroy) by instance type', labelNames: ['type', 'op', 'outcome'], buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600], registers: r });
+        this.rolloutItems = new Gauge({ name: 'sapi_rollout_items', help: 'Rollout items by state', labelNames: ['rollout', 'service', 'state'], registers: r });
+        this.rolloutAverage = new Gauge({ name: 'sapi_rollout_average_seconds', help: 'Running average item duration of a rollout', labelNames: ['rollout', 'service'], registers: r });
+    }
+
+    request(route: string, method: string, status: number, ms: number): void {
+        const labels = { route, method, status: String(status) };
+        this.requests.inc(labels);
+        this.latency.observe(labels, ms / 1000);
+    }
+
+    downstreamCall(o: DownstreamObservation): void {
+        this.downstream.observe({ service: o.service, method: o.method, status: String(o.status) }, o.seconds);
+        if (o.status === 0 || o.status >= 500) {
+            this.downstreamErrors.inc({ service: o.service });
+        }
+    }
+
+    rollout(r: Rollout): void {
+        for (const [state, n] of Object.entries(r.counts)) {
+            this.rolloutItems.set({ rollout: r.uuid, service: r.service_name, state }, n);
+        }
+        if (r.average_ms !== undefined) {
+            this.rolloutAverage.set({ rollout: r.uuid, service: r.service_name }, r.average_ms / 1000);
+        }
+    }
+
+    storeOp(backend: string, op: string, seconds: number, ok: boolean): void {
+        this.storeOps.observe({ backend, op, outcome: ok ? 'ok' : 'error' }, seconds);
+    }
+
+    /** GET /metrics on its own listener; resolves with the bound port. */
+    listen(port: number, host: string): Promise<{ port: number; close: () => Promise<void> }> {
+        const srv = http.createServer((req, res) => {
+            if (req.method !== 'GET' || !req.url?.startsWith('/metrics')) {
+                res.writeHead(404, { 'content-type': 'application/json' });
+                res.end(JSON.stringify({ code: 'ResourceNotFound', message: `${req.url ?? ''} does not exist` }));
+                return;
+            }
+            this.registry.metrics().then(
+                (text) => {
+                    res.writeHead(200, { 'content-type': this.registry.contentType });
+                    res.end(text);
+                },
+                (err: unknown) => {
+                    res.writeHead(500);
+                    res.end(String(err));
+                },
+            );
+        });
+        return new Promise((resolve, reject) => {
+            srv.once('error', reject);
+            srv.listen(port, host, () => {
+                const addr = srv.address();
+                resolve({
+                    port: typeof addr === 'object' && addr ? addr.port : port,
+                    close: () => new Promise<void>((done) => srv.close(() => done())),
+                });
+            });
+        });
+    }
+}
+
+/** Times every store operation (a decorator: the backends stay unaware). */
+export class InstrumentedStore implements Store {
+    constructor(
+        readonly inner: Store,
+        private readonly metrics: Metrics,
+    ) {}
+
+    get name(): string {
+        return this.inner.name;
+    }
+
+    private async timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
+        const t0 = process.hrtime.bigint();
+        let ok = false;
+        try {
+            const out = await fn();
+            ok = true;
+            return out;
+        } finally {
+            this.metrics.storeOp(this.inner.name, op, Number(process.hrtime.bigint() - t0) / 1e9, ok);
+        }
+    }
+
+    init(): Promise<void> {
+        return this.inner.init();
+    }
+    ping(): Promise<boolean> {
+        return this.timed('ping', () => this.inner.ping());
+    }
+    get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+        return this.timed('get', () => this.inner.get<T>(bucket, uuid));
+    }
+    put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+        return this.timed('put', () => this.inner.put(bucket, value, opts));
+    }
+    del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+        return this.timed('del', () => this.inner.del(bucket, uuid, opts));
+    }
+    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+        return this.timed('find', () => this.inner.find<T>(bucket, filter, page));
+    }
+    iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
+        return this.inner.iterate<T>(bucket, filter, chunkSize);
+    }
+    count(bucket: BucketName, filter: Filter): Promise<number> {
+        return this.timed('count', () => this.inner.count(bucket, filter));
+    }
+    batch(ops: BatchOp[]): Promise<void> {
+        return this.timed('batch', () => this.inner.batch(ops));
+    }
+    getMeta(key: string): Promise<string | null> {
+        return this.inner.getMeta(key);
+    }
+    setMeta(key: string, value: string): Promise<void> {
+        return this.inner.setMeta(key, value);
+    }
+    close(): Promise<void> {
+        return this.inner.close();
+    }
+}
+
+/** Times create/adopt/upgrade/destroy of a deployer. */
+export function instrumentDeployer(d: Deployer, metrics: Metrics): Deployer {
+    const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+        const end = metrics.deployDuration.startTimer({ type: d.type, op });
+        try {
+            const out = await fn();
+            end({ outcome: 'ok' });
+            return out;
+        } catch (err) {
+            end({ outcome: 'error' });
+            throw err;
+        }
+    };
+    return {
+        type: d.type,
+        create: (req, plan) => timed('create', () => d.create(req, plan)),
+        adopt: (req, plan) => timed('adopt', () => d.adopt(req, plan)),
+        upgrade: (req, plan, image) => timed('upgrade', () => d.upgrade(req, plan, image)),
+        destroy: (req, plan) => timed('destroy', () => d.destroy(req, plan)),
+    };
+}

@@ -40,6 +40,9 @@ export interface VmEnvOptions {
     /** Extra service params (merged over `{image_uuid}`). */
     svcParams?: Record<string, unknown>;
     jobDurationMs?: number;
+    /** Extra config (e.g. a moray store) and harness options. */
+    config?: Record<string, unknown>;
+    viaCreateStore?: boolean;
 }
 
 interface HasTeardown {
@@ -65,7 +68,7 @@ export async function startVmEnv(t: HasTeardown, opts: VmEnvOptions = {}): Promi
     if (!without.has('imgapi')) config.imgapi = { url: imgapi.url };
     if (!without.has('napi')) config.napi = { url: napi.url };
     if (!without.has('cnapi')) config.cnapi = { url: cnapi.url };
-    const h = await startSapi({ config });
+    const h = await startSapi({ config: { ...config, ...opts.config }, ...(opts.viaCreateStore ? { viaCreateStore: true } : {}) });
     t.teardown(async () => {
         await h.close();
         await Promise.all([vmapi.close(), imgapi.close(), napi.close(), cnapi.close()]);

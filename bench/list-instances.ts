@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { withIndexes } from '../lib/model/instances.js';
 import type { Instance } from '../lib/model/types.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
-import type { BatchOp } from '../lib/stor/store.js';
+import { MorayStore } from '../lib/stor/moray/index.js';
+import type { BatchOp, Store } from '../lib/stor/store.js';
+import { startFakeMoray } from '../test/lib/fake-moray.js';
 import { fmt, load, request, resetPeak, rss, startServer, writeConfig } from './lib.js';
 
 const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
@@ -21,7 +23,7 @@ export interface Seeded {
 }
 
 /** Seed `n` instances straight into a store (the API path is measured elsewhere). */
-export async function seed(store: SqliteStore, n: number): Promise<Seeded> {
+export async function seed(store: Store, n: number, batchSize = 5000): Promise<Seeded> {
     const app = randomUUID();
     const servers = Array.from({ length: 2000 }, () => randomUUID());
     const services = Array.from({ length: 20 }, () => randomUUID());
@@ -41,7 +43,7 @@ export async function seed(store: SqliteStore, n: number): Promise<Seeded> {
             metadata: { N: i },
         };
         ops.push({ op: 'put', bucket: 'sapi_instances', value: withIndexes(inst) });
-        if (ops.length === 5000) {
+        if (ops.length === batchSize) {
             await store.batch(ops);
             ops = [];
         }
@@ -50,18 +52,29 @@ export async function seed(store: SqliteStore, n: number): Promise<Seeded> {
     return { servers, services, images };
 }
 
-export async function benchListInstances(n = 200_000): Promise<void> {
+export async function benchListInstances(n = 200_000, backend: 'sqlite' | 'moray' = 'sqlite'): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'sapi-bench-list-'));
     const storePath = join(dir, 'sapi.sqlite');
     const t0 = performance.now();
-    const store = new SqliteStore({ path: storePath });
-    await store.init();
-    const seeded = await seed(store, n);
-    await store.close();
-    console.log(`seeded ${n} instances in ${fmt((performance.now() - t0) / 1000)} s`);
+    let extra: Record<string, unknown> = { log_level: 'info' };
+    let seeded: Seeded;
+    const moray = backend === 'moray' ? await startFakeMoray() : null;
+    if (moray) {
+        const store = new MorayStore({ connect: { host: moray.host, port: moray.port } });
+        await store.init();
+        seeded = await seed(store, n, 1000);
+        await store.close();
+        extra = { ...extra, mode: 'full', store: { backend: 'moray', path: storePath }, moray: { host: moray.host, port: moray.port } };
+    } else {
+        const store = new SqliteStore({ path: storePath });
+        await store.init();
+        seeded = await seed(store, n);
+        await store.close();
+    }
+    console.log(`[${backend}] seeded ${n} instances in ${fmt((performance.now() - t0) / 1000)} s`);
 
     const port = 19000 + Math.floor(Math.random() * 1000);
-    writeConfig(join(dir, 'config.json'), port, storePath, { log_level: 'info' });
+    writeConfig(join(dir, 'config.json'), port, storePath, extra);
     const srv = await startServer(join(dir, 'config.json'), port);
     const v2 = { 'accept-version': '~2' };
     try {
@@ -77,8 +90,8 @@ export async function benchListInstances(n = 200_000): Promise<void> {
                 v2,
             ),
         );
-        console.log(`GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`);
-        console.log(`GET /instances?service_uuid=S&image_uuid=I&limit  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors)`);
+        console.log(`[${backend}] GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`);
+        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors)`);
 
         // The 2.1.2 way: the whole list, filtered by the client.
         const before = rss(srv.pid);
@@ -91,7 +104,7 @@ export async function benchListInstances(n = 200_000): Promise<void> {
         const fullMs = performance.now() - t1;
         const after = rss(srv.pid);
         console.log(
-            `full unpaged list (${all.length} instances, ${fmt(full.body.length / 1048576)} MiB) + client filter (${mine.length} on server): ${fmt(fullMs, 0)} ms`,
+            `[${backend}] full unpaged list (${all.length} instances, ${fmt(full.body.length / 1048576)} MiB) + client filter (${mine.length} on server): ${fmt(fullMs, 0)} ms`,
         );
         console.log(
             `  ratio full-list / indexed p50: ${fmt(fullMs / byServer.p50, 0)}x   (2.1.2: ~21,000 ms at 200,000 → ${fmt(21000 / byServer.p50, 0)}x)`,
@@ -101,6 +114,7 @@ export async function benchListInstances(n = 200_000): Promise<void> {
         );
     } finally {
         await srv.stop();
+        await moray?.close();
         rmSync(dir, { recursive: true, force: true });
     }
 }

@@ -1,7 +1,8 @@
 // loadConfig(path): JSON file → ajv (defaults, coercion of config-agent's
 // string values) → SapiConfig. Fails fast, naming the bad key.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 import { Ajv } from 'ajv';
 
@@ -83,5 +84,33 @@ export function loadConfig(path: string | undefined): SapiConfig {
     } catch (err) {
         throw new ConfigError(`config ${path} is not JSON: ${(err as Error).message}`);
     }
+    mergeMasterConfig(raw, join(dirname(path), 'sapi-master.config.json'));
     return parseConfig(raw, path);
+}
+
+/**
+ * Multi-DC: config-agent renders etc/sapi-master.config.json from the sapi
+ * service's MASTER_MORAY_IP/PORT. As in 2.1.2: file present with an empty
+ * value → master_host null (this DC is the master); file absent → unset.
+ */
+export function mergeMasterConfig(raw: unknown, path: string): void {
+    if (!existsSync(path) || typeof raw !== 'object' || raw === null) {
+        return;
+    }
+    let master: { moray?: { master_host?: unknown; master_port?: unknown } };
+    try {
+        master = JSON.parse(readFileSync(path, 'utf8')) as typeof master;
+    } catch (err) {
+        throw new ConfigError(`master config ${path} is not JSON: ${(err as Error).message}`);
+    }
+    const host = master.moray?.master_host;
+    const port = master.moray?.master_port;
+    const cfg = raw as { moray?: Record<string, unknown> };
+    cfg.moray = { ...cfg.moray };
+    if (typeof host === 'string' && host !== '' && port !== undefined && port !== '') {
+        cfg.moray.master_host = host;
+        cfg.moray.master_port = port;
+    } else {
+        cfg.moray.master_host = null;
+    }
 }

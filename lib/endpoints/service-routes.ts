@@ -6,6 +6,7 @@ import type { Server } from 'restify';
 import { invalidArgument } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import { setMode } from '../model/mode.js';
+import { storeError } from '../model/objects.js';
 import { mount, paramsOf } from './common.js';
 
 export interface ServiceHooks {
@@ -47,7 +48,9 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
     });
     mount(server, ctx, { method: 'post', path: '/cache', name: 'SyncCache' }, async (_req, res) => {
         if (ctx.mode.current === 'full' && hooks.syncCache) {
-            await hooks.syncCache();
+            await hooks.syncCache().catch((err: unknown) => {
+                throw storeError(err, 'application', 'cache');
+            });
         }
         res.send(204);
     });

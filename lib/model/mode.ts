@@ -4,6 +4,7 @@
 
 import { invalidArgument, missingParameter } from '../errors.js';
 import type { Store } from '../stor/store.js';
+import { storeError } from './objects.js';
 import type { Ctx } from './context.js';
 import type { Mode } from './types.js';
 
@@ -35,10 +36,15 @@ export async function setMode(ctx: Ctx, raw: unknown, migrate?: () => Promise<vo
     }
     ctx.mode.transitioning = true;
     try {
-        if (migrate) {
-            await migrate();
+        try {
+            if (migrate) {
+                await migrate();
+            }
+            await ctx.store.setMeta(MODE_KEY, 'full');
+        } catch (err) {
+            // The switch failed: still proto, on the embedded store.
+            throw storeError(err, 'application', 'mode');
         }
-        await ctx.store.setMeta(MODE_KEY, 'full');
         ctx.mode.current = 'full';
         ctx.log.info('switched to full mode');
     } finally {

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 
 import type Logger from 'bunyan';
 
-import { conflict, invalidArgument, isSapiError, noSuch } from '../errors.js';
+import { conflict, invalidArgument, isSapiError, noDeployer, noSuch } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
 import { find } from '../model/objects.js';
@@ -66,7 +66,7 @@ export class RolloutManager {
             throw conflict('InvalidArgument', 'rollouts deploy agents and need full mode');
         }
         if (!this.ctx.deployers.agent) {
-            throw conflict('NoDeployer', 'no agent deployer: configure cnapi and imgapi');
+            throw noDeployer('agent');
         }
         const svc = await find<Service>(this.ctx.store, 'service', input.service_uuid);
         if (!svc) {

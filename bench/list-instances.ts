@@ -37,7 +37,7 @@ export async function seed(store: Store, n: number, batchSize = 5000): Promise<S
         const svcIdx = i % 20;
         const inst: Instance = {
             uuid: randomUUID(),
-            service_uuid: services[svcIdx] as string,
+            service_uuid: services[svcIdx],
             type: svcIdx < 10 ? 'agent' : 'vm',
             params: { server_uuid: servers[i % 2000], image_uuid: images[(i >> 3) % 10], alias: `inst${i}` },
             metadata: { N: i },
@@ -96,7 +96,7 @@ export async function benchListInstances(n = 200_000, backend: 'sqlite' | 'moray
         // The 2.1.2 way: the whole list, filtered by the client.
         const before = rss(srv.pid);
         resetPeak(srv.pid);
-        const target = seeded.servers[0] as string;
+        const target = seeded.servers[0];
         const t1 = performance.now();
         const full = await request(srv.url, 'GET', '/instances', undefined, v2);
         const all = JSON.parse(full.body) as { params?: { server_uuid?: string } }[];

@@ -24,7 +24,7 @@ function list(v: unknown, field: string): string[] | undefined {
     if (!out || !out.every((x) => typeof x === 'string')) {
         throw invalidArgument(`${field} must be a list of UUIDs`);
     }
-    return (out as string[]).map((x) => x.trim()).filter(Boolean);
+    return (out).map((x) => x.trim()).filter(Boolean);
 }
 
 function int(v: unknown, field: string): number | undefined {

@@ -18,7 +18,7 @@ export interface ServiceHooks {
 
 export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): void {
     mount(server, ctx, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
-        let ok = false;
+        let ok: boolean;
         try {
             ok = await ctx.store.ping();
         } catch {
@@ -66,7 +66,7 @@ function parseLevel(raw: unknown): bunyan.LogLevel {
         fatal: bunyan.FATAL,
     };
     if (typeof raw === 'string' && raw.toLowerCase() in names) {
-        return names[raw.toLowerCase()] as number;
+        return names[raw.toLowerCase()];
     }
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (Object.values(names).includes(n)) {

@@ -21,7 +21,7 @@ export function checkMetadataSchema(app: Application): void {
     if (!isPlainObject(app.metadata_schema) || !isPlainObject(app.metadata)) {
         return;
     }
-    const report = jsonSchema.validate(app.metadata, app.metadata_schema as jsonSchema.JSONSchema4);
+    const report = jsonSchema.validate(app.metadata, app.metadata_schema);
     const first = report.errors[0];
     if (!report.valid && first) {
         // json-schema 0.4 prefixes type errors with the value ("5 - number

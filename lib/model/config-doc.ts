@@ -77,7 +77,8 @@ export function configEtag(doc: unknown): string {
             }
             return;
         }
-        out.push(`${path ?? ''},${String(v)}`);
+        // Scalars from JSON: template conversion is String(v) (JS number formatting).
+        out.push(`${path ?? ''},${v as string}`);
     };
     walk(doc, null);
     out.sort();

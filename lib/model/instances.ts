@@ -241,11 +241,11 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict): Promi
     const parts: Filter[] = [];
     for (const key of ['service_uuid', 'type', 'server_uuid', 'image_uuid'] as const) {
         if (q[key] !== undefined) {
-            parts.push(eq(key, String(q[key])));
+            parts.push(eq(key, q[key] as string));
         }
     }
     if (q.application_uuid !== undefined) {
-        const services = await ctx.store.find<Service>(BUCKET_OF.service, eq('application_uuid', String(q.application_uuid)));
+        const services = await ctx.store.find<Service>(BUCKET_OF.service, eq('application_uuid', q.application_uuid as string));
         parts.push(oneOf('service_uuid', services.items.map((s) => s.value.uuid)));
     }
     const filter = and(...parts);

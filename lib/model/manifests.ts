@@ -15,7 +15,7 @@ import { flagValue, validateRequest } from './validate.js';
 
 export async function createManifest(ctx: Ctx, params: Dict): Promise<Manifest> {
     validateRequest('CreateManifest', params);
-    const version = params.version === undefined ? '1.0.0' : String(params.version);
+    const version = params.version === undefined ? '1.0.0' : (params.version as string);
     if (!semver.valid(version)) {
         throw invalidArgument('invalid version');
     }

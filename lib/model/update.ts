@@ -14,7 +14,7 @@ export function parseAction(raw: unknown): UpdateAction {
     if (a === 'update' || a === 'replace' || a === 'delete') {
         return a;
     }
-    throw invalidArgument(`invalid action: ${String(raw)}`);
+    throw invalidArgument(`invalid action: ${typeof raw === 'string' ? raw : JSON.stringify(raw)}`);
 }
 
 /**

@@ -120,7 +120,7 @@ export class SqliteStore implements Store {
         try {
             return Promise.resolve(this.getSync<T>(bucket, uuid));
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -139,7 +139,7 @@ export class SqliteStore implements Store {
             })();
             return Promise.resolve(out as Stored<T>);
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -175,7 +175,7 @@ export class SqliteStore implements Store {
             this.conn().transaction(() => this.delSync(bucket, uuid, opts.etag))();
             return Promise.resolve();
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -205,7 +205,7 @@ export class SqliteStore implements Store {
             })();
             return Promise.resolve();
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -252,7 +252,7 @@ export class SqliteStore implements Store {
             }
             return Promise.resolve({ items: rows.map((r) => toStored<T>(r)), total });
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -282,7 +282,7 @@ export class SqliteStore implements Store {
         try {
             return Promise.resolve(this.countSync(bucket, filter));
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -301,7 +301,7 @@ export class SqliteStore implements Store {
             const row = this.stmt('SELECT value FROM sapi_meta WHERE key = ?').get(key) as { value: string } | undefined;
             return Promise.resolve(row?.value ?? null);
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -312,7 +312,7 @@ export class SqliteStore implements Store {
             ).run(key, value);
             return Promise.resolve();
         } catch (err) {
-            return Promise.reject(err as Error);
+            return Promise.reject(asError(err));
         }
     }
 
@@ -337,4 +337,8 @@ function toStored<T extends JsonObject>(row: Row): Stored<T> {
 /** Index columns hold strings; anything else is not indexed (NULL). */
 function indexValue(v: unknown): string | null {
     return typeof v === 'string' ? v : null;
+}
+
+function asError(err: unknown): Error {
+    return err instanceof Error ? err : new Error(String(err));
 }

@@ -272,7 +272,7 @@ export class RolloutManager {
         for (const item of r.items) {
             if (item.state === 'running' && item.started_at && now - Date.parse(item.started_at) > limit) {
                 item.state = 'stalled';
-                const msg = `instance ${item.instance_uuid} on server ${item.server_uuid} has run ${Math.round((now - Date.parse(item.started_at)) / 1000)}s, over ${r.stall_factor}x the average ${(r.average_ms / 1000).toFixed(1)}s`;
+                const msg = `instance ${item.instance_uuid} on server ${item.server_uuid} has run ${((now - Date.parse(item.started_at)) / 1000).toFixed(1)}s, over ${r.stall_factor}x the average ${(r.average_ms / 1000).toFixed(1)}s`;
                 r.warnings.push(msg);
                 this.log.warn({ rollout: r.uuid, instance: item.instance_uuid, server: item.server_uuid }, `stalled: ${msg}`);
                 changed = true;

@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// sapiadm: the operator CLI over SAPI's REST API (commands in lib/cli/).
+
+import { run } from '../lib/cli/program.js';
+
+process.exitCode = await run(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+});
+// Every client is closed by now; a stray handle must not keep the shell waiting.
+setTimeout(() => process.exit(), 2000).unref();

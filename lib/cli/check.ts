@@ -1,0 +1,224 @@
+// sapiadm check server-agents: report agent drift between SAPI and CNAPI
+// server.agents and, with --fix, make SAPI's records match the servers:
+// refresh server.agents first (§0.10), re-read, then record, forget or
+// update instances (records only; nothing is installed or removed).
+
+import type { Command } from 'commander';
+
+import type { CnapiClient } from '../clients/cnapi.js';
+import type { Instance } from '../model/types.js';
+import { mustUuid } from './args.js';
+import { readLine, type Cli } from './common.js';
+import { cnapiClient } from './downstream.js';
+import { analyzeDrift, LABELS, type DriftReport, type Finding, type Fix } from './drift.js';
+import { describeError, EXIT_DRIFT, EXIT_OK } from './errors.js';
+import type { SapiApi } from './sapi-api.js';
+import { plural } from './table.js';
+
+interface CheckOpts {
+    fix?: boolean;
+    yes?: boolean;
+    cnapiUrl?: string;
+}
+
+interface ActionResult {
+    fix: Fix;
+    ok: boolean;
+    message: string;
+}
+
+export function define(cli: Cli, cmd: Command): void {
+    cmd.command('server-agents')
+        .description("compare SAPI's agent instances with CNAPI server.agents and the agent services' images")
+        .argument('[SERVER...]', 'server UUIDs (default: servers with agent instances in SAPI or set up in CNAPI)')
+        .option('--fix', 'after asking, refresh server.agents and make the SAPI records match the servers')
+        .option('--yes', 'with --fix: do not ask')
+        .option('--cnapi-url <URL>', 'CNAPI (default: $CNAPI_URL)')
+        .addHelpText(
+            'after',
+            `
+--fix changes SAPI records only (no agent is installed or removed): it records
+agents found on a server (as the agent's own postinstall would), forgets
+records of agents a server does not have and of servers CNAPI no longer knows
+or reports as not set up, and sets params.image_uuid to what the server runs.
+Outdated agents need a rollout; the report prints the command.
+
+Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
+        )
+        .action(async (servers: string[], o: CheckOpts, c: Command) => {
+            const only = servers.length > 0 ? servers.map((s) => mustUuid(s, 'SERVER')) : undefined;
+            const cnapi = cnapiClient(cli, o.cnapiUrl);
+            const api = cli.sapi(c);
+            const json = cli.globals(c).json;
+            const gather = async (): Promise<DriftReport> => analyze(api, cnapi, only);
+
+            const before = await gather();
+            if (!json) printReport(cli, before);
+            if (before.drift === 0 || !o.fix) {
+                if (json) {
+                    cli.json({ report: before });
+                } else if (before.fixable > 0) {
+                    cli.out('Run `sapiadm check server-agents --fix` to make the SAPI records match the servers.');
+                }
+                cli.exitCode = before.drift === 0 ? EXIT_OK : EXIT_DRIFT;
+                return;
+            }
+            if (before.fixable === 0) {
+                if (json) cli.json({ report: before });
+                else cli.out('Nothing here that --fix can change; see the commands above.');
+                cli.exitCode = EXIT_DRIFT;
+                return;
+            }
+            if (!o.yes) {
+                cli.io.stderr.write(`Refresh server.agents and change ${plural(before.fixable, 'SAPI record')} as listed? [y/N] `);
+                const answer = (await readLine(cli.io.stdin)).toLowerCase();
+                if (answer !== 'y' && answer !== 'yes') {
+                    cli.warn('Nothing changed.');
+                    if (json) cli.json({ report: before });
+                    cli.exitCode = EXIT_DRIFT;
+                    return;
+                }
+            }
+
+            if (!json) cli.out('Fixing:');
+            await refresh(cli, cnapi, before, json);
+            const plan = await gather();
+            const results: ActionResult[] = [];
+            for (const f of [...plan.general, ...plan.servers.flatMap((s) => s.findings)]) {
+                if (f.fix) {
+                    const r = await apply(api, f.fix);
+                    results.push(r);
+                    if (!json) cli.out(`  ${r.ok ? 'done' : 'FAILED'}: ${r.message}`);
+                }
+            }
+            const after = await gather();
+            if (json) {
+                cli.json({ report: before, actions: results, after });
+            } else {
+                cli.out('');
+                if (after.drift === 0) {
+                    cli.out(`Fixed: ${plural(results.length, 'change')}; SAPI and CNAPI agree now.`);
+                } else {
+                    cli.out(`After --fix (${plural(results.filter((r) => r.ok).length, 'change')} made):`);
+                    printReport(cli, after);
+                }
+            }
+            cli.exitCode = after.drift === 0 ? EXIT_OK : EXIT_DRIFT;
+        });
+}
+
+async function analyze(api: SapiApi, cnapi: CnapiClient, only: string[] | undefined): Promise<DriftReport> {
+    const [services, instances, servers] = await Promise.all([
+        api.listServices({ type: 'agent' }),
+        api.listInstances({ type: 'agent' }),
+        cnapi.listServers(only ? { uuids: only, extras: 'agents' } : { extras: 'agents' }),
+    ]);
+    return analyzeDrift(only ? { services, instances, servers, only } : { services, instances, servers });
+}
+
+/** CNAPI refresh-agents for the servers --fix will touch (§0.10: 404 = not supported). */
+async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: boolean): Promise<void> {
+    const say = (m: string): void => (json ? cli.warn(m) : cli.out(`  ${m}`));
+    const targets = report.servers.filter((s) => s.state === 'setup' && s.findings.some((f) => f.fix)).map((s) => s.uuid);
+    let unsupported = false;
+    await Promise.all(
+        targets.map(async (server) => {
+            try {
+                const task = await cnapi.refreshAgents(server);
+                if (!task) {
+                    unsupported = true;
+                    return;
+                }
+                await cnapi.pollTask(task.id, { server, intervalMs: 250, deadlineMs: 120_000, notFoundGraceMs: 10_000 });
+                say(`refreshed server.agents of ${server}`);
+            } catch (err) {
+                say(`warning: could not refresh server.agents of ${server}: ${describeError(err)}; it may be stale`);
+            }
+        }),
+    );
+    if (unsupported) {
+        say('warning: this CNAPI has no refresh-agents route (CNAPI-727): server.agents may be stale; going on with it as is');
+    }
+}
+
+async function apply(api: SapiApi, fix: Fix): Promise<ActionResult> {
+    let message: string;
+    try {
+        switch (fix.op) {
+            case 'adopt': {
+                const body: Record<string, unknown> = { service_uuid: fix.service_uuid, params: { server_uuid: fix.server_uuid } };
+                if (fix.uuid) body.uuid = fix.uuid;
+                if (fix.image_uuid) (body.params as Record<string, unknown>).image_uuid = fix.image_uuid;
+                const inst = await api.post<Instance>('/instances', body, { v1: true });
+                message = `recorded ${fix.service} instance ${inst.uuid} on server ${fix.server_uuid}`;
+                break;
+            }
+            case 'forget':
+                await api.del(`/instances/${fix.instance}`, { v1: true });
+                message = `forgot ${fix.service} instance ${fix.instance} (not on server ${fix.server_uuid})`;
+                break;
+            case 'forget-server': {
+                const res = await api.del<{ deleted: string[] }>(`/servers/${fix.server_uuid}/instances`);
+                message = `forgot ${plural(res.deleted.length, 'agent instance')} of server ${fix.server_uuid}`;
+                break;
+            }
+            case 'set-image':
+                await api.updateInstanceParams(fix.instance, { image_uuid: fix.image_uuid });
+                message = `set image of instance ${fix.instance} to ${fix.image_uuid}`;
+                break;
+        }
+        return { fix, ok: true, message };
+    } catch (err) {
+        return { fix, ok: false, message: `${fix.op} ${JSON.stringify(fix)}: ${describeError(err)}` };
+    }
+}
+
+// ---- the readable report
+
+export function printReport(cli: Cli, r: DriftReport): void {
+    const width = Math.max(...Object.values(LABELS).map((l) => l.length)) + 2;
+    const block = (title: string, findings: Finding[]): void => {
+        cli.out(title);
+        for (const f of findings) {
+            cli.out(`  ${(f.note ? `(${LABELS[f.kind]})` : LABELS[f.kind]).padEnd(width)}${f.message}`);
+            for (const c of f.commands) {
+                cli.out(`  ${''.padEnd(width)}${c.startsWith('or ') ? '' : 'fix: '}${c}`);
+            }
+        }
+        cli.out('');
+    };
+    for (const s of r.servers) {
+        if (s.findings.length === 0) continue;
+        const state = s.state === 'gone' ? 'unknown to CNAPI' : s.state === 'not-setup' ? `${s.hostname ?? '?'}, not set up` : (s.hostname ?? '?');
+        block(`server ${s.uuid} (${state})`, s.findings);
+    }
+    if (r.general.length > 0) {
+        block('services and instances', r.general);
+    }
+    outdatedSummary(cli, r);
+    const clean = r.servers.filter((s) => s.findings.every((f) => f.note)).length;
+    const drifted = new Set(r.servers.filter((s) => s.findings.some((f) => !f.note)).map((s) => s.uuid)).size;
+    cli.out(
+        r.drift === 0
+            ? `OK: ${plural(r.servers.length, 'server')} checked, SAPI agent instances match CNAPI server.agents.`
+            : `${plural(r.drift, 'issue')}${drifted > 0 ? ` on ${plural(drifted, 'server')}` : ''}` +
+                  ` (${clean} of ${plural(r.servers.length, 'server')} clean, ${r.fixable} fixable with --fix).`,
+    );
+}
+
+/** One rollout command per (service, image) covering every outdated server. */
+function outdatedSummary(cli: Cli, r: DriftReport): void {
+    const groups = new Map<string, string[]>();
+    for (const f of r.servers.flatMap((s) => s.findings)) {
+        if (f.kind === 'outdated' && f.commands[0]) {
+            const key = f.commands[0].replace(/ --servers \S+$/, '');
+            groups.set(key, [...(groups.get(key) ?? []), f.server_uuid ?? '']);
+        }
+    }
+    if (groups.size === 0) return;
+    cli.out('to upgrade outdated agents:');
+    for (const [cmd, servers] of groups) {
+        cli.out(`  ${cmd} --servers ${servers.join(',')}`);
+    }
+    cli.out('');
+}

@@ -1,0 +1,121 @@
+// The per-run context every sapiadm command shares: global options, the
+// clients it opened (closed at the end), output and the y/N prompt.
+
+import type { Command } from 'commander';
+
+import { UsageError } from './errors.js';
+import { SapiApi } from './sapi-api.js';
+
+// ---- i/o
+
+export interface CliIo {
+    stdout: NodeJS.WritableStream & { isTTY?: boolean };
+    stderr: NodeJS.WritableStream;
+    stdin: NodeJS.ReadableStream;
+    env: NodeJS.ProcessEnv;
+}
+
+export interface GlobalOptions {
+    url: string;
+    json: boolean;
+}
+
+export const DEFAULT_SAPI_URL = 'http://localhost:8080';
+
+/** One run of sapiadm: the options, the clients it opened, the output. */
+export class Cli {
+    private readonly closers: (() => void)[] = [];
+    private sapiApi: SapiApi | undefined;
+    /** What the process exits with when no error was thrown. */
+    exitCode = 0;
+
+    constructor(readonly io: CliIo) {}
+
+    globals(cmd: Command): GlobalOptions {
+        const o = cmd.optsWithGlobals<{ url?: string; json?: boolean }>();
+        const url = o.url ?? this.io.env.SAPI_URL ?? DEFAULT_SAPI_URL;
+        return { url: checkUrl(url, '--url / SAPI_URL'), json: o.json === true };
+    }
+
+    sapi(cmd: Command): SapiApi {
+        if (!this.sapiApi) {
+            const api = new SapiApi(this.globals(cmd).url);
+            this.closers.push(() => api.close());
+            this.sapiApi = api;
+        }
+        return this.sapiApi;
+    }
+
+    /** Closes `close` at the end of the run (downstream clients). */
+    track(close: () => void): void {
+        this.closers.push(close);
+    }
+
+    out(text = ''): void {
+        this.io.stdout.write(`${text}\n`);
+    }
+
+    warn(text: string): void {
+        this.io.stderr.write(`${text}\n`);
+    }
+
+    json(value: unknown): void {
+        this.out(JSON.stringify(value, null, 2));
+    }
+
+    /** The object with --json, else one line for people. */
+    report(cmd: Command, obj: unknown, line: string): void {
+        if (this.globals(cmd).json) {
+            this.json(obj);
+        } else {
+            this.out(line);
+        }
+    }
+
+    get isTTY(): boolean {
+        return this.io.stdout.isTTY === true;
+    }
+
+    close(): void {
+        for (const c of this.closers.splice(0)) {
+            c();
+        }
+    }
+}
+
+export function checkUrl(url: string, what: string): string {
+    let u: URL;
+    try {
+        u = new URL(url);
+    } catch {
+        throw new UsageError(`${what}: not a URL: ${url}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+        throw new UsageError(`${what}: not an http(s) URL: ${url}`);
+    }
+    return url;
+}
+
+/** Reads one line from stdin (the y/N answer); '' at end of input. */
+export function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
+    return new Promise((resolve) => {
+        let buf = '';
+        const done = (): void => {
+            stdin.off('data', onData);
+            stdin.off('end', done);
+            stdin.off('error', done);
+            stdin.pause();
+            resolve(buf.split('\n')[0]?.trim() ?? '');
+        };
+        const onData = (chunk: Buffer | string): void => {
+            buf += chunk.toString();
+            if (buf.includes('\n')) {
+                done();
+            }
+        };
+        stdin.on('data', onData);
+        stdin.on('end', done);
+        stdin.on('error', done);
+        stdin.resume();
+    });
+}

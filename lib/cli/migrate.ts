@@ -1,0 +1,217 @@
+// sapiadm migrate: backfill params.server_uuid and params.image_uuid on
+// instances written by SAPI 2.1.2 (agents from CNAPI server.agents, VMs
+// from VMAPI). Idempotent: instances that have both fields are left alone.
+
+import type { Command } from 'commander';
+
+import type { CnapiAgent, CnapiClient } from '../clients/cnapi.js';
+import type { VmapiClient } from '../clients/vmapi.js';
+import type { Instance } from '../model/types.js';
+import type { Cli } from './common.js';
+import { cnapiClient, vmapiClient } from './downstream.js';
+import { describeError, EXIT_DRIFT, EXIT_ERROR, EXIT_OK, UsageError } from './errors.js';
+import { param, plural } from './table.js';
+
+interface Change {
+    uuid: string;
+    type: string;
+    service: string;
+    set: { server_uuid?: string; image_uuid?: string };
+    applied: boolean;
+    error?: string;
+}
+
+interface Unresolved {
+    uuid: string;
+    type: string;
+    service: string;
+    missing: string[];
+    reason: string;
+}
+
+interface Outcome {
+    change?: Change;
+    unresolved?: Unresolved;
+}
+
+const FIELDS = ['server_uuid', 'image_uuid'] as const;
+const PARALLEL = 10;
+
+export function define(cli: Cli, cmd: Command): void {
+    cmd.option('--dry-run', 'report what would change, change nothing')
+        .option('--cnapi-url <URL>', 'CNAPI, for agent instances (default: $CNAPI_URL)')
+        .option('--vmapi-url <URL>', 'VMAPI, for vm instances (default: $VMAPI_URL)')
+        .addHelpText(
+            'after',
+            `
+Agents: the server whose server.agents has an entry with the instance's uuid
+gives server_uuid and image_uuid. VMs: VMAPI GET /vms/:uuid gives both.
+Safe to run again. Exit status: 0 done, 3 some instances could not be
+backfilled (listed), 1 API error, 2 a needed CNAPI/VMAPI URL is missing.`,
+        )
+        .action(async (o: { dryRun?: boolean; cnapiUrl?: string; vmapiUrl?: string }, c: Command) => {
+            const api = cli.sapi(c);
+            const json = cli.globals(c).json;
+            const dryRun = o.dryRun === true;
+            const [instances, services] = await Promise.all([api.listInstances(), api.listServices()]);
+            const svcs = new Map(services.map((s) => [s.uuid, s]));
+            const typeOf = (i: Instance): string => i.type ?? svcs.get(i.service_uuid)?.type ?? 'vm';
+            const todo = instances.filter((i) => FIELDS.some((f) => !param(i, f)));
+            const agents = todo.filter((i) => typeOf(i) === 'agent');
+            const vms = todo.filter((i) => typeOf(i) !== 'agent');
+
+            let agentIndex: AgentIndex | undefined;
+            if (agents.length > 0) {
+                agentIndex = await indexAgents(cnapiClient(cli, o.cnapiUrl));
+            }
+            let vmapi: VmapiClient | undefined;
+            if (vms.length > 0) {
+                vmapi = vmapiClient(cli, o.vmapiUrl);
+                if (!vmapi) {
+                    throw new UsageError(`${plural(vms.length, 'vm instance')} need VMAPI: give --vmapi-url URL or set VMAPI_URL`);
+                }
+            }
+
+            const outcomes = await mapLimit(todo, PARALLEL, async (inst): Promise<Outcome> => {
+                const base = { uuid: inst.uuid, type: typeOf(inst), service: svcs.get(inst.service_uuid)?.name ?? inst.service_uuid };
+                const found =
+                    base.type === 'agent' ? fromAgents(inst, base.service, agentIndex as AgentIndex) : await fromVmapi(inst, vmapi as VmapiClient);
+                const set: Change['set'] = {};
+                for (const f of FIELDS) {
+                    const v = found.values[f];
+                    if (!param(inst, f) && v) set[f] = v;
+                }
+                const missing = FIELDS.filter((f) => !param(inst, f) && !set[f]);
+                if (Object.keys(set).length === 0) {
+                    return { unresolved: { ...base, missing, reason: found.reason ?? 'no source for the missing fields' } };
+                }
+                const change: Change = { ...base, set, applied: false };
+                if (!dryRun) {
+                    try {
+                        await api.updateInstanceParams(inst.uuid, set);
+                        change.applied = true;
+                    } catch (err) {
+                        change.error = describeError(err);
+                    }
+                }
+                return missing.length > 0 ? { change, unresolved: { ...base, missing, reason: found.reason ?? 'no source' } } : { change };
+            });
+
+            const changes = outcomes.flatMap((x) => (x.change ? [x.change] : []));
+            const unresolved = outcomes.flatMap((x) => (x.unresolved ? [x.unresolved] : []));
+            const failed = changes.filter((ch) => ch.error);
+            if (json) {
+                cli.json({ dry_run: dryRun, checked: instances.length, changes, unresolved });
+            } else {
+                printMigration(cli, instances.length, changes, unresolved, dryRun);
+            }
+            cli.exitCode = failed.length > 0 ? EXIT_ERROR : unresolved.length > 0 ? EXIT_DRIFT : EXIT_OK;
+        });
+}
+
+// ---- sources
+
+interface Found {
+    values: { server_uuid?: string; image_uuid?: string };
+    reason?: string;
+}
+
+interface AgentIndex {
+    /** agent instance uuid → where it is installed */
+    byUuid: Map<string, { server: string; agent: CnapiAgent }>;
+    /** server uuid → its agents */
+    byServer: Map<string, CnapiAgent[]>;
+}
+
+async function indexAgents(cnapi: CnapiClient): Promise<AgentIndex> {
+    const servers = await cnapi.listServers({ extras: 'agents' });
+    const index: AgentIndex = { byUuid: new Map(), byServer: new Map() };
+    for (const s of servers) {
+        const agents = Array.isArray(s.agents) ? s.agents : [];
+        index.byServer.set(s.uuid, agents);
+        for (const a of agents) {
+            if (a.uuid) index.byUuid.set(a.uuid, { server: s.uuid, agent: a });
+        }
+    }
+    return index;
+}
+
+function fromAgents(inst: Instance, service: string, index: AgentIndex): Found {
+    const hit = index.byUuid.get(inst.uuid);
+    if (hit) {
+        const values: Found['values'] = { server_uuid: hit.server };
+        if (hit.agent.image_uuid) values.image_uuid = hit.agent.image_uuid;
+        return { values };
+    }
+    const server = param(inst, 'server_uuid');
+    if (server) {
+        const agents = index.byServer.get(server);
+        if (!agents) {
+            return { values: {}, reason: `server ${server} is not known to CNAPI` };
+        }
+        const a = agents.find((x) => x.name === service);
+        if (a?.image_uuid) {
+            return { values: { image_uuid: a.image_uuid } };
+        }
+        return { values: {}, reason: `server.agents of ${server} has no ${service}` };
+    }
+    return { values: {}, reason: 'no server.agents entry has this instance uuid' };
+}
+
+async function fromVmapi(inst: Instance, vmapi: VmapiClient): Promise<Found> {
+    let vm;
+    try {
+        vm = await vmapi.getVm(inst.uuid);
+    } catch (err) {
+        return { values: {}, reason: `VMAPI: ${describeError(err)}` };
+    }
+    if (!vm) {
+        return { values: {}, reason: 'VMAPI has no such VM' };
+    }
+    if (vm.state === 'destroyed') {
+        return { values: {}, reason: 'the VM is destroyed' };
+    }
+    const values: Found['values'] = {};
+    if (vm.server_uuid) values.server_uuid = vm.server_uuid;
+    if (vm.image_uuid) values.image_uuid = vm.image_uuid;
+    return { values };
+}
+
+// ---- output
+
+function printMigration(cli: Cli, checked: number, changes: Change[], unresolved: Unresolved[], dryRun: boolean): void {
+    if (changes.length === 0 && unresolved.length === 0) {
+        cli.out(`Nothing to migrate: all ${plural(checked, 'instance')} have params.server_uuid and params.image_uuid.`);
+        return;
+    }
+    for (const ch of changes) {
+        const fields = Object.entries(ch.set)
+            .map(([k, v]) => `params.${k}=${v}`)
+            .join(' ');
+        const status = ch.error ? `FAILED: ${ch.error}` : dryRun ? 'would set' : 'set';
+        cli.out(`${ch.uuid} (${ch.service} ${ch.type}): ${status} ${ch.error ? '' : fields}`.trimEnd());
+    }
+    for (const u of unresolved) {
+        cli.out(`${u.uuid} (${u.service} ${u.type}): cannot backfill ${u.missing.map((m) => `params.${m}`).join(', ')}: ${u.reason}`);
+    }
+    const ok = changes.filter((ch) => !ch.error).length;
+    const verb = dryRun ? 'Would backfill' : 'Backfilled';
+    cli.out(
+        `${verb} ${plural(ok, 'instance')} of ${checked}` +
+            (unresolved.length > 0 ? `; ${plural(unresolved.length, 'instance')} could not be backfilled` : '') +
+            (dryRun ? ' (dry run: nothing changed).' : '.'),
+    );
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+    const out: R[] = new Array<R>(items.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+        while (next < items.length) {
+            const i = next++;
+            out[i] = await fn(items[i]);
+        }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return out;
+}

@@ -176,5 +176,6 @@ export function instrumentDeployer(d: Deployer, metrics: Metrics): Deployer {
         adopt: (req, plan) => timed('adopt', () => d.adopt(req, plan)),
         upgrade: (req, plan, image) => timed('upgrade', () => d.upgrade(req, plan, image)),
         destroy: (req, plan) => timed('destroy', () => d.destroy(req, plan)),
+        ...(d.checkImage ? { checkImage: d.checkImage.bind(d) } : {}),
     };
 }

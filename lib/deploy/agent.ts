@@ -9,7 +9,7 @@ import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import { conflict, invalidArgument, isSapiError, notFound, SapiError } from '../errors.js';
 import type { Ctx } from '../model/context.js';
-import type { Dict, Instance } from '../model/types.js';
+import type { Dict, Instance, Service } from '../model/types.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
 import { ServerLocks } from './server-locks.js';
 
@@ -50,7 +50,7 @@ export class AgentDeployer implements Deployer {
             return { instance: existing[0] };
         }
         await this.checkServer(req, server, `install ${name}`);
-        await this.checkImage(req, image, name);
+        await this.checkAgentImage(req, image, name);
         const release = this.locks.acquire(server, `install of ${name} image ${image}`);
         try {
             const task = await this.ctx_(`install of ${name} on server ${server}`, () =>
@@ -105,7 +105,9 @@ export class AgentDeployer implements Deployer {
     async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance> {
         const { server, name } = target(plan);
         await this.checkServer(req, server, `upgrade ${name}`);
-        await this.checkImage(req, imageUuid, name);
+        if (!req.imageChecked) {
+            await this.checkAgentImage(req, imageUuid, name);
+        }
         const release = this.locks.acquire(server, `upgrade of ${name} to image ${imageUuid}`);
         try {
             const task = await this.ctx_(`upgrade of ${name} on server ${server}`, () =>
@@ -190,8 +192,12 @@ export class AgentDeployer implements Deployer {
         return srv;
     }
 
+    checkImage(req: DeployReq, imageUuid: string, service: Service): Promise<void> {
+        return this.checkAgentImage(req, imageUuid, service.name);
+    }
+
     /** The image must be in the local IMGAPI, active, and named like the service. */
-    private async checkImage(req: DeployReq, image: string, name: string): Promise<void> {
+    private async checkAgentImage(req: DeployReq, image: string, name: string): Promise<void> {
         const img = await this.ctx_(`image ${image} lookup in IMGAPI`, () => this.imgapi.getImage(image, { reqId: req.reqId }));
         if (!img) {
             throw invalidArgument(`image ${image} not found in the local IMGAPI`);

@@ -14,6 +14,8 @@ export interface DeployReq {
     log: Logger;
     /** `?async=true`: return once the downstream accepted the work. */
     async: boolean;
+    /** The image was already checked for this operation (rollouts check it once). */
+    imageChecked?: boolean;
 }
 
 export interface InstancePlan {
@@ -56,4 +58,6 @@ export interface Deployer {
     upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance>;
     /** Tear the instance down, then remove its record. */
     destroy(req: DeployReq, plan: InstancePlan): Promise<void>;
+    /** Check that an image can be deployed for a service (a clear 4xx if not). */
+    checkImage?(req: DeployReq, imageUuid: string, service: Service): Promise<void>;
 }

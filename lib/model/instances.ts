@@ -291,7 +291,13 @@ async function planFor(ctx: Ctx, inst: Instance): Promise<InstancePlan> {
     return { instance: inst, service, application, merged: mergeAttributes(application, service, inst) };
 }
 
-export async function upgradeInstance(ctx: Ctx, req: ReqInfo, uuid: string, params: Dict): Promise<Instance> {
+export async function upgradeInstance(
+    ctx: Ctx,
+    req: ReqInfo,
+    uuid: string,
+    params: Dict,
+    opts: { imageChecked?: boolean } = {},
+): Promise<Instance> {
     if (params.image_uuid === undefined || params.image_uuid === '') {
         throw missingParameter('missing image_uuid');
     }
@@ -305,7 +311,7 @@ export async function upgradeInstance(ctx: Ctx, req: ReqInfo, uuid: string, para
         return instanceRecords(ctx).setImage(uuid, imageUuid);
     }
     const deployer = requireDeployer(ctx, inst.type);
-    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
+    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async), ...opts };
     return deployer.upgrade(dreq, await planFor(ctx, inst), imageUuid);
 }
 

@@ -96,6 +96,9 @@ export class RolloutManager {
             const want = new Set(input.instances);
             targets = targets.filter((i) => want.has(i.uuid));
         }
+        // The image is checked once here (a clear 4xx now, not N failures later).
+        const agent = this.ctx.deployers.agent;
+        await agent.checkImage?.({ reqId, log: this.log, async: false }, input.image_uuid, svc.value);
         const now = new Date().toISOString();
         const rollout: Rollout = {
             uuid: randomUUID(),
@@ -229,7 +232,7 @@ export class RolloutManager {
             for (;;) {
                 try {
                     await withTimeout(
-                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }),
+                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, { imageChecked: true }),
                         deadline - Date.now(),
                         `instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`,
                     );

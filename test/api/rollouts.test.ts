@@ -77,6 +77,12 @@ t.test('rollout input errors', async (t) => {
     t.equal(r.status, 409);
     r = await w.h.call('GET', '/rollouts/00000000-0000-0000-0000-000000000000');
     t.equal(r.status, 404);
+    r = await w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: w.svc['config-agent']?.image } });
+    t.equal(r.status, 409, 'an image of another agent is refused before anything starts');
+    t.match(r.body.message, /not an image of agent vm-agent/);
+    r = await w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: '00000000-0000-0000-0000-0000000000ff' } });
+    t.equal(r.status, 409);
+    t.match(r.body.message, /not found in the local IMGAPI/);
 });
 
 t.test('a rollout interrupted by a restart resumes', async (t) => {

@@ -2,6 +2,7 @@
 // 127.0.0.1:0 with a tiny router, restify-style error bodies, request
 // recording and failure injection (failNext, latencyMs, hang, down/up).
 
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -111,7 +112,7 @@ export class FakeHttpServer {
     private isUp = false;
     private closed = false;
     /** Aborted on close(): background work (tasks, jobs) stops. */
-    protected readonly life = new AbortController();
+    protected readonly life = lifeController();
 
     constructor(opts: FakeHttpServerOptions) {
         this.name = opts.name;
@@ -465,4 +466,11 @@ export function rawRequest(
         req.on('error', reject);
         req.end(payload);
     });
+}
+
+/** The fake's lifetime signal: every pending delay listens to it. */
+function lifeController(): AbortController {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal);
+    return c;
 }

@@ -45,9 +45,17 @@ export class AgentDeployer implements Deployer {
     async create(req: DeployReq, plan: InstancePlan): Promise<CreateResult> {
         const { server, image, name } = target(plan);
         const existing = await this.records.findOnServer(plan.service.uuid, server);
-        if (existing[0]) {
+        const current = existing[0];
+        if (current) {
             // One instance per (service, server): no second install.
-            return { instance: existing[0] };
+            const has = current.params?.image_uuid;
+            if (has !== undefined && has !== image) {
+                throw conflict(
+                    'InstanceExists',
+                    `server ${server} already has ${name} instance ${current.uuid} at image ${String(has)}; use UpgradeInstance to move it to ${image}`,
+                );
+            }
+            return { instance: current };
         }
         await this.checkServer(req, server, `install ${name}`);
         await this.checkAgentImage(req, image, name);

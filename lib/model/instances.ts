@@ -190,12 +190,14 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     if (service.type === 'agent') {
         // Agents' own postinstall (v1, no Accept-Version) only records
         // (agents-contract §0.2); so does proto mode.
-        const deployer = full && req.v2 ? requireDeployer(ctx, 'agent') : null;
+        // Adoption (`exists: true`) never deploys but checks server.agents
+        // whenever CNAPI is there (full mode), whatever the version.
+        if (exists && full && ctx.deployers.agent) {
+            return { instance: await ctx.deployers.agent.adopt(dreq, plan) };
+        }
+        const deployer = full && req.v2 && !exists ? requireDeployer(ctx, 'agent') : null;
         if (!deployer) {
             return { instance: await adoptAgent(ctx, plan.instance) };
-        }
-        if (exists) {
-            return { instance: await deployer.adopt(dreq, plan) };
         }
         return deployer.create(dreq, plan);
     }

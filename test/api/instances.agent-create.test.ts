@@ -36,6 +36,27 @@ t.test('install on a server: one instance, the node uuid, server.agents consiste
     t.equal(again.status, 200);
     t.equal(again.body.uuid, r.body.uuid, 'a second create answers the existing instance');
     t.equal(w.cnapi.requests.filter((q) => q.path === `/servers/${server}/install-agent`).length, 1, 'no second install');
+
+    const otherImage = w.newImage('vm-agent');
+    const conflicting = await w.h.call('POST', '/instances', {
+        body: { service_uuid: w.svc['vm-agent']?.uuid, params: { server_uuid: server, image_uuid: otherImage } },
+        version: '~2',
+    });
+    t.equal(conflicting.status, 409, 'a create at another image is not an upgrade in disguise');
+    t.equal(conflicting.body.code, 'InstanceExists');
+    t.match(conflicting.body.message, /use UpgradeInstance/);
+});
+
+t.test('v1 adoption with exists: true is checked against server.agents in full mode', async (t) => {
+    const w = await agentWorld();
+    t.teardown(w.close);
+    const srv = w.cnapi.addServer();
+    const r = await w.h.call('POST', '/instances', {
+        body: { service_uuid: w.svc['vm-agent']?.uuid, uuid: '33333333-3333-4333-8333-333333333333', exists: true, params: { server_uuid: srv.uuid } },
+    });
+    t.equal(r.status, 409);
+    t.match(r.body.message, /vm-agent is not installed on server/);
+    t.equal(w.cnapi.requests.filter((q) => q.path.endsWith('/install-agent')).length, 0, 'never deploys');
 });
 
 t.test('an agent without a uuid file (no adoption) still gets one record', async (t) => {

@@ -52,7 +52,7 @@ export class AgentDeployer implements Deployer {
             if (has !== undefined && has !== image) {
                 throw conflict(
                     'InstanceExists',
-                    `server ${server} already has ${name} instance ${current.uuid} at image ${String(has)}; use UpgradeInstance to move it to ${image}`,
+                    `server ${server} already has ${name} instance ${current.uuid} at image ${has as string}; use UpgradeInstance to move it to ${image}`,
                 );
             }
             return { instance: current };

@@ -11,9 +11,9 @@ import { isPlainObject } from './attributes.js';
 import type { Ctx } from './context.js';
 import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
-import { BUCKET_OF, compact, insert, modify, mustGet, remove } from './objects.js';
+import { BUCKET_OF, compact, insert, mustGet, remove } from './objects.js';
 import type { Application, Dict } from './types.js';
-import { applyUpdate, parseAction, validatedShape } from './update.js';
+import { updateObject } from './update.js';
 import { flagValue, validateRequest } from './validate.js';
 
 /** Application metadata must satisfy its metadata_schema (jsprim wording). */
@@ -65,23 +65,23 @@ export async function updateApplication(
     params: Dict,
     ifMatch?: string[],
 ): Promise<{ value: Application; etag: string }> {
-    const body = nonEmpty(params, ['action', 'params', 'metadata', 'metadata_schema', 'manifests', 'owner_uuid']);
-    const action = parseAction(body.action);
-    const checked = validatedShape(action, body);
-    validateRequest('UpdateApplication', withoutFalsy(checked));
-    await checkManifestRefs(ctx.store, checked.manifests);
-    return modify<Application>(
-        ctx.store,
-        'application',
-        uuid,
-        (current) => {
-            const next = applyUpdate(current, action, body, ['params', 'metadata', 'metadata_schema', 'manifests']);
-            if (body.owner_uuid) {
-                next.owner_uuid = body.owner_uuid as string;
-            }
-            checkMetadataSchema(next);
-            return next;
+    return updateObject<Application>(
+        ctx,
+        {
+            kind: 'application',
+            schemaId: 'UpdateApplication',
+            fields: ['params', 'metadata', 'metadata_schema', 'manifests'],
+            extraKeys: ['owner_uuid'],
+            finish: (next, body) => {
+                if (body.owner_uuid) {
+                    next.owner_uuid = body.owner_uuid as string;
+                }
+                checkMetadataSchema(next);
+                return next;
+            },
         },
+        uuid,
+        params,
         ifMatch,
     );
 }
@@ -95,7 +95,3 @@ export async function deleteApplication(ctx: Ctx, uuid: string): Promise<void> {
     await remove(ctx.store, 'application', uuid, app.etag);
 }
 
-/** Update fields that are falsy are "left alone" (§4): drop them before validating. */
-export function withoutFalsy(body: Dict): Dict {
-    return Object.fromEntries(Object.entries(body).filter(([, v]) => Boolean(v)));
-}

@@ -8,7 +8,6 @@ import { invalidArgument, missingKeys, missingParameter, noDeployer, noSuch } fr
 import type { DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
 import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } from '../stor/store.js';
-import { withoutFalsy } from './applications.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import { loadParents } from './config-doc.js';
 import type { Ctx, ReqInfo } from './context.js';
@@ -16,7 +15,7 @@ import { findWithMaster, masterStore, nonEmpty, parsePaging, type ListResult } f
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
 import type { Application, Dict, Instance, Service } from './types.js';
-import { applyUpdate, parseAction, validatedShape } from './update.js';
+import { updateObject } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
 
 // ---- record helpers
@@ -274,16 +273,11 @@ async function* streamAll(stores: Store[], filter: Filter): AsyncIterable<Instan
 // ---- update, upgrade, delete
 
 export async function updateInstance(ctx: Ctx, uuid: string, params: Dict, ifMatch?: string[]): Promise<Stored<Instance>> {
-    const body = nonEmpty(params, ['action', 'params', 'metadata', 'manifests']);
-    const action = parseAction(body.action);
-    const checked = validatedShape(action, body);
-    validateRequest('UpdateInstance', withoutFalsy(checked));
-    await checkManifestRefs(ctx.store, checked.manifests);
-    return modify<Instance>(
-        ctx.store,
-        'instance',
+    return updateObject<Instance>(
+        ctx,
+        { kind: 'instance', schemaId: 'UpdateInstance', fields: ['params', 'metadata', 'manifests'], finish: withIndexes },
         uuid,
-        (current) => withIndexes(applyUpdate(current, action, body, ['params', 'metadata', 'manifests'])),
+        params,
         ifMatch,
     );
 }

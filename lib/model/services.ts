@@ -5,13 +5,12 @@ import { randomUUID } from 'node:crypto';
 
 import { invalidArgument, noSuch } from '../errors.js';
 import { and, eq, type Filter } from '../stor/store.js';
-import { withoutFalsy } from './applications.js';
 import type { Ctx } from './context.js';
 import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
-import { BUCKET_OF, compact, find, insert, modify, mustGet, remove } from './objects.js';
+import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
 import type { Application, Dict, InstanceType, Service } from './types.js';
-import { applyUpdate, parseAction, validatedShape } from './update.js';
+import { updateObject } from './update.js';
 import { flagValue, validateRequest } from './validate.js';
 
 export function parseType(raw: unknown): InstanceType {
@@ -66,18 +65,7 @@ export async function updateService(
     params: Dict,
     ifMatch?: string[],
 ): Promise<{ value: Service; etag: string }> {
-    const body = nonEmpty(params, ['action', 'params', 'metadata', 'manifests']);
-    const action = parseAction(body.action);
-    const checked = validatedShape(action, body);
-    validateRequest('UpdateService', withoutFalsy(checked));
-    await checkManifestRefs(ctx.store, checked.manifests);
-    return modify<Service>(
-        ctx.store,
-        'service',
-        uuid,
-        (current) => applyUpdate(current, action, body, ['params', 'metadata', 'manifests']),
-        ifMatch,
-    );
+    return updateObject<Service>(ctx, { kind: 'service', schemaId: 'UpdateService', fields: ['params', 'metadata', 'manifests'] }, uuid, params, ifMatch);
 }
 
 export async function deleteService(ctx: Ctx, uuid: string): Promise<void> {

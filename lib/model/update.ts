@@ -1,8 +1,14 @@
 // Update actions on the inheritable maps (sapi-api.md §4).
 
 import { invalidArgument } from '../errors.js';
+import type { JsonObject, Stored } from '../stor/store.js';
 import { copyInto, isPlainObject } from './attributes.js';
-import type { Dict } from './types.js';
+import type { Ctx } from './context.js';
+import { nonEmpty } from './lists.js';
+import { checkManifestRefs } from './manifests.js';
+import { modify } from './objects.js';
+import type { Dict, Kind } from './types.js';
+import { validateRequest } from './validate.js';
 
 export type UpdateAction = 'update' | 'replace' | 'delete';
 
@@ -64,4 +70,48 @@ export function applyUpdate<T extends Dict>(obj: T, action: UpdateAction, change
         copyInto(out, { [field]: applyToMap(action, isPlainObject(stored) ? stored : undefined, change) });
     }
     return out;
+}
+
+/** Update fields that are falsy are "left alone" (§4): drop them before validating. */
+export function withoutFalsy(body: Dict): Dict {
+    return Object.fromEntries(Object.entries(body).filter(([, v]) => Boolean(v)));
+}
+
+export interface UpdateSpec<T> {
+    kind: Kind;
+    schemaId: string;
+    /** The inheritable maps the action applies to. */
+    fields: readonly string[];
+    /** Other body keys the update reads (e.g. owner_uuid). */
+    extraKeys?: readonly string[];
+    /** Final touches and checks on the changed object (throw to refuse). */
+    finish?: (next: T, body: Dict) => T;
+}
+
+/**
+ * PUT /<kind>/:uuid (§4): validate, check manifest references, then apply
+ * the action atomically (etag-conditional, retried; If-Match honoured).
+ */
+export async function updateObject<T extends JsonObject & { uuid: string }>(
+    ctx: Ctx,
+    spec: UpdateSpec<T>,
+    uuid: string,
+    params: Dict,
+    ifMatch?: string[],
+): Promise<Stored<T>> {
+    const body = nonEmpty(params, ['action', ...spec.fields, ...(spec.extraKeys ?? [])]);
+    const action = parseAction(body.action);
+    const checked = validatedShape(action, body);
+    validateRequest(spec.schemaId, withoutFalsy(checked));
+    await checkManifestRefs(ctx.store, checked.manifests);
+    return modify<T>(
+        ctx.store,
+        spec.kind,
+        uuid,
+        (current) => {
+            const next = applyUpdate(current, action, body, spec.fields);
+            return spec.finish ? spec.finish(next, body) : next;
+        },
+        ifMatch,
+    );
 }

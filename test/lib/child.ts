@@ -1,7 +1,9 @@
 // Run a TypeScript entry point (bin/sapi.ts, bin/sapiadm.ts) in a child
 // process, through the same TypeScript loader tap gives this process.
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,4 +58,41 @@ export function freePort(): Promise<number> {
             srv.close(() => resolve(port));
         });
     });
+}
+
+export interface ChildSapi {
+    url: string;
+    /** The config file, for a restart on the same store. */
+    config: string;
+    start(): Promise<ChildProcess>;
+}
+
+/**
+ * A bin/sapi.ts child on a free port with its own embedded store under a
+ * temp directory (removed at teardown); start() may be called again after
+ * a kill, on the same store.
+ */
+export async function childSapi(t: { teardown(fn: () => unknown): void }): Promise<ChildSapi> {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-child-'));
+    const port = await freePort();
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ port, host: '127.0.0.1', log_level: 'fatal', store: { backend: 'sqlite', path: join(dir, 'sapi.sqlite') } }));
+    const url = `http://127.0.0.1:${port}`;
+    const procs: ChildProcess[] = [];
+    t.teardown(() => {
+        for (const p of procs) {
+            p.kill('SIGKILL');
+        }
+        rmSync(dir, { recursive: true, force: true });
+    });
+    return {
+        url,
+        config,
+        start: async () => {
+            const proc = spawnTs('bin/sapi.ts', ['-f', config]);
+            procs.push(proc);
+            await waitForPing(url);
+            return proc;
+        },
+    };
 }

@@ -1,25 +1,15 @@
 // Crash safety: SIGKILL the server in the middle of a stream of creates;
 // after a restart every acknowledged create is there.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import t from 'tap';
 
-import { exited, freePort, spawnTs, waitForPing } from '../lib/child.js';
+import { childSapi, exited } from '../lib/child.js';
 import { OWNER } from '../lib/fixtures.js';
 
 t.test('every 2xx create survives a SIGKILL', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sapi-crash-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const cfg = join(dir, 'config.json');
-    writeFileSync(cfg, JSON.stringify({ port, host: '127.0.0.1', log_level: 'fatal', store: { backend: 'sqlite', path: join(dir, 'sapi.sqlite') } }));
-    const url = `http://127.0.0.1:${port}`;
-
-    let proc = spawnTs('bin/sapi.ts', ['-f', cfg]);
-    await waitForPing(url);
+    const child = await childSapi(t);
+    const url = child.url;
+    const proc = await child.start();
     const post = async (path: string, body: unknown): Promise<Response> =>
         fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const app = (await (await post('/applications', { name: 'sdc', owner_uuid: OWNER })).json()) as { uuid: string };
@@ -46,9 +36,7 @@ t.test('every 2xx create survives a SIGKILL', async (t) => {
     await Promise.all(writers);
     await exited(proc);
 
-    proc = spawnTs('bin/sapi.ts', ['-f', cfg]);
-    t.teardown(() => proc.kill('SIGKILL'));
-    await waitForPing(url);
+    await child.start(); // restart on the same store
     const list = (await (await fetch(`${url}/instances?service_uuid=${svc.uuid}`)).json()) as { uuid: string }[];
     const present = new Set(list.map((i) => i.uuid));
     const lost = acked.filter((u) => !present.has(u));

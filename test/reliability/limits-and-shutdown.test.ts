@@ -1,13 +1,9 @@
 // Body size limit, prototype-pollution keys kept as plain data, and a
 // graceful SIGTERM that finishes the request in flight.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import t from 'tap';
 
-import { exited, freePort, spawnTs, waitForPing } from '../lib/child.js';
+import { childSapi, exited } from '../lib/child.js';
 import { anApplication, anInstance, aService, OWNER } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
 
@@ -45,20 +41,9 @@ t.test('__proto__, constructor and prototype keys are stored as plain data', asy
 });
 
 t.test('SIGTERM: in-flight requests finish, then the process exits 0', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sapi-term-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const cfg = join(dir, 'config.json');
-    writeFileSync(cfg, JSON.stringify({ port, host: '127.0.0.1', log_level: 'fatal', store: { backend: 'sqlite', path: join(dir, 's.sqlite') } }));
-    const url = `http://127.0.0.1:${port}`;
-    const proc = spawnTs('bin/sapi.ts', ['-f', cfg]);
-    let stderr = '';
-    proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    t.teardown(() => {
-        proc.kill('SIGKILL');
-        if (stderr) t.comment(stderr);
-    });
-    await waitForPing(url);
+    const child = await childSapi(t);
+    const url = child.url;
+    const proc = await child.start();
     const h = { call: async (m: string, p: string, o: { body?: unknown } = {}) => {
         const r = await fetch(url + p, { method: m, headers: { 'content-type': 'application/json' }, body: JSON.stringify(o.body) });
         return { status: r.status, body: (await r.json()) as { uuid: string } };

@@ -78,20 +78,21 @@ export async function benchListInstances(n = 200_000, backend: 'sqlite' | 'moray
     const srv = await startServer(join(dir, 'config.json'), port);
     const v2 = { 'accept-version': '~2' };
     try {
-        const byServer = await load(4, { total: 400 }, (i) =>
+        const byServer = await load(1, { total: 400 }, (i) =>
             request(srv.url, 'GET', `/instances?server_uuid=${seeded.servers[(i * 7) % 2000]}`, undefined, v2),
         );
-        const bySvcImg = await load(4, { total: 400 }, (i) =>
-            request(
-                srv.url,
-                'GET',
-                `/instances?service_uuid=${seeded.services[i % 20]}&image_uuid=${seeded.images[i % 10]}&limit=1000`,
-                undefined,
-                v2,
-            ),
-        );
+        // (service, image) pairs that exist: those of seeded instance j.
+        const pairPath = (i: number, limit: number): string => {
+            const j = (i * 7919) % n;
+            return `/instances?service_uuid=${seeded.services[j % 20]}&image_uuid=${seeded.images[(j >> 3) % 10]}&limit=${limit}`;
+        };
+        const bySvcImg = await load(1, { total: 400 }, (i) => request(srv.url, 'GET', pairPath(i, 1000), undefined, v2));
+        const bySvcImg100 = await load(1, { total: 400 }, (i) => request(srv.url, 'GET', pairPath(i, 100), undefined, v2));
+        const returned = (JSON.parse((await request(srv.url, 'GET', pairPath(1, 1000), undefined, v2)).body) as unknown[]).length;
+        console.log(`[${backend}] latency, one request at a time:`);
         console.log(`[${backend}] GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`);
-        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors)`);
+        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=1000  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors, ${returned} instances per answer)`);
+        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=100   p50 ${fmt(bySvcImg100.p50, 2)} ms  p99 ${fmt(bySvcImg100.p99, 2)} ms  (${bySvcImg100.errors} errors)`);
 
         // The 2.1.2 way: the whole list, filtered by the client.
         const before = rss(srv.pid);

@@ -3,6 +3,14 @@
 
 import { run } from '../lib/cli/program.js';
 
+// `sapiadm ... | head`: a closed pipe ends the output quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') {
+        process.exit(0);
+    }
+    throw err;
+});
+
 process.exitCode = await run(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,

@@ -4,16 +4,14 @@ import type { Server } from 'restify';
 
 import type { Ctx } from '../model/context.js';
 import * as model from '../model/manifests.js';
-import { mount, paramsOf } from './common.js';
+import { mount, paramsOf, sendList } from './common.js';
 
 export function mountManifests(server: Server, ctx: Ctx): void {
     mount(server, ctx, { method: 'post', path: '/manifests', name: 'CreateManifest' }, async (req, res) => {
         res.send(200, await model.createManifest(ctx, paramsOf(req)));
     });
     mount(server, ctx, { method: 'get', path: '/manifests', name: 'ListManifests' }, async (req, res) => {
-        const items = await model.listManifests(ctx, paramsOf(req));
-        res.setHeader('x-joyent-resource-count', String(items.length));
-        res.send(200, items);
+        await sendList(res, await model.listManifests(ctx, paramsOf(req)), (m) => m);
     });
     mount(server, ctx, { method: 'get', path: '/manifests/:uuid', name: 'GetManifest' }, async (req, res) => {
         res.send(200, await model.getManifest(ctx, String(req.params.uuid)));

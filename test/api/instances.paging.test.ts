@@ -116,3 +116,21 @@ t.test('services and applications filter and page too', async (t) => {
     const bad = await h.call('GET', '/services?type=zone', { version: '~2' });
     t.equal(bad.status, 409);
 });
+
+t.test('manifests page too', async (t) => {
+    const h = await startSapi();
+    t.teardown(h.close);
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) {
+        made.push(((await h.call('POST', '/manifests', { body: { name: `m${i}`, path: `/etc/m${i}`, template: 'x' } })).body as { uuid: string }).uuid);
+    }
+    const sorted = [...made].sort();
+    const page = await h.call('GET', '/manifests?limit=2');
+    t.same(page.body.map((m: { uuid: string }) => m.uuid), sorted.slice(0, 2));
+    t.equal(page.headers.get('x-joyent-resource-count'), '5');
+    const next = await h.call('GET', `/manifests?limit=2&marker=${sorted[1]}`);
+    t.same(next.body.map((m: { uuid: string }) => m.uuid), sorted.slice(2, 4));
+    const all = await h.call('GET', '/manifests');
+    t.same(all.body.map((m: { uuid: string }) => m.uuid), made, 'unpaged: creation order');
+    t.equal((await h.call('GET', '/manifests?limit=0')).status, 409);
+});

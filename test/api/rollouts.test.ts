@@ -120,3 +120,33 @@ t.test('a rollout interrupted by a restart resumes', async (t) => {
     t.equal(body.counts.succeeded, 6);
     t.ok(body.warnings.some((m: string) => /resumed after a restart/.test(m)), 'clearly marked as resumed');
 });
+
+t.test('a cn-agent rollout and a vm-agent rollout never run on one server at once', async (t) => {
+    const w = await agentWorld({ taskDurationMs: 60 });
+    t.teardown(w.close);
+    const servers = await withAgents(w, 4);
+    // Record each server's cn-agent in SAPI (the adoption path, as on a real DC).
+    for (const s of servers) {
+        const cn = w.cnapi.agentsOf(s).find((a) => a.name === 'cn-agent');
+        await w.h.call('POST', '/instances', { body: { service_uuid: w.svc['cn-agent']?.uuid, uuid: cn?.uuid, params: { server_uuid: s, image_uuid: cn?.image_uuid } } });
+    }
+    const cnImg = w.newImage('cn-agent');
+    const vmImg = w.newImage('vm-agent');
+    const [a, b] = await Promise.all([
+        w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['cn-agent']?.uuid, image_uuid: cnImg, concurrency: 4 } }),
+        w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: vmImg, concurrency: 4 } }),
+    ]);
+    const doneA = await waitDone(w, a.body.uuid);
+    const doneB = await waitDone(w, b.body.uuid);
+    t.equal(doneA.state, 'succeeded', JSON.stringify(doneA.counts));
+    t.equal(doneB.state, 'succeeded', JSON.stringify(doneB.counts));
+    for (const s of servers) {
+        const tasks = [...w.cnapi.state.tasks.values()]
+            .filter((task) => task.server_uuid === s && task.task === 'agent_install')
+            .map((task) => ({ start: Date.parse(task.timestamp), end: Date.parse(String(task.history?.[0]?.timestamp)) }))
+            .sort((x, y) => x.start - y.start);
+        for (let i = 1; i < tasks.length; i++) {
+            t.ok((tasks[i]?.start ?? 0) >= (tasks[i - 1]?.end ?? 0), `server ${s}: task ${i} started after task ${i - 1} ended`);
+        }
+    }
+});

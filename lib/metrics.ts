@@ -177,5 +177,6 @@ export function instrumentDeployer(d: Deployer, metrics: Metrics): Deployer {
         upgrade: (req, plan, image) => timed('upgrade', () => d.upgrade(req, plan, image)),
         destroy: (req, plan) => timed('destroy', () => d.destroy(req, plan)),
         ...(d.checkImage ? { checkImage: d.checkImage.bind(d) } : {}),
+        ...(d.checkServers ? { checkServers: d.checkServers.bind(d) } : {}),
     };
 }

@@ -112,7 +112,9 @@ export class AgentDeployer implements Deployer {
 
     async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance> {
         const { server, name } = target(plan);
-        await this.checkServer(req, server, `upgrade ${name}`);
+        if (!req.serverChecked) {
+            await this.checkServer(req, server, `upgrade ${name}`);
+        }
         if (!req.imageChecked) {
             await this.checkAgentImage(req, imageUuid, name);
         }
@@ -198,6 +200,26 @@ export class AgentDeployer implements Deployer {
             throw conflict('ServerNotRunning', `server ${server} is not running (status: ${String(srv.status)}); cannot ${what}`);
         }
         return srv;
+    }
+
+    async checkServers(req: DeployReq, servers: string[]): Promise<Map<string, string>> {
+        const found = await this.ctx_(`listing ${servers.length} servers in CNAPI`, () =>
+            // Any extras adds `status` (CNAPI ListServers); agents is the cheapest useful one.
+            this.cnapi.listServers({ uuids: servers, extras: ['agents'], reqId: req.reqId }),
+        );
+        const byUuid = new Map(found.map((s) => [s.uuid, s]));
+        const out = new Map<string, string>();
+        for (const uuid of servers) {
+            const s = byUuid.get(uuid);
+            if (!s) {
+                out.set(uuid, `server ${uuid} not found in CNAPI`);
+            } else if (s.setup !== true) {
+                out.set(uuid, `server ${uuid} is not set up`);
+            } else if (s.status !== 'running') {
+                out.set(uuid, `server ${uuid} is not running (status: ${String(s.status)})`);
+            }
+        }
+        return out;
     }
 
     checkImage(req: DeployReq, imageUuid: string, service: Service): Promise<void> {

@@ -16,6 +16,8 @@ export interface DeployReq {
     async: boolean;
     /** The image was already checked for this operation (rollouts check it once). */
     imageChecked?: boolean;
+    /** The server was already checked (rollouts check all their servers at once). */
+    serverChecked?: boolean;
 }
 
 export interface InstancePlan {
@@ -60,4 +62,6 @@ export interface Deployer {
     destroy(req: DeployReq, plan: InstancePlan): Promise<void>;
     /** Check that an image can be deployed for a service (a clear 4xx if not). */
     checkImage?(req: DeployReq, imageUuid: string, service: Service): Promise<void>;
+    /** Why each server cannot take an operation now (absent = ready), in one downstream call. */
+    checkServers?(req: DeployReq, servers: string[]): Promise<Map<string, string>>;
 }

@@ -292,7 +292,7 @@ export async function upgradeInstance(
     req: ReqInfo,
     uuid: string,
     params: Dict,
-    opts: { imageChecked?: boolean } = {},
+    opts: { imageChecked?: boolean; serverChecked?: boolean } = {},
 ): Promise<Instance> {
     if (params.image_uuid === undefined || params.image_uuid === '') {
         throw missingParameter('missing image_uuid');

@@ -115,6 +115,22 @@ export class RolloutManager {
             warnings: [],
             items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: String(i.server_uuid ?? ''), state: 'pending', attempts: 0 })),
         };
+        // All servers checked in one CNAPI call: the ones that cannot take an
+        // upgrade now fail at once, clearly, instead of one by one later.
+        const notReady = agent.checkServers
+            ? await agent.checkServers({ reqId, log: this.log, async: false }, [...new Set(rollout.items.map((i) => i.server_uuid))])
+            : new Map<string, string>();
+        for (const item of rollout.items) {
+            const why = notReady.get(item.server_uuid);
+            if (why) {
+                item.state = 'failed';
+                item.error = why;
+                item.finished_at = now;
+            }
+        }
+        if (notReady.size > 0) {
+            rollout.warnings.push(`${now}: ${notReady.size} server(s) not ready; their items failed without an attempt`);
+        }
         recount(rollout);
         await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
         this.log.info({ rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency }, 'rollout started');
@@ -165,7 +181,8 @@ export class RolloutManager {
             for (const item of interrupted) {
                 item.state = 'pending';
             }
-            r.warnings.push(`${new Date().toISOString()}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`);
+            r.resumed_at = new Date().toISOString();
+            r.warnings.push(`${r.resumed_at}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`);
             recount(r);
             await this.persist(r, true);
             this.log.warn({ rollout: r.uuid, rerun: interrupted.length }, 'resuming an interrupted rollout');
@@ -232,7 +249,7 @@ export class RolloutManager {
             for (;;) {
                 try {
                     await withTimeout(
-                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, { imageChecked: true }),
+                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, { imageChecked: true, serverChecked: r.resumed_at === undefined }),
                         deadline - Date.now(),
                         `instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`,
                     );

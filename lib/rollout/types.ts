@@ -33,6 +33,8 @@ export interface Rollout {
     state: RolloutState;
     created_at: string;
     finished_at?: string;
+    /** Set when a restart interrupted the rollout (servers are re-checked per item then). */
+    resumed_at?: string;
     average_ms?: number;
     counts: Record<ItemState, number>;
     warnings: string[];

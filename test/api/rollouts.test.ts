@@ -150,3 +150,23 @@ t.test('a cn-agent rollout and a vm-agent rollout never run on one server at onc
         }
     }
 });
+
+t.test('servers that cannot take an upgrade fail at once, with the reason', async (t) => {
+    const w = await agentWorld();
+    t.teardown(w.close);
+    const servers = await withAgents(w, 3);
+    const down = w.cnapi.state.servers.get(servers[1]);
+    if (down) down.status = 'unknown';
+    const img = w.newImage('vm-agent');
+    const installs = (): number => w.cnapi.requests.filter((q) => q.path === `/servers/${servers[1]}/install-agent`).length;
+    const before = installs();
+    const r = await w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: img } });
+    t.equal(r.status, 200);
+    const failedAtStart = r.body.items.filter((i: { state: string }) => i.state === 'failed');
+    t.equal(failedAtStart.length, 1);
+    t.match(failedAtStart[0].error, /is not running \(status: unknown\)/);
+    const done = await waitDone(w, r.body.uuid);
+    t.equal(done.counts.succeeded, 2);
+    t.equal(done.counts.failed, 1);
+    t.equal(installs(), before, 'no install attempted there');
+});

@@ -473,6 +473,9 @@ export class FakeCnapi extends FakeHttpServer {
             });
             return;
         }
+        // taskDurationMs is the whole task: the install work (image fetch,
+        // the agent's self-adoption) comes out of the second half.
+        const started = Date.now();
         try {
             await this.delay(this.taskDurationMs / 2);
             if (plan?.kind === 'fail') {
@@ -491,7 +494,7 @@ export class FakeCnapi extends FakeHttpServer {
                 default:
                     throw new TaskFailure(`unknown task ${record.task}`);
             }
-            await this.delay(this.taskDurationMs / 2);
+            await this.delay(Math.max(0, this.taskDurationMs - (Date.now() - started)));
             record.status = 'complete';
             record.history = [{ name: 'finish', timestamp: isoNow(), event: {} }];
         } catch (err) {

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
 import {
-    JsonClient,
+    ServiceClient,
     isDownstreamStatus,
     isTransientError,
     requiredString,
@@ -141,20 +141,12 @@ function taskError(err: SapiError, taskId: string, serverUuid: string | undefine
 
 const UUIDS_PER_LIST = 100;
 
-export class CnapiClient {
-    readonly http: JsonClient;
+export class CnapiClient extends ServiceClient {
     private readonly pageSize: number;
 
     constructor(opts: CnapiClientOptions) {
-        const o: ConstructorParameters<typeof JsonClient>[0] = { url: opts.url, service: 'CNAPI' };
-        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
-        if (opts.log) o.log = opts.log;
-        this.http = new JsonClient(o);
+        super('CNAPI', opts);
         this.pageSize = opts.pageSize ?? 1000;
-    }
-
-    close(): void {
-        this.http.close();
     }
 
     async ping(opts: CallOptions = {}): Promise<CnapiPing> {

@@ -408,3 +408,27 @@ export function seg(s: string): string {
 export function secondsText(ms: number): string {
     return `${Number((ms / 1000).toFixed(3))}s`;
 }
+
+/** What every service client is built from. */
+export interface ServiceClientOptions {
+    url: string;
+    timeoutMs?: number;
+    log?: ClientLog;
+}
+
+/** Base of the typed clients: one keep-alive JsonClient per service. */
+export abstract class ServiceClient {
+    readonly http: JsonClient;
+
+    protected constructor(service: ServiceName, opts: ServiceClientOptions, headers?: Record<string, string>) {
+        const o: JsonClientOptions = { url: opts.url, service };
+        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
+        if (opts.log) o.log = opts.log;
+        if (headers) o.headers = headers;
+        this.http = new JsonClient(o);
+    }
+
+    close(): void {
+        this.http.close();
+    }
+}

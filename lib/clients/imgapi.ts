@@ -1,7 +1,7 @@
 // IMGAPI client: the local DC IMGAPI image lookup the agent deployer needs
 // before install-agent (agents-contract.md §6.4).
 
-import { JsonClient, isDownstreamStatus, seg, type ClientLog } from './http.js';
+import { ServiceClient, isDownstreamStatus, seg, type ClientLog } from './http.js';
 
 export interface ImgapiImageFile {
     sha1: string;
@@ -29,23 +29,11 @@ export interface ImgapiClientOptions {
     log?: ClientLog;
 }
 
-export class ImgapiClient {
-    readonly http: JsonClient;
+export class ImgapiClient extends ServiceClient {
 
     constructor(opts: ImgapiClientOptions) {
         // sdc-clients' IMGAPI client sends `Accept-Version: *`.
-        const o: ConstructorParameters<typeof JsonClient>[0] = {
-            url: opts.url,
-            service: 'IMGAPI',
-            headers: { 'accept-version': '*' },
-        };
-        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
-        if (opts.log) o.log = opts.log;
-        this.http = new JsonClient(o);
-    }
-
-    close(): void {
-        this.http.close();
+        super('IMGAPI', opts, { 'accept-version': '*' });
     }
 
     /** GET /images/:uuid; null on 404. */

@@ -1,7 +1,7 @@
 // NAPI client: network lookup by name, to reject an unknown network name
 // before a VMAPI job fails on it (agents-contract.md §6.5).
 
-import { JsonClient, type ClientLog } from './http.js';
+import { ServiceClient, type ClientLog } from './http.js';
 
 export interface NapiNetwork {
     uuid: string;
@@ -25,18 +25,10 @@ export interface ListNetworksOptions {
     reqId?: string | undefined;
 }
 
-export class NapiClient {
-    readonly http: JsonClient;
+export class NapiClient extends ServiceClient {
 
     constructor(opts: NapiClientOptions) {
-        const o: ConstructorParameters<typeof JsonClient>[0] = { url: opts.url, service: 'NAPI' };
-        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
-        if (opts.log) o.log = opts.log;
-        this.http = new JsonClient(o);
-    }
-
-    close(): void {
-        this.http.close();
+        super('NAPI', opts);
     }
 
     /** GET /networks[?name=] → array (empty when no network has that name). */

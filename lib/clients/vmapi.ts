@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { downstream, taskTimeout, type SapiError } from '../errors.js';
-import { JsonClient, isDownstreamStatus, isTransientError, requiredString, secondsText, seg, type ClientLog } from './http.js';
+import { ServiceClient, isDownstreamStatus, isTransientError, requiredString, secondsText, seg, type ClientLog } from './http.js';
 
 // ---- wire shapes
 
@@ -108,18 +108,10 @@ export function jobErrorName(job: VmapiJob): string | undefined {
     return undefined;
 }
 
-export class VmapiClient {
-    readonly http: JsonClient;
+export class VmapiClient extends ServiceClient {
 
     constructor(opts: VmapiClientOptions) {
-        const o: ConstructorParameters<typeof JsonClient>[0] = { url: opts.url, service: 'VMAPI' };
-        if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
-        if (opts.log) o.log = opts.log;
-        this.http = new JsonClient(o);
-    }
-
-    close(): void {
-        this.http.close();
+        super('VMAPI', opts);
     }
 
     /** GET /vms/:uuid; null on 404. Destroyed VMs come back with `state: "destroyed"`. */

@@ -98,10 +98,20 @@ export class Metrics {
 
 /** Times every store operation (a decorator: the backends stay unaware). */
 export class InstrumentedStore implements Store {
+    readonly findJson?: Store['findJson'];
+    readonly iterateJson?: Store['iterateJson'];
+
     constructor(
         readonly inner: Store,
         private readonly metrics: Metrics,
-    ) {}
+    ) {
+        // The optional fast paths exist here only when the backend has them.
+        const findJson = inner.findJson?.bind(inner);
+        if (findJson) {
+            this.findJson = (bucket, filter, page, omit) => this.timed('find', () => findJson(bucket, filter, page, omit));
+        }
+        this.iterateJson = inner.iterateJson?.bind(inner);
+    }
 
     get name(): string {
         return this.inner.name;

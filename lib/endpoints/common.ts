@@ -111,6 +111,15 @@ export function serializeService(svc: Service, v2: boolean): Dict {
     return dropUndefined(out);
 }
 
+/**
+ * What serializeInstance leaves out of a stored instance (the index
+ * mirrors, the migration marker, and `type` in the v1 view): the JSON fast
+ * path removes exactly these keys.
+ */
+export function instanceOmittedKeys(v2: boolean): string[] {
+    return ['server_uuid', 'image_uuid', 'exists', ...(v2 ? [] : ['type'])];
+}
+
 export function serializeInstance(inst: Instance, v2: boolean, jobUuid?: string): Dict {
     const out: Dict = {
         uuid: inst.uuid,
@@ -158,7 +167,7 @@ export const RESOURCE_COUNT_HEADER = 'x-joyent-resource-count';
 /** Send a list: one page, or a chunked stream of every item. */
 export async function sendList<T>(
     res: Response,
-    result: { total: number; items?: T[]; stream?: AsyncIterable<T[]> },
+    result: { total: number; items?: T[]; stream?: AsyncIterable<T[]>; json?: string[]; jsonStream?: AsyncIterable<string[]> },
     serialize: (item: T) => unknown,
 ): Promise<void> {
     res.setHeader(RESOURCE_COUNT_HEADER, String(result.total));
@@ -166,14 +175,21 @@ export async function sendList<T>(
         res.send(200, result.items.map(serialize));
         return;
     }
+    if (result.json) {
+        const body = `[${result.json.join(',')}]`;
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+        return;
+    }
     res.writeHead(200, { 'Content-Type': 'application/json' });
     let first = true;
     res.write('[');
-    for await (const chunk of result.stream ?? []) {
+    const chunks: AsyncIterable<string[]> = result.jsonStream ?? serializeChunks(result.stream ?? [], serialize);
+    for await (const chunk of chunks) {
         if (chunk.length === 0) {
             continue;
         }
-        const text = chunk.map((i) => JSON.stringify(serialize(i))).join(',');
+        const text = chunk.join(',');
         const ok = res.write(first ? text : `,${text}`);
         first = false;
         if (!ok) {
@@ -192,4 +208,10 @@ export async function sendList<T>(
         }
     }
     res.end(']');
+}
+
+async function* serializeChunks<T>(stream: AsyncIterable<T[]> | Iterable<T[]>, serialize: (item: T) => unknown): AsyncIterable<string[]> {
+    for await (const chunk of stream) {
+        yield chunk.map((i) => JSON.stringify(serialize(i)));
+    }
 }

@@ -7,7 +7,7 @@ import type { Ctx } from '../model/context.js';
 import * as model from '../model/instances.js';
 import { buildPayload } from '../model/payload.js';
 import { flagValue } from '../model/validate.js';
-import { ifMatchOf, mount, paramsOf, quoteEtag, sendList, serializeInstance } from './common.js';
+import { ifMatchOf, instanceOmittedKeys, mount, paramsOf, quoteEtag, sendList, serializeInstance } from './common.js';
 
 /** Deploying requests may run for an hour (2.1.2 raises the socket timeout). */
 const DEPLOY_SOCKET_TIMEOUT_MS = 3_600_000;
@@ -19,7 +19,8 @@ export function mountInstances(server: Server, ctx: Ctx): void {
         res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
     });
     mount(server, ctx, { method: 'get', path: '/instances', name: 'ListInstances' }, async (req, res, info) => {
-        await sendList(res, await model.listInstances(ctx, info, paramsOf(req)), (i) => serializeInstance(i, info.v2));
+        const list = await model.listInstances(ctx, info, paramsOf(req), instanceOmittedKeys(info.v2));
+        await sendList(res, list, (i) => serializeInstance(i, info.v2));
     });
     mount(server, ctx, { method: 'get', path: '/instances/:uuid', name: 'GetInstance' }, async (req, res, info) => {
         const got = await model.getInstance(ctx, String(req.params.uuid));

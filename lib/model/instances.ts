@@ -228,7 +228,11 @@ export async function getInstance(ctx: Ctx, uuid: string): Promise<Stored<Instan
     return mustGet<Instance>(ctx.store, 'instance', uuid);
 }
 
-export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict): Promise<ListResult<Instance>> {
+/**
+ * `omit`: the top-level keys the response leaves out; when given, and the
+ * store has the JSON fast path, matches come back as ready JSON text.
+ */
+export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?: readonly string[]): Promise<ListResult<Instance>> {
     const q = nonEmpty(params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid']);
     validateRequest('ListInstances', { ...nonEmpty(params, ['limit', 'marker', 'include_master']), ...q });
     if (!req.v2) {
@@ -251,10 +255,19 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict): Promi
     }
     const filter = and(...parts);
     const page = parsePaging(params);
+    const master = masterStore(ctx, params);
+    const store = ctx.store;
+    if (omit && !master && store.findJson && store.iterateJson) {
+        if (page) {
+            return store.findJson(BUCKET_OF.instance, filter, page, omit);
+        }
+        const total = await store.count(BUCKET_OF.instance, filter);
+        return { total, jsonStream: store.iterateJson(BUCKET_OF.instance, filter, 1000, omit) };
+    }
     if (page) {
         return findWithMaster<Instance>(ctx, params, BUCKET_OF.instance, filter, page);
     }
-    const stores = [ctx.store, masterStore(ctx, params)].filter((s): s is Store => s !== null);
+    const stores = [ctx.store, master].filter((s): s is Store => s !== null);
     let total = 0;
     for (const s of stores) {
         total += await s.count(BUCKET_OF.instance, filter);

@@ -39,11 +39,16 @@ export function nonEmpty(params: Dict, keys: readonly string[]): Dict {
     return out;
 }
 
-/** A list result: either one page (with a total) or a stream of everything. */
+/**
+ * A list result: one page (with a total) or a stream of everything; either
+ * as objects, or as JSON text already serialized by the store (fast path).
+ */
 export interface ListResult<T> {
     total: number;
     items?: T[];
     stream?: AsyncIterable<T[]>;
+    json?: string[];
+    jsonStream?: AsyncIterable<string[]>;
 }
 
 /**

@@ -60,6 +60,12 @@ export interface Page<T extends JsonObject = JsonObject> {
     total: number;
 }
 
+/** Matches as JSON text (see Store.findJson). */
+export interface JsonPage {
+    json: string[];
+    total: number;
+}
+
 export interface PutOptions {
     /**
      * Conditional write. A string: the stored etag must equal it.
@@ -108,6 +114,15 @@ export interface Store {
     ): AsyncIterable<Stored<T>[]>;
 
     count(bucket: BucketName, filter: Filter): Promise<number>;
+
+    /**
+     * Optional fast paths for lists (the embedded store has them): the
+     * matches of find()/iterate() as JSON text, with the top-level keys
+     * `omit` removed, ready for the socket. Callers fall back to
+     * find()/iterate() when a backend lacks them.
+     */
+    findJson?(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage>;
+    iterateJson?(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]>;
 
     /** All operations or none. */
     batch(ops: BatchOp[]): Promise<void>;

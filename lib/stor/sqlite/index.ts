@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 
 import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
-import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { whereClause } from './query.js';
 import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
 
@@ -231,47 +231,69 @@ export class SqliteStore implements Store {
 
     find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
         try {
-            const def = bucketDef(bucket);
-            const where = whereClause(def, filter);
             const total = this.countSync(bucket, filter);
-            let rows: Row[];
-            if (page) {
-                const params: (string | number)[] = [...where.params];
-                let sql = `SELECT uuid, etag, value FROM ${ident(bucket)} WHERE (${where.sql})`;
-                if (page.marker !== undefined) {
-                    sql += ' AND uuid > ?';
-                    params.push(page.marker);
-                }
-                sql += ' ORDER BY uuid LIMIT ?';
-                params.push(page.limit);
-                rows = this.stmt(sql).all(...params) as Row[];
-            } else {
-                rows = this.stmt(`SELECT uuid, etag, value FROM ${ident(bucket)} WHERE ${where.sql} ORDER BY seq`).all(
-                    ...where.params,
-                ) as Row[];
-            }
+            const rows = this.selectRows(bucket, filter, page, 'value', []);
             return Promise.resolve({ items: rows.map((r) => toStored<T>(r)), total });
         } catch (err) {
             return Promise.reject(asError(err));
         }
     }
 
-    async *iterate<T extends JsonObject>(
-        bucket: BucketName,
-        filter: Filter,
-        chunkSize = 500,
-    ): AsyncIterable<Stored<T>[]> {
-        const def = bucketDef(bucket);
-        const where = whereClause(def, filter);
-        const sql = `SELECT seq, uuid, etag, value FROM ${ident(bucket)} WHERE (${where.sql}) AND seq > ? ORDER BY seq LIMIT ?`;
+    /**
+     * find(), but each match as its JSON text with the top-level keys
+     * `omit` removed by SQLite (json_remove): lists go to the socket without
+     * a parse and a re-serialization per object.
+     */
+    findJson(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage> {
+        try {
+            const total = this.countSync(bucket, filter);
+            const rows = this.selectRows(bucket, filter, page, jsonRemove(omit), omitPaths(omit));
+            return Promise.resolve({ json: rows.map((r) => r.value), total });
+        } catch (err) {
+            return Promise.reject(asError(err));
+        }
+    }
+
+    private selectRows(bucket: BucketName, filter: Filter, page: PageRequest | undefined, valueSql: string, valueParams: string[]): Row[] {
+        const where = whereClause(bucketDef(bucket), filter);
+        const params: (string | number)[] = [...valueParams, ...where.params];
+        let sql = `SELECT uuid, etag, ${valueSql} AS value FROM ${ident(bucket)} WHERE (${where.sql})`;
+        if (!page) {
+            return this.stmt(`${sql} ORDER BY seq`).all(...params) as Row[];
+        }
+        if (page.marker !== undefined) {
+            sql += ' AND uuid > ?';
+            params.push(page.marker);
+        }
+        params.push(page.limit);
+        return this.stmt(`${sql} ORDER BY uuid LIMIT ?`).all(...params) as Row[];
+    }
+
+    async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize = 500): AsyncIterable<Stored<T>[]> {
+        for (const rows of this.chunks(bucket, filter, chunkSize, 'value', [])) {
+            yield rows.map((r) => toStored<T>(r));
+        }
+    }
+
+    /** iterate(), as JSON text with `omit` removed (see findJson). */
+    async *iterateJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]> {
+        for (const rows of this.chunks(bucket, filter, chunkSize, jsonRemove(omit), omitPaths(omit))) {
+            yield rows.map((r) => r.value);
+        }
+    }
+
+    /** Creation-order chunks by `seq`, each its own statement (writers interleave safely). */
+    private *chunks(bucket: BucketName, filter: Filter, chunkSize: number, valueSql: string, valueParams: string[]): Generator<Row[]> {
+        const where = whereClause(bucketDef(bucket), filter);
+        const sql = `SELECT seq, uuid, etag, ${valueSql} AS value FROM ${ident(bucket)} WHERE (${where.sql}) AND seq > ? ORDER BY seq LIMIT ?`;
         let last = 0;
         for (;;) {
-            const rows = this.stmt(sql).all(...where.params, last, chunkSize) as (Row & { seq: number })[];
+            const rows = this.stmt(sql).all(...valueParams, ...where.params, last, chunkSize) as (Row & { seq: number })[];
             if (rows.length === 0) {
                 return;
             }
             last = (rows[rows.length - 1] as { seq: number }).seq;
-            yield rows.map((r) => toStored<T>(r));
+            yield rows;
             if (rows.length < chunkSize) {
                 return;
             }
@@ -328,6 +350,20 @@ export class SqliteStore implements Store {
         }
         return s;
     }
+}
+
+function jsonRemove(omit: readonly string[]): string {
+    return omit.length === 0 ? 'value' : `json_remove(value, ${omit.map(() => '?').join(', ')})`;
+}
+
+/** JSON paths of top-level keys (names we define, checked anyway). */
+function omitPaths(omit: readonly string[]): string[] {
+    return omit.map((k) => {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) {
+            throw new Error(`bad key ${k}`);
+        }
+        return `$.${k}`;
+    });
 }
 
 function toStored<T extends JsonObject>(row: Row): Stored<T> {

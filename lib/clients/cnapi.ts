@@ -6,12 +6,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
 import {
     ServiceClient,
+    type ServiceClientOptions,
     isDownstreamStatus,
     isTransientError,
     requiredString,
     seg,
     secondsText,
-    type ClientLog,
     type QueryValue,
 } from './http.js';
 
@@ -72,10 +72,7 @@ export interface CnapiPing {
 
 // ---- options
 
-export interface CnapiClientOptions {
-    url: string;
-    timeoutMs?: number;
-    log?: ClientLog;
+export interface CnapiClientOptions extends ServiceClientOptions {
     /** ListServers page size when auto-paging (CNAPI max and sdc-clients: 1000). */
     pageSize?: number;
 }

@@ -414,6 +414,8 @@ export interface ServiceClientOptions {
     url: string;
     timeoutMs?: number;
     log?: ClientLog;
+    /** Keep-alive sockets per host (config maxHttpSockets). */
+    maxSockets?: number;
 }
 
 /** Base of the typed clients: one keep-alive JsonClient per service. */
@@ -425,6 +427,7 @@ export abstract class ServiceClient {
         if (opts.timeoutMs !== undefined) o.timeoutMs = opts.timeoutMs;
         if (opts.log) o.log = opts.log;
         if (headers) o.headers = headers;
+        if (opts.maxSockets !== undefined) o.maxSockets = opts.maxSockets;
         this.http = new JsonClient(o);
     }
 

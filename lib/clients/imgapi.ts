@@ -1,7 +1,7 @@
 // IMGAPI client: the local DC IMGAPI image lookup the agent deployer needs
 // before install-agent (agents-contract.md §6.4).
 
-import { ServiceClient, isDownstreamStatus, seg, type ClientLog } from './http.js';
+import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, seg } from './http.js';
 
 export interface ImgapiImageFile {
     sha1: string;
@@ -23,11 +23,7 @@ export interface ImgapiImage {
     [key: string]: unknown;
 }
 
-export interface ImgapiClientOptions {
-    url: string;
-    timeoutMs?: number;
-    log?: ClientLog;
-}
+export type ImgapiClientOptions = ServiceClientOptions;
 
 export class ImgapiClient extends ServiceClient {
 

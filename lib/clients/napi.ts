@@ -1,7 +1,7 @@
 // NAPI client: network lookup by name, to reject an unknown network name
 // before a VMAPI job fails on it (agents-contract.md §6.5).
 
-import { ServiceClient, type ClientLog } from './http.js';
+import { ServiceClient, type ServiceClientOptions } from './http.js';
 
 export interface NapiNetwork {
     uuid: string;
@@ -14,11 +14,7 @@ export interface NapiNetwork {
     [key: string]: unknown;
 }
 
-export interface NapiClientOptions {
-    url: string;
-    timeoutMs?: number;
-    log?: ClientLog;
-}
+export type NapiClientOptions = ServiceClientOptions;
 
 export interface ListNetworksOptions {
     name?: string;

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { downstream, taskTimeout, type SapiError } from '../errors.js';
-import { ServiceClient, isDownstreamStatus, isTransientError, requiredString, secondsText, seg, type ClientLog } from './http.js';
+import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, isTransientError, requiredString, secondsText, seg } from './http.js';
 
 // ---- wire shapes
 
@@ -46,11 +46,7 @@ export interface VmapiJob {
 
 // ---- options
 
-export interface VmapiClientOptions {
-    url: string;
-    timeoutMs?: number;
-    log?: ClientLog;
-}
+export type VmapiClientOptions = ServiceClientOptions;
 
 export interface VmapiCallOptions {
     reqId?: string | undefined;

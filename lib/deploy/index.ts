@@ -21,13 +21,13 @@ export interface Clients {
 }
 
 export function createClients(ctx: Ctx): Clients {
-    const timeoutMs = ctx.config.deploy.downstreamTimeoutMs;
     const c = ctx.config;
+    const common = { timeoutMs: c.deploy.downstreamTimeoutMs, maxSockets: c.maxHttpSockets };
     const clients: Clients = {};
-    if (c.vmapi?.url) clients.vmapi = new VmapiClient({ url: c.vmapi.url, timeoutMs, log: ctx.log.child({ component: 'vmapi' }) });
-    if (c.cnapi?.url) clients.cnapi = new CnapiClient({ url: c.cnapi.url, timeoutMs, log: ctx.log.child({ component: 'cnapi' }) });
-    if (c.imgapi?.url) clients.imgapi = new ImgapiClient({ url: c.imgapi.url, timeoutMs, log: ctx.log.child({ component: 'imgapi' }) });
-    if (c.napi?.url) clients.napi = new NapiClient({ url: c.napi.url, timeoutMs, log: ctx.log.child({ component: 'napi' }) });
+    if (c.vmapi?.url) clients.vmapi = new VmapiClient({ url: c.vmapi.url, ...common, log: ctx.log.child({ component: 'vmapi' }) });
+    if (c.cnapi?.url) clients.cnapi = new CnapiClient({ url: c.cnapi.url, ...common, log: ctx.log.child({ component: 'cnapi' }) });
+    if (c.imgapi?.url) clients.imgapi = new ImgapiClient({ url: c.imgapi.url, ...common, log: ctx.log.child({ component: 'imgapi' }) });
+    if (c.napi?.url) clients.napi = new NapiClient({ url: c.napi.url, ...common, log: ctx.log.child({ component: 'napi' }) });
     const metrics = ctx.metrics;
     if (metrics) {
         for (const client of [clients.vmapi, clients.cnapi, clients.imgapi, clients.napi]) {

@@ -110,7 +110,7 @@ export class AgentDeployer implements Deployer {
         return this.records.adoptAgent({ ...plan.instance, params });
     }
 
-    async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance> {
+    async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<CreateResult> {
         const { server, name } = target(plan);
         if (!req.serverChecked) {
             await this.checkServer(req, server, `upgrade ${name}`);
@@ -137,9 +137,9 @@ export class AgentDeployer implements Deployer {
                     () => req.log.info({ task: task.id }, 'async agent upgrade done'),
                     (err: unknown) => req.log.error({ err, task: task.id, server }, 'async agent upgrade failed'),
                 );
-                return plan.instance;
+                return { instance: plan.instance, job_uuid: task.id };
             }
-            return await finish();
+            return { instance: await finish() };
         } catch (err) {
             release();
             throw err;

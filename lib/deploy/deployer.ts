@@ -28,9 +28,10 @@ export interface InstancePlan {
     merged: Merged;
 }
 
+/** What create and upgrade return. */
 export interface CreateResult {
     instance: Instance;
-    /** VMAPI job (vm) or CNAPI task (agent) id, for async creates. */
+    /** VMAPI job (vm) or CNAPI task (agent) id, for async requests. */
     job_uuid?: string;
 }
 
@@ -56,8 +57,11 @@ export interface Deployer {
     create(req: DeployReq, plan: InstancePlan): Promise<CreateResult>;
     /** Adoption (`exists: true`): verify the instance is real, then record it. */
     adopt(req: DeployReq, plan: InstancePlan): Promise<Instance>;
-    /** Returns the instance after the upgrade (image_uuid changed on success). */
-    upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance>;
+    /**
+     * The instance after the upgrade (image_uuid changed on success); with
+     * `req.async`, the instance as it is and the downstream job/task id.
+     */
+    upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<CreateResult>;
     /** Tear the instance down, then remove its record. */
     destroy(req: DeployReq, plan: InstancePlan): Promise<void>;
     /** Check that an image can be deployed for a service (a clear 4xx if not). */

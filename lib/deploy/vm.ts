@@ -97,7 +97,8 @@ export class VmDeployer implements Deployer {
      * params.image_uuid changes only once the job succeeded. Always waits
      * (2.1.2 has no async upgrade).
      */
-    async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<Instance> {
+    /** Reprovision always waits for the job (2.1.2): `async` is not honoured here. */
+    async upgrade(req: DeployReq, plan: InstancePlan, imageUuid: string): Promise<CreateResult> {
         const uuid = plan.instance.uuid;
         await checkImage(this.opts.imgapi, req, imageUuid);
         await runTeardownHook(this.opts, req, uuid, plan.merged.params);
@@ -112,7 +113,7 @@ export class VmDeployer implements Deployer {
         }
         req.log.info({ uuid, job_uuid: jobUuid, image_uuid: imageUuid }, 'VMAPI accepted the reprovision');
         await this.waitOk(req, 'reprovision', uuid, jobUuid, reprovisionFailed);
-        return this.records.setImage(uuid, imageUuid);
+        return { instance: await this.records.setImage(uuid, imageUuid) };
     }
 
     /**

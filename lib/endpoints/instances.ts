@@ -39,8 +39,8 @@ export function mountInstances(server: Server, ctx: Ctx): void {
     });
     mount(server, ctx, { method: 'put', path: '/instances/:uuid/upgrade', name: 'UpgradeInstance' }, async (req, res, info) => {
         req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
-        const inst = await model.upgradeInstance(ctx, info, String(req.params.uuid), paramsOf(req));
-        res.send(200, serializeInstance(inst, info.v2));
+        const out = await model.upgradeInstance(ctx, info, String(req.params.uuid), paramsOf(req));
+        res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
     });
     mount(server, ctx, { method: 'del', path: '/instances/:uuid', name: 'DeleteInstance' }, async (req, res, info) => {
         req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);

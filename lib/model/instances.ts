@@ -306,7 +306,7 @@ export async function upgradeInstance(
     uuid: string,
     params: Dict,
     opts: { imageChecked?: boolean; serverChecked?: boolean } = {},
-): Promise<Instance> {
+): Promise<CreateOutcome> {
     if (params.image_uuid === undefined || params.image_uuid === '') {
         throw missingParameter('missing image_uuid');
     }
@@ -317,7 +317,7 @@ export async function upgradeInstance(
     const deploys = full && (inst.type === 'vm' || req.v2);
     if (!deploys) {
         // Proto mode, or a v1 request on an agent: the record follows the intent.
-        return instanceRecords(ctx).setImage(uuid, imageUuid);
+        return { instance: await instanceRecords(ctx).setImage(uuid, imageUuid) };
     }
     const deployer = requireDeployer(ctx, inst.type);
     const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async), ...opts };

@@ -45,6 +45,27 @@ t.test('upgrade installs the new image; image_uuid changes only on success', asy
     t.equal(wrong.status, 409, 'an image of another agent is refused');
 });
 
+t.test('async upgrade answers at once with the CNAPI task id', async (t) => {
+    const w = await agentWorld({ taskDurationMs: 200 });
+    t.teardown(w.close);
+    const server = w.cnapi.addServer().uuid;
+    const inst = await installed(w, 'vm-agent', server);
+    const img2 = w.newImage('vm-agent');
+    const r = await w.h.call('PUT', `/instances/${inst.uuid}/upgrade?async=true`, { body: { image_uuid: img2 }, version: '~2' });
+    t.equal(r.status, 200);
+    t.ok(w.cnapi.state.tasks.has(r.body.job_uuid), 'job_uuid is the CNAPI task');
+    t.not(r.body.params.image_uuid, img2, 'the image changes only when the task succeeds');
+    for (let i = 0; i < 100; i++) {
+        const now = await w.h.call('GET', `/instances/${inst.uuid}`);
+        if (now.body.params.image_uuid === img2) {
+            t.pass('recorded after the task');
+            return;
+        }
+        await new Promise((res) => setTimeout(res, 50));
+    }
+    t.fail('the upgrade never landed');
+});
+
 t.test('cn-agent upgrade waits for server.agents, not the task', async (t) => {
     const w = await agentWorld();
     t.teardown(w.close);

@@ -125,7 +125,7 @@ export function pct(values: number[], p: number): number {
         return 0;
     }
     const s = [...values].sort((a, b) => a - b);
-    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
 }
 
 /** Resident set (current) and high-water mark of a process, in MiB. */

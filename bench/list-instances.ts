@@ -37,7 +37,7 @@ export async function seed(store: Store, n: number, batchSize = 5000): Promise<S
         const svcIdx = i % 20;
         const inst: Instance = {
             uuid: randomUUID(),
-            service_uuid: services[svcIdx],
+            service_uuid: services[svcIdx] as string,
             type: svcIdx < 10 ? 'agent' : 'vm',
             params: { server_uuid: servers[i % 2000], image_uuid: images[(i >> 3) % 10], alias: `inst${i}` },
             metadata: { N: i },

@@ -85,15 +85,16 @@ export function assignment(raw: string, what: string, bareKeys: boolean): [strin
         }
         throw new UsageError(`${what}: expected KEY=VALUE or KEY:=JSON, got "${raw}"`);
     }
-    const key = (m[1]).trim();
+    const key = (m[1] ?? '').trim();
     if (key.length === 0) {
         throw new UsageError(`${what}: empty key in "${raw}"`);
     }
+    const value = m[3] ?? '';
     if (m[2] === '=') {
-        return [key, m[3]];
+        return [key, value];
     }
     try {
-        return [key, JSON.parse(m[3]) as unknown];
+        return [key, JSON.parse(value) as unknown];
     } catch (err) {
         throw new UsageError(`${what}: invalid JSON for ${key}: ${(err as Error).message}`);
     }

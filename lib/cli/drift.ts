@@ -236,7 +236,7 @@ function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, ow
             commands: [adoptCmd],
             fix: adopt,
         });
-    } else {
+    } else if (own[0]) {
         const inst = own[0];
         const recorded = param(inst, 'image_uuid');
         if (entry.image_uuid && recorded !== entry.image_uuid) {

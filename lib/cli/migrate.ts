@@ -209,7 +209,7 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
     const worker = async (): Promise<void> => {
         while (next < items.length) {
             const i = next++;
-            out[i] = await fn(items[i]);
+            out[i] = await fn(items[i] as T);
         }
     };
     await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));

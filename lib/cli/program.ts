@@ -57,7 +57,7 @@ Exit status: 0 ok, 1 API or downstream error, 2 usage error,
 function groupIn(argv: string[]): Group | undefined {
     const operands: string[] = [];
     for (let i = 0; i < argv.length; i++) {
-        const a = argv[i];
+        const a = argv[i] ?? '';
         if (a === '-u' || a === '--url') {
             i++;
         } else if (!a.startsWith('-')) {

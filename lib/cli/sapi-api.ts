@@ -111,7 +111,7 @@ export class SapiApi {
                 found.length === 0 ? `no application named "${nameOrUuid}"` : `${found.length} applications are named "${nameOrUuid}"; give a UUID`,
             );
         }
-        return found[0];
+        return found[0] as Application;
     }
 
     /** A service by uuid, or by name when exactly one service has it. */
@@ -127,6 +127,6 @@ export class SapiApi {
             const which = found.map((s) => `${s.uuid} (application ${s.application_uuid})`).join(', ');
             throw new CliError(`${found.length} services are named "${nameOrUuid}": ${which}; give a UUID`);
         }
-        return found[0];
+        return found[0] as Service;
     }
 }

@@ -65,8 +65,9 @@ function parseLevel(raw: unknown): bunyan.LogLevel {
         error: bunyan.ERROR,
         fatal: bunyan.FATAL,
     };
-    if (typeof raw === 'string' && raw.toLowerCase() in names) {
-        return names[raw.toLowerCase()];
+    const named = typeof raw === 'string' ? names[raw.toLowerCase()] : undefined;
+    if (named !== undefined) {
+        return named;
     }
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (Object.values(names).includes(n)) {

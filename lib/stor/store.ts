@@ -40,7 +40,7 @@ export function and(...filters: Filter[]): Filter {
         return ALL;
     }
     if (parts.length === 1) {
-        return parts[0];
+        return parts[0] as Filter;
     }
     return { and: parts };
 }

@@ -36,9 +36,9 @@ t.test('a rollout where some servers fail and one stalls', async (t) => {
     const servers = await withAgents(w, 12);
     const img = w.newImage('vm-agent');
     // The last servers in the rollout's order: two fail, one hangs.
-    w.cnapi.planTaskOn(servers[9], { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
-    w.cnapi.planTaskOn(servers[10], { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
-    w.cnapi.planTaskOn(servers[11], 'hang');
+    w.cnapi.planTaskOn(servers[9] as string, { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
+    w.cnapi.planTaskOn(servers[10] as string, { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
+    w.cnapi.planTaskOn(servers[11] as string, 'hang');
     const r = await w.h.call('POST', '/rollouts', {
         body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: img, concurrency: 4, stall_factor: 3, stall_min_finished: 3, instance_timeout_ms: 1500 },
         version: '~2',
@@ -155,7 +155,7 @@ t.test('servers that cannot take an upgrade fail at once, with the reason', asyn
     const w = await agentWorld();
     t.teardown(w.close);
     const servers = await withAgents(w, 3);
-    const down = w.cnapi.state.servers.get(servers[1]);
+    const down = w.cnapi.state.servers.get(servers[1] as string);
     if (down) down.status = 'unknown';
     const img = w.newImage('vm-agent');
     const installs = (): number => w.cnapi.requests.filter((q) => q.path === `/servers/${servers[1]}/install-agent`).length;

@@ -75,8 +75,8 @@ async function legacyMoray(t: Test): Promise<Legacy> {
     const byImage = new Map<string, string[]>(images.map((i) => [i, []]));
     const svc = id();
     for (let i = 0; i < 230; i++) {
-        const server = servers[i % 3];
-        const image = images[i % 2];
+        const server = servers[i % 3] as string;
+        const image = images[i % 2] as string;
         const uuid = id();
         await raw.putObject(INSTANCES, uuid, {
             uuid,
@@ -114,7 +114,7 @@ async function checkSearches(t: Test, store: Store, l: Legacy, when: string): Pr
     for (const [image, want] of l.byImage) {
         t.equal(await store.count(INSTANCES, eq('image_uuid', image)), want.length, `${when}: count by image_uuid`);
     }
-    const server = l.servers[0];
+    const server = l.servers[0] as string;
     const want = l.byServer.get(server) as string[];
     const sorted = [...want].sort();
     const p1 = await store.find(INSTANCES, eq('server_uuid', server), { limit: 10 });
@@ -124,12 +124,12 @@ async function checkSearches(t: Test, store: Store, l: Legacy, when: string): Pr
     t.same(uuidsOf(p2.items), sorted.slice(10, 20), `${when}: second page by server_uuid`);
 
     const chunks: number[] = [];
-    for await (const c of store.iterate(INSTANCES, eq('image_uuid', l.images[0]), 40)) {
+    for await (const c of store.iterate(INSTANCES, eq('image_uuid', l.images[0] as string), 40)) {
         chunks.push(c.length);
     }
     t.equal(
         chunks.reduce((a, b) => a + b, 0),
-        (l.byImage.get(l.images[0]) as string[]).length,
+        (l.byImage.get(l.images[0] as string) as string[]).length,
         `${when}: iterate by image_uuid sees every row`,
     );
 
@@ -181,7 +181,7 @@ function staleRows(fake: FakeMoray): number {
 t.test('2.1.2 rows are found by server_uuid and image_uuid after upgrade and reindex', async (t) => {
     const l = await legacyMoray(t);
     const { fake, raw } = l;
-    const server = l.servers[0];
+    const server = l.servers[0] as string;
 
     await t.rejects(raw.findAll(INSTANCES, `(server_uuid=${server})`), { name: 'MorayRequestError' }, 'not indexed in 2.1.2');
 

@@ -14,7 +14,7 @@ import { exits, sapiadm } from '../lib/sapiadm.js';
 t.test('drift report, --fix --yes, clean afterwards', async (t) => {
     const w = await agentWorld({ agents: ['vm-agent', 'cn-agent', 'config-agent'] });
     t.teardown(w.close);
-    const svc = (name: string): { uuid: string; image: string } => w.svc[name];
+    const svc = (name: string): { uuid: string; image: string } => w.svc[name] as { uuid: string; image: string };
     const CN = svc('cn-agent');
     const VM = svc('vm-agent');
     const CFG = svc('config-agent');

@@ -83,7 +83,7 @@ t.test('sapiadm against a SAPI with data', async (t) => {
     });
 
     t.test('API errors: exit 1 with the code and message of the server', async (t) => {
-        const victim = onA[0];
+        const victim = onA[0] as string;
         const [del, down] = await Promise.all([
             sapiadm(['instances', 'delete', victim], opts),
             sapiadm(['-u', 'http://127.0.0.1:1', 'applications', 'list'], opts),

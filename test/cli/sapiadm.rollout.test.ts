@@ -39,7 +39,7 @@ t.test('rollout watch', async (t) => {
 
     // The last server hangs: it stalls past 1.5x the average, then times out.
     const img2 = w.newImage('vm-agent', '1.2.0');
-    w.cnapi.planTaskOn(servers[3], 'hang');
+    w.cnapi.planTaskOn(servers[3] as string, 'hang');
     const bad = await sapiadm(
         ['rollout', 'vm-agent', img2, '--concurrency', '4', '--stall-factor', '1.5', '--instance-timeout', '2', '--interval', '50'],
         opts,

@@ -488,7 +488,7 @@ export class FakeMoray {
             }
             const i = this.failures.findIndex((f) => f.rpc === name);
             if (i >= 0) {
-                const f = this.failures[i];
+                const f = this.failures[i] as (typeof this.failures)[number];
                 if (--f.count <= 0) {
                     this.failures.splice(i, 1);
                 }

@@ -140,7 +140,7 @@ export class FakeVmapi extends FakeHttpServer {
             throw new FakeHttpError(409, 'MissingParameter', 'action is required');
         }
         if (action !== 'reprovision') {
-            throw new FakeHttpError(409, 'InvalidArgument', `action ${String(action)} is not supported by this fake`);
+            throw new FakeHttpError(409, 'InvalidArgument', `action ${JSON.stringify(action)} is not supported by this fake`);
         }
         const imageUuid = req.query['image_uuid'] ?? body['image_uuid'];
         if (typeof imageUuid !== 'string') {

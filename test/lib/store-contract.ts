@@ -284,8 +284,8 @@ export function storeContract(
         await store.put(INSTANCES, anInstance({ uuid: ids[0], service_uuid: svc, type: 'updated' }));
         t.same(uuids((await store.find(INSTANCES, f)).items), ids, 'an update keeps the position');
 
-        await store.del(INSTANCES, ids[1]);
-        await put(INSTANCES, anInstance({ uuid: ids[1], service_uuid: svc }));
+        await store.del(INSTANCES, ids[1] as string);
+        await put(INSTANCES, anInstance({ uuid: ids[1] as string, service_uuid: svc }));
         const moved = [ids[0], ...ids.slice(2), ids[1]];
         t.same(uuids((await store.find(INSTANCES, f)).items), moved, 're-created object goes last');
     });
@@ -314,7 +314,7 @@ export function storeContract(
         t.same(uuids(p4.items), [], 'past the end');
         t.equal(p4.total, 7, 'past the end total');
 
-        const between = `${(order[3]).slice(0, -1)}`; // sorts just before order[3]
+        const between = `${(order[3] as string).slice(0, -1)}`; // sorts just before order[3]
         const p5 = await store.find(INSTANCES, f, { limit: 2, marker: between });
         t.same(uuids(p5.items), order.slice(3, 5), 'a marker that is not a stored uuid');
         const p6 = await store.find(INSTANCES, f, { limit: 100, marker: undefined });

@@ -41,7 +41,7 @@ t.test('10,000 random and malformed requests', async (t) => {
     const man = await aManifest(h);
     const seed = Number(process.env.HOSTILE_SEED ?? 82);
     const rnd = prng(seed);
-    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
 
     const weird = [
         '', ' ', 'null', 'undefined', '*', '(', ')', '\\', '\u0000', '*)(uuid=*', '(|(uuid=*))', '\\2a', '..', '../sapi_services',

@@ -61,13 +61,13 @@ export function toLdapFilter(f: Filter, def?: BucketDef): LdapFilter {
         if (parts.length === 0) {
             return nothing();
         }
-        return parts.length === 1 ? (parts[0]) : new ldap.OrFilter({ filters: parts });
+        return parts.length === 1 ? (parts[0] as LdapFilter) : new ldap.OrFilter({ filters: parts });
     }
     const parts = f.and.map((p) => toLdapFilter(p, def)).filter((p) => !isEverything(p));
     if (parts.length === 0) {
         return everything();
     }
-    return parts.length === 1 ? (parts[0]) : new ldap.AndFilter({ filters: parts });
+    return parts.length === 1 ? (parts[0] as LdapFilter) : new ldap.AndFilter({ filters: parts });
 }
 
 function isEverything(f: LdapFilter): boolean {
@@ -84,7 +84,7 @@ function conj(parts: LdapFilter[]): LdapFilter {
     if (kept.length === 0) {
         return everything();
     }
-    return kept.length === 1 ? (kept[0]) : new ldap.AndFilter({ filters: kept });
+    return kept.length === 1 ? (kept[0] as LdapFilter) : new ldap.AndFilter({ filters: kept });
 }
 
 /** `f` restricted to uuid > marker: `(&<f>(uuid>=marker)(!(uuid=marker)))`. */
@@ -149,7 +149,7 @@ export function withoutFields(f: Filter, fields: ReadonlySet<string>): Filter {
         if (parts.length === 0) {
             return { all: true };
         }
-        return parts.length === 1 ? (parts[0]) : { and: parts };
+        return parts.length === 1 ? (parts[0] as Filter) : { and: parts };
     }
     return f;
 }

@@ -268,7 +268,7 @@ export class MorayStore implements Store {
             if (recs.length === 0) {
                 return;
             }
-            last = Number(recs[recs.length - 1]._id);
+            last = Number(recs[recs.length - 1]?._id);
             const items = recs
                 .filter((r) => pending.size === 0 || matchesValue(filter, r.value))
                 .map((r) => toStored<T>(r));

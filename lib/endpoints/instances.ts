@@ -29,7 +29,7 @@ export function mountInstances(server: Server, ctx: Ctx): void {
     });
     mount(server, ctx, { method: 'get', path: '/instances/:uuid/payload', name: 'GetInstancePayload' }, async (req, res) => {
         const inst = (await model.getInstance(ctx, String(req.params.uuid))).value;
-        const { service, application } = await loadParents(ctx, inst);
+        const { service, application } = await loadParents(ctx, inst.service_uuid);
         res.send(200, buildPayload(application, service, inst));
     });
     mount(server, ctx, { method: 'put', path: '/instances/:uuid', name: 'UpdateInstance' }, async (req, res, info) => {

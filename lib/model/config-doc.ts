@@ -14,14 +14,11 @@ export interface ConfigDoc {
     metadata: Dict;
 }
 
-/** Parents of an instance; an orphan is a 404 naming the missing parent. */
-export async function loadParents(
-    ctx: Ctx,
-    inst: Instance,
-): Promise<{ service: Service; application: Application }> {
-    const svc = await find<Service>(ctx.store, 'service', inst.service_uuid);
+/** A service and its application; a missing one is a 404 naming it. */
+export async function loadParents(ctx: Ctx, serviceUuid: string): Promise<{ service: Service; application: Application }> {
+    const svc = await find<Service>(ctx.store, 'service', serviceUuid);
     if (!svc) {
-        throw noSuch('service', inst.service_uuid);
+        throw noSuch('service', serviceUuid);
     }
     const app = await find<Application>(ctx.store, 'application', svc.value.application_uuid);
     if (!app) {
@@ -32,7 +29,7 @@ export async function loadParents(
 
 export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
     const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
-    const { service, application } = await loadParents(ctx, inst);
+    const { service, application } = await loadParents(ctx, inst.service_uuid);
     const merged = mergeAttributes(application, service, inst);
 
     const manifests: Manifest[] = [];

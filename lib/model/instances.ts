@@ -4,8 +4,8 @@
 
 import { randomUUID } from 'node:crypto';
 
-import { invalidArgument, missingKeys, missingParameter, noDeployer, noSuch } from '../errors.js';
-import type { DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
+import { invalidArgument, missingKeys, missingParameter, noDeployer } from '../errors.js';
+import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
 import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } from '../stor/store.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
@@ -14,7 +14,7 @@ import type { Ctx, ReqInfo } from './context.js';
 import { findWithMaster, masterStore, nonEmpty, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
-import type { Application, Dict, Instance, Service } from './types.js';
+import type { Dict, Instance, Service } from './types.js';
 import { updateObject } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
 
@@ -35,35 +35,44 @@ export function withIndexes(inst: Instance): Instance {
     return out;
 }
 
+/** The instances of a service on one server (agents: at most one after adoption). */
+async function onServer(ctx: Ctx, serviceUuid: string, serverUuid: string): Promise<Stored<Instance>[]> {
+    const found = await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', serviceUuid), eq('server_uuid', serverUuid)));
+    return found.items;
+}
+
+/** Delete a record; false when it was already gone. */
+async function removeIfPresent(ctx: Ctx, uuid: string): Promise<boolean> {
+    try {
+        await ctx.store.del(BUCKET_OF.instance, uuid);
+        return true;
+    } catch (err) {
+        if (err instanceof NotFoundError) {
+            return false;
+        }
+        throw storeError(err, 'instance', uuid);
+    }
+}
+
+/** Shallow-merge keys into params (the index fields follow). */
+async function mergeParams(ctx: Ctx, uuid: string, patch: Dict): Promise<Instance> {
+    const out = await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
+        withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }),
+    );
+    return out.value;
+}
+
 export function instanceRecords(ctx: Ctx): InstanceRecords {
     return {
         get: (uuid) => find<Instance>(ctx.store, 'instance', uuid),
         insert: async (inst) => (await insert(ctx.store, 'instance', withIndexes(inst))).value,
         remove: async (uuid) => {
-            try {
-                await ctx.store.del(BUCKET_OF.instance, uuid);
-            } catch (err) {
-                if (!(err instanceof NotFoundError)) {
-                    throw storeError(err, 'instance', uuid);
-                }
-            }
+            await removeIfPresent(ctx, uuid);
         },
-        setImage: async (uuid, imageUuid) =>
-            (
-                await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
-                    withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), { image_uuid: imageUuid }) }),
-                )
-            ).value,
-        mergeParams: async (uuid, patch) =>
-            (
-                await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
-                    withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }),
-                )
-            ).value,
+        setImage: (uuid, imageUuid) => mergeParams(ctx, uuid, { image_uuid: imageUuid }),
+        mergeParams: (uuid, patch) => mergeParams(ctx, uuid, patch),
         adoptAgent: (inst) => adoptAgent(ctx, inst),
-        findOnServer: async (serviceUuid, serverUuid) =>
-            (await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', serviceUuid), eq('server_uuid', serverUuid))))
-                .items.map((s) => s.value),
+        findOnServer: async (serviceUuid, serverUuid) => (await onServer(ctx, serviceUuid, serverUuid)).map((s) => s.value),
     };
 }
 
@@ -80,9 +89,7 @@ export async function adoptAgent(ctx: Ctx, inst: Instance): Promise<Instance> {
         if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
             throw invalidArgument(`instance already exists: ${inst.uuid}`);
         }
-        const siblings = (
-            await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', inst.service_uuid), eq('server_uuid', server)))
-        ).items.filter((s) => s.value.uuid !== inst.uuid);
+        const siblings = (await onServer(ctx, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
 
         const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
         const params: Dict = {};
@@ -132,12 +139,7 @@ export async function adoptAgent(ctx: Ctx, inst: Instance): Promise<Instance> {
 
 // ---- create
 
-export interface CreateOutcome {
-    instance: Instance;
-    job_uuid?: string;
-}
-
-export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Promise<CreateOutcome> {
+export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Promise<CreateResult> {
     validateRequest('CreateInstance', params);
     const exists = flagValue(params.exists);
     if (exists && params.uuid === undefined) {
@@ -145,15 +147,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     }
     await checkManifestRefs(ctx.store, params.manifests);
     const svcUuid = params.service_uuid as string;
-    const svc = await find<Service>(ctx.store, 'service', svcUuid);
-    if (!svc) {
-        throw noSuch('service', svcUuid);
-    }
-    const service = svc.value;
-    const app = await find<Application>(ctx.store, 'application', service.application_uuid);
-    if (!app) {
-        throw noSuch('application', service.application_uuid);
-    }
+    const { service, application } = await loadParents(ctx, svcUuid);
     const draft = compact<Instance>({
         uuid: (params.uuid as string | undefined) ?? randomUUID(),
         service_uuid: svcUuid,
@@ -163,7 +157,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
         master: flagValue(params.master) ? true : undefined,
         type: service.type,
     });
-    const merged = mergeAttributes(app.value, service, draft);
+    const merged = mergeAttributes(application, service, draft);
     const full = ctx.mode.current === 'full';
 
     // params.image_uuid on every instance, from the merged params.
@@ -183,7 +177,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
         }
     }
 
-    const plan: InstancePlan = { instance: withIndexes(draft), service, application: app.value, merged };
+    const plan: InstancePlan = { instance: withIndexes(draft), service, application, merged };
     const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
 
     if (service.type === 'agent') {
@@ -212,6 +206,15 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
         return { instance: await deployer.adopt(dreq, plan) };
     }
     return deployer.create(dreq, plan);
+}
+
+/**
+ * Whether a request on an existing instance goes through its deployer: in
+ * full mode, always for vm; for agents only in the v2 view (a v1 request,
+ * like an agent's own postinstall, only records; agents-contract §0.2).
+ */
+function deploys(ctx: Ctx, req: ReqInfo, inst: Instance): boolean {
+    return ctx.mode.current === 'full' && (inst.type === 'vm' || req.v2);
 }
 
 function requireDeployer(ctx: Ctx, type: 'vm' | 'agent'): Deployer {
@@ -296,7 +299,7 @@ export async function updateInstance(ctx: Ctx, uuid: string, params: Dict, ifMat
 }
 
 async function planFor(ctx: Ctx, inst: Instance): Promise<InstancePlan> {
-    const { service, application } = await loadParents(ctx, inst);
+    const { service, application } = await loadParents(ctx, inst.service_uuid);
     return { instance: inst, service, application, merged: mergeAttributes(application, service, inst) };
 }
 
@@ -306,18 +309,16 @@ export async function upgradeInstance(
     uuid: string,
     params: Dict,
     opts: { imageChecked?: boolean; serverChecked?: boolean } = {},
-): Promise<CreateOutcome> {
+): Promise<CreateResult> {
     if (params.image_uuid === undefined || params.image_uuid === '') {
         throw missingParameter('missing image_uuid');
     }
     validateRequest('UpgradeInstance', params);
     const imageUuid = params.image_uuid as string;
     const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
-    const full = ctx.mode.current === 'full';
-    const deploys = full && (inst.type === 'vm' || req.v2);
-    if (!deploys) {
+    if (!deploys(ctx, req, inst)) {
         // Proto mode, or a v1 request on an agent: the record follows the intent.
-        return { instance: await instanceRecords(ctx).setImage(uuid, imageUuid) };
+        return { instance: await mergeParams(ctx, uuid, { image_uuid: imageUuid }) };
     }
     const deployer = requireDeployer(ctx, inst.type);
     const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async), ...opts };
@@ -325,11 +326,8 @@ export async function upgradeInstance(
 }
 
 export async function deleteInstance(ctx: Ctx, req: ReqInfo, uuid: string): Promise<void> {
-    const stored = await mustGet<Instance>(ctx.store, 'instance', uuid);
-    const inst = stored.value;
-    const full = ctx.mode.current === 'full';
-    const deploys = full && (inst.type === 'vm' || req.v2);
-    if (!deploys) {
+    const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
+    if (!deploys(ctx, req, inst)) {
         await remove(ctx.store, 'instance', uuid);
         return;
     }
@@ -349,19 +347,9 @@ export async function deleteServerInstances(
     const found = await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('server_uuid', serverUuid), eq('type', 'agent')));
     const deleted: string[] = [];
     for (const s of found.items) {
-        if (!dryRun) {
-            try {
-                await ctx.store.del(BUCKET_OF.instance, s.value.uuid);
-            } catch (err) {
-                if (!(err instanceof NotFoundError)) {
-                    throw storeError(err, 'instance', s.value.uuid);
-                }
-                continue;
-            }
+        if (dryRun || (await removeIfPresent(ctx, s.value.uuid))) {
+            deleted.push(s.value.uuid);
         }
-        deleted.push(s.value.uuid);
     }
     return { server_uuid: serverUuid, deleted };
 }
-
-export { remove as removeObject };

@@ -89,3 +89,28 @@ export const taskTimeout = (message: string): SapiError => new SapiError(504, 'T
 export function isSapiError(err: unknown): err is SapiError {
     return err instanceof SapiError;
 }
+
+/**
+ * Prefixes a SAPI error with what was being done, keeping its status, code
+ * and field errors (e.g. `provisioning VM <uuid>: VMAPI unavailable: …`).
+ * Anything else, or an error already prefixed so, is returned as is.
+ */
+export function inContext(err: unknown, what: string): unknown {
+    if (!(err instanceof SapiError) || err.message.startsWith(`${what}: `)) {
+        return err;
+    }
+    const out = new SapiError(err.statusCode, err.restCode, `${what}: ${err.message}`, { cause: err });
+    if (err.errors) {
+        out.errors = err.errors;
+    }
+    return out;
+}
+
+/** Runs `fn`; a failure is rethrown with `what` in front of its message. */
+export async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+        return await fn();
+    } catch (err) {
+        throw inContext(err, what);
+    }
+}

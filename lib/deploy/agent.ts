@@ -7,7 +7,7 @@
 import type { CnapiAgent, CnapiClient, CnapiServer } from '../clients/cnapi.js';
 import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
-import { conflict, invalidArgument, isSapiError, notFound, SapiError } from '../errors.js';
+import { conflict, inContext, invalidArgument, notFound, step } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import type { Dict, Instance, Service } from '../model/types.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
@@ -61,7 +61,7 @@ export class AgentDeployer implements Deployer {
         await this.checkAgentImage(req, image, name);
         const release = this.locks.acquire(server, `install of ${name} image ${image}`);
         try {
-            const task = await this.ctx_(`install of ${name} on server ${server}`, () =>
+            const task = await step(`install of ${name} on server ${server}`, () =>
                 this.cnapi.installAgent(server, image, { reqId: req.reqId }),
             );
             req.log.info({ server, name, image, task: task.id }, 'agent install started');
@@ -120,7 +120,7 @@ export class AgentDeployer implements Deployer {
         }
         const release = this.locks.acquire(server, `upgrade of ${name} to image ${imageUuid}`);
         try {
-            const task = await this.ctx_(`upgrade of ${name} on server ${server}`, () =>
+            const task = await step(`upgrade of ${name} on server ${server}`, () =>
                 this.cnapi.installAgent(server, imageUuid, { reqId: req.reqId }),
             );
             req.log.info({ server, name, image: imageUuid, task: task.id }, 'agent upgrade started');
@@ -174,9 +174,9 @@ export class AgentDeployer implements Deployer {
                 if (isDownstreamStatus(err, 412)) {
                     throw conflict('PreconditionFailed', `cannot uninstall ${name} on server ${server}: ${err.message}`);
                 }
-                throw withContext(err, `uninstall of ${name} on server ${server}`);
+                throw inContext(err, `uninstall of ${name} on server ${server}`);
             }
-            await this.ctx_(`uninstall of ${name} on server ${server} (task ${task.id})`, () =>
+            await step(`uninstall of ${name} on server ${server} (task ${task.id})`, () =>
                 this.cnapi.pollTask(task.id, this.pollOpts(req, server, false)),
             );
             await this.records.remove(plan.instance.uuid);
@@ -203,7 +203,7 @@ export class AgentDeployer implements Deployer {
     }
 
     async checkServers(req: DeployReq, servers: string[]): Promise<Map<string, string>> {
-        const found = await this.ctx_(`listing ${servers.length} servers in CNAPI`, () =>
+        const found = await step(`listing ${servers.length} servers in CNAPI`, () =>
             // Any extras adds `status` (CNAPI ListServers); agents is the cheapest useful one.
             this.cnapi.listServers({ uuids: servers, extras: ['agents'], reqId: req.reqId }),
         );
@@ -228,7 +228,7 @@ export class AgentDeployer implements Deployer {
 
     /** The image must be in the local IMGAPI, active, and named like the service. */
     private async checkAgentImage(req: DeployReq, image: string, name: string): Promise<void> {
-        const img = await this.ctx_(`image ${image} lookup in IMGAPI`, () => this.imgapi.getImage(image, { reqId: req.reqId }));
+        const img = await step(`image ${image} lookup in IMGAPI`, () => this.imgapi.getImage(image, { reqId: req.reqId }));
         if (!img) {
             throw invalidArgument(`image ${image} not found in the local IMGAPI`);
         }
@@ -247,7 +247,7 @@ export class AgentDeployer implements Deployer {
             if (isDownstreamStatus(err, 404)) {
                 return null;
             }
-            throw withContext(err, `reading server ${server} from CNAPI`);
+            throw inContext(err, `reading server ${server} from CNAPI`);
         }
     }
 
@@ -319,15 +319,6 @@ export class AgentDeployer implements Deployer {
         const cur = now[0];
         return cur ? this.records.setImage(cur.uuid, image) : this.records.adoptAgent({ ...plan.instance, params: { ...plan.instance.params, image_uuid: image } });
     }
-
-    /** Run a downstream call, naming what it was for in any error. */
-    private async ctx_<T>(what: string, fn: () => Promise<T>): Promise<T> {
-        try {
-            return await fn();
-        } catch (err) {
-            throw withContext(err, what);
-        }
-    }
 }
 
 function target(plan: InstancePlan): { server: string; image: string; name: string } {
@@ -337,13 +328,4 @@ function target(plan: InstancePlan): { server: string; image: string; name: stri
 
 function agentEntry(srv: CnapiServer, name: string): CnapiAgent | undefined {
     return (srv.agents ?? []).find((a) => a.name === name);
-}
-
-/** Prefix a downstream error's message with what SAPI was doing. */
-function withContext(err: unknown, what: string): unknown {
-    if (!isSapiError(err) || err.message.startsWith(what)) {
-        return err;
-    }
-    const wrapped = new SapiError(err.statusCode, err.restCode, `${what}: ${err.message}`, { cause: err });
-    return wrapped;
 }

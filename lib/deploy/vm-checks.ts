@@ -7,35 +7,10 @@ import { isDownstreamHttpError } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import type { NapiClient } from '../clients/napi.js';
 import type { VmapiClient, VmapiJob, VmapiVm } from '../clients/vmapi.js';
-import { SapiError, invalidArgument, teardownHookFailed } from '../errors.js';
+import { inContext, invalidArgument, step, teardownHookFailed } from '../errors.js';
 import { isPlainObject } from '../model/attributes.js';
 import type { Dict } from '../model/types.js';
 import type { DeployReq } from './deployer.js';
-
-/**
- * Prefixes a SAPI error with what was being done, keeping its status and
- * code (e.g. `provisioning VM <uuid>: VMAPI unavailable: …`). Anything else
- * is returned as is.
- */
-export function inContext(err: unknown, what: string): unknown {
-    if (err instanceof SapiError) {
-        const out = new SapiError(err.statusCode, err.restCode, `${what}: ${err.message}`, { cause: err });
-        if (err.errors) {
-            out.errors = err.errors;
-        }
-        return out;
-    }
-    return err;
-}
-
-/** Runs `fn`; a failure is rethrown with `what` in front of its message. */
-export async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-        return await fn();
-    } catch (err) {
-        throw inContext(err, what);
-    }
-}
 
 /**
  * Why a finished job failed, for messages: the last chain result's error

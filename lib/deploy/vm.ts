@@ -8,13 +8,13 @@ import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import type { NapiClient } from '../clients/napi.js';
 import { jobError, jobErrorName, type VmapiClient, type VmapiJob } from '../clients/vmapi.js';
-import { destroyFailed, invalidArgument, provisionFailed, reprovisionFailed, type SapiError } from '../errors.js';
+import { destroyFailed, inContext, invalidArgument, provisionFailed, reprovisionFailed, step, type SapiError } from '../errors.js';
 import { copyInto } from '../model/attributes.js';
 import type { Ctx } from '../model/context.js';
 import { buildPayload } from '../model/payload.js';
 import type { Dict, Instance } from '../model/types.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
-import { checkImage, checkNetworks, inContext, jobFailureText, liveVm, runTeardownHook, step, vmParams } from './vm-checks.js';
+import { checkImage, checkNetworks, jobFailureText, liveVm, runTeardownHook, vmParams } from './vm-checks.js';
 
 export interface VmDeployerOptions {
     ctx: Ctx;

@@ -59,35 +59,10 @@ export class AgentDeployer implements Deployer {
         }
         await this.checkServer(req, server, `install ${name}`);
         await this.checkAgentImage(req, image, name);
-        const release = this.locks.acquire(server, `install of ${name} image ${image}`);
-        try {
-            const task = await step(`install of ${name} on server ${server}`, () =>
-                this.cnapi.installAgent(server, image, { reqId: req.reqId }),
-            );
-            req.log.info({ server, name, image, task: task.id }, 'agent install started');
-            const finish = async (): Promise<Instance> => {
-                try {
-                    await this.waitInstalled(req, task.id, server, name, image);
-                    return await this.reconcile(plan, server, image, name);
-                } catch (err) {
-                    await this.undoAdoption(req, plan, server);
-                    throw err;
-                } finally {
-                    release();
-                }
-            };
-            if (req.async) {
-                finish().then(
-                    (inst) => req.log.info({ task: task.id, uuid: inst.uuid }, 'async agent install done'),
-                    (err: unknown) => req.log.error({ err, task: task.id, server }, 'async agent install failed'),
-                );
-                return { instance: plan.instance, job_uuid: task.id };
-            }
-            return { instance: await finish() };
-        } catch (err) {
-            release();
-            throw err;
-        }
+        return this.installImage(req, plan, 'install', image, {
+            record: () => this.reconcile(plan, server, image, name),
+            undo: () => this.undoAdoption(req, plan, server),
+        });
     }
 
     async adopt(req: DeployReq, plan: InstancePlan): Promise<Instance> {
@@ -118,32 +93,9 @@ export class AgentDeployer implements Deployer {
         if (!req.imageChecked) {
             await this.checkAgentImage(req, imageUuid, name);
         }
-        const release = this.locks.acquire(server, `upgrade of ${name} to image ${imageUuid}`);
-        try {
-            const task = await step(`upgrade of ${name} on server ${server}`, () =>
-                this.cnapi.installAgent(server, imageUuid, { reqId: req.reqId }),
-            );
-            req.log.info({ server, name, image: imageUuid, task: task.id }, 'agent upgrade started');
-            const finish = async (): Promise<Instance> => {
-                try {
-                    await this.waitInstalled(req, task.id, server, name, imageUuid);
-                    return await this.recordUpgrade(plan, server, imageUuid);
-                } finally {
-                    release();
-                }
-            };
-            if (req.async) {
-                finish().then(
-                    () => req.log.info({ task: task.id }, 'async agent upgrade done'),
-                    (err: unknown) => req.log.error({ err, task: task.id, server }, 'async agent upgrade failed'),
-                );
-                return { instance: plan.instance, job_uuid: task.id };
-            }
-            return { instance: await finish() };
-        } catch (err) {
-            release();
-            throw err;
-        }
+        return this.installImage(req, plan, 'upgrade', imageUuid, {
+            record: () => this.recordUpgrade(plan, server, imageUuid),
+        });
     }
 
     async destroy(req: DeployReq, plan: InstancePlan): Promise<void> {
@@ -186,6 +138,51 @@ export class AgentDeployer implements Deployer {
     }
 
     // ---- steps
+
+    /**
+     * Install (or upgrade to) `image` on the plan's server under the
+     * server's lock: POST install-agent, wait for it (§0.6), then `record`;
+     * on failure `undo`. Async: answers at once with the CNAPI task id and
+     * finishes in the background (the lock is held until then).
+     */
+    private async installImage(
+        req: DeployReq,
+        plan: InstancePlan,
+        verb: 'install' | 'upgrade',
+        image: string,
+        then: { record: () => Promise<Instance>; undo?: () => Promise<void> },
+    ): Promise<CreateResult> {
+        const { server, name } = target(plan);
+        const release = this.locks.acquire(server, `${verb} of ${name} to image ${image}`);
+        try {
+            const task = await step(`${verb} of ${name} on server ${server}`, () =>
+                this.cnapi.installAgent(server, image, { reqId: req.reqId }),
+            );
+            req.log.info({ server, name, image, task: task.id }, `agent ${verb} started`);
+            const finish = async (): Promise<Instance> => {
+                try {
+                    await this.waitInstalled(req, task.id, server, name, image);
+                    return await then.record();
+                } catch (err) {
+                    await then.undo?.();
+                    throw err;
+                } finally {
+                    release();
+                }
+            };
+            if (req.async) {
+                finish().then(
+                    (inst) => req.log.info({ task: task.id, uuid: inst.uuid }, `async agent ${verb} done`),
+                    (err: unknown) => req.log.error({ err, task: task.id, server }, `async agent ${verb} failed`),
+                );
+                return { instance: plan.instance, job_uuid: task.id };
+            }
+            return { instance: await finish() };
+        } catch (err) {
+            release();
+            throw err;
+        }
+    }
 
     /** §0.4: the server must exist, be set up and running. */
     private async checkServer(req: DeployReq, server: string, what: string): Promise<CnapiServer> {

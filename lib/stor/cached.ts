@@ -10,6 +10,7 @@ import type Logger from 'bunyan';
 import { ALL_BUCKETS, type BucketName } from './buckets.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
 import type { SqliteStore } from './sqlite/index.js';
+import { copyBucket } from './copy.js';
 import { ALL, type BatchOp, type DelOptions, type Filter, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
 
 export class CachedStore implements Store {
@@ -32,18 +33,29 @@ export class CachedStore implements Store {
         return this.primary.ping();
     }
 
-    async get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+    /** Moray's answer; the local copy's while Moray is unreachable. */
+    private async orLocal<R>(what: Record<string, unknown>, primary: () => Promise<R>, local: () => Promise<R>): Promise<R> {
         try {
-            const got = await this.primary.get<T>(bucket, uuid);
-            this.mirror(bucket, uuid, got);
-            return got;
+            return await primary();
         } catch (err) {
             if (err instanceof StoreUnavailableError) {
-                this.log.warn({ bucket, uuid }, 'moray unavailable: answering from the local cache');
-                return this.local.get<T>(bucket, uuid);
+                this.log.warn(what, 'moray unavailable: answering from the local cache');
+                return local();
             }
             throw err;
         }
+    }
+
+    get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+        return this.orLocal(
+            { bucket, uuid },
+            async () => {
+                const got = await this.primary.get<T>(bucket, uuid);
+                this.mirror(bucket, uuid, got);
+                return got;
+            },
+            () => this.local.get<T>(bucket, uuid),
+        );
     }
 
     async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
@@ -68,16 +80,12 @@ export class CachedStore implements Store {
         }
     }
 
-    async find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
-        try {
-            return await this.primary.find<T>(bucket, filter, page);
-        } catch (err) {
-            if (err instanceof StoreUnavailableError) {
-                this.log.warn({ bucket }, 'moray unavailable: listing from the local cache');
-                return this.local.find<T>(bucket, filter, page);
-            }
-            throw err;
-        }
+    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+        return this.orLocal(
+            { bucket },
+            () => this.primary.find<T>(bucket, filter, page),
+            () => this.local.find<T>(bucket, filter, page),
+        );
     }
 
     /** From Moray; from the local copy if Moray fails before the first chunk. */
@@ -97,26 +105,20 @@ export class CachedStore implements Store {
         }
     }
 
-    async count(bucket: BucketName, filter: Filter): Promise<number> {
-        try {
-            return await this.primary.count(bucket, filter);
-        } catch (err) {
-            if (err instanceof StoreUnavailableError) {
-                return this.local.count(bucket, filter);
-            }
-            throw err;
-        }
+    count(bucket: BucketName, filter: Filter): Promise<number> {
+        return this.orLocal(
+            { bucket },
+            () => this.primary.count(bucket, filter),
+            () => this.local.count(bucket, filter),
+        );
     }
 
-    async getMeta(key: string): Promise<string | null> {
-        try {
-            return await this.primary.getMeta(key);
-        } catch (err) {
-            if (err instanceof StoreUnavailableError) {
-                return this.local.getMeta(key);
-            }
-            throw err;
-        }
+    getMeta(key: string): Promise<string | null> {
+        return this.orLocal(
+            { meta: key },
+            () => this.primary.getMeta(key),
+            () => this.local.getMeta(key),
+        );
     }
 
     async setMeta(key: string, value: string): Promise<void> {
@@ -134,14 +136,8 @@ export class CachedStore implements Store {
         let copied = 0;
         let dropped = 0;
         for (const def of ALL_BUCKETS) {
-            const seen = new Set<string>();
-            for await (const chunk of this.primary.iterate(def.name, ALL, 1000)) {
-                await this.local.batch(chunk.map((s) => ({ op: 'put' as const, bucket: def.name, value: s.value })));
-                for (const s of chunk) {
-                    seen.add(String(s.value.uuid));
-                }
-                copied += chunk.length;
-            }
+            const seen = await copyBucket(this.primary, this.local, def.name, 1000);
+            copied += seen.size;
             for await (const chunk of this.local.iterate(def.name, ALL, 1000)) {
                 for (const s of chunk) {
                     const uuid = String(s.value.uuid);

@@ -11,10 +11,11 @@ import type { SapiConfig } from '../config.js';
 import type { Ctx } from '../model/context.js';
 import { ALL_BUCKETS } from './buckets.js';
 import { CachedStore } from './cached.js';
+import { copyBucket } from './copy.js';
 import { MorayStore } from './moray/index.js';
 import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
-import { ALL, type Store } from './store.js';
+import type { Store } from './store.js';
 
 export interface StoreSetup {
     /** The store to serve with now. */
@@ -116,10 +117,7 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
 export async function migrate(from: Store, to: Store, log: Logger): Promise<number> {
     let n = 0;
     for (const def of ALL_BUCKETS) {
-        for await (const chunk of from.iterate(def.name, ALL, 200)) {
-            await to.batch(chunk.map((s) => ({ op: 'put' as const, bucket: def.name, value: s.value })));
-            n += chunk.length;
-        }
+        n += (await copyBucket(from, to, def.name, 200)).size;
         log.info({ bucket: def.name, total: n }, 'migrated bucket to moray');
     }
     await from.setMeta(MIGRATION_KEY, new Date().toISOString());

@@ -99,10 +99,9 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
             });
             hooks.stop?.();
             await metricsServer?.close();
+            // ctx.store wraps deps.store (or, after a migration, the Moray
+            // store whose local cache is deps.store): closing it closes both.
             await ctx.store.close();
-            if (ctx.store !== deps.store) {
-                await deps.store.close().catch(() => undefined);
-            }
         },
     };
 }

@@ -5,7 +5,7 @@ import type { Request, Response, Server } from 'restify';
 import semver from 'semver';
 
 import { internal, invalidVersion, isSapiError, SapiError } from '../errors.js';
-import type { Ctx, ReqInfo } from '../model/context.js';
+import type { ReqInfo } from '../model/context.js';
 import type { Dict, Instance, Service } from '../model/types.js';
 
 export type Method = 'get' | 'post' | 'put' | 'del';
@@ -21,7 +21,7 @@ export type Handler = (req: Request, res: Response, info: ReqInfo) => Promise<vo
 /** Every mounted route, for the docs check and metrics labels. */
 export const mountedRoutes: RouteDef[] = [];
 
-export function mount(server: Server, ctx: Ctx, def: RouteDef, handler: Handler): void {
+export function mount(server: Server, def: RouteDef, handler: Handler): void {
     mountedRoutes.push(def);
     const fn = async (req: Request, res: Response): Promise<void> => {
         let info: ReqInfo;
@@ -29,13 +29,13 @@ export function mount(server: Server, ctx: Ctx, def: RouteDef, handler: Handler)
             info = { v2: apiView(req), reqId: String(req.getId()), log: req.log };
             await handler(req, res, info);
         } catch (err) {
-            sendError(ctx, req, res, err);
+            sendError(req, res, err);
         }
     };
     server[def.method]({ path: def.path, name: def.name }, fn);
 }
 
-export function sendError(ctx: Ctx, req: Request, res: Response, err: unknown): void {
+export function sendError(req: Request, res: Response, err: unknown): void {
     let e: SapiError;
     if (isSapiError(err)) {
         e = err;
@@ -52,7 +52,6 @@ export function sendError(ctx: Ctx, req: Request, res: Response, err: unknown): 
         return;
     }
     res.send(e.statusCode, e);
-    void ctx;
 }
 
 /** Path param > query param > body field (sapi-api.md §1.4). */

@@ -8,7 +8,7 @@ import type { Ctx } from '../model/context.js';
 import { mount, parseEtagList, quoteEtag } from './common.js';
 
 export function mountConfigs(server: Server, ctx: Ctx): void {
-    mount(server, ctx, { method: 'get', path: '/configs/:uuid', name: 'GetConfigs' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/configs/:uuid', name: 'GetConfigs' }, async (req, res) => {
         const doc = await buildConfig(ctx, String(req.params.uuid));
         const etag = configEtag(doc);
         res.setHeader('Etag', quoteEtag(etag));

@@ -13,43 +13,42 @@ import { ifMatchOf, instanceOmittedKeys, mount, paramsOf, quoteEtag, sendList, s
 const DEPLOY_SOCKET_TIMEOUT_MS = 3_600_000;
 
 export function mountInstances(server: Server, ctx: Ctx): void {
-    mount(server, ctx, { method: 'post', path: '/instances', name: 'CreateInstance' }, async (req, res, info) => {
+    mount(server, { method: 'post', path: '/instances', name: 'CreateInstance' }, async (req, res, info) => {
         req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
         const out = await model.createInstance(ctx, info, paramsOf(req));
         res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
     });
-    mount(server, ctx, { method: 'get', path: '/instances', name: 'ListInstances' }, async (req, res, info) => {
+    mount(server, { method: 'get', path: '/instances', name: 'ListInstances' }, async (req, res, info) => {
         const list = await model.listInstances(ctx, info, paramsOf(req), instanceOmittedKeys(info.v2));
         await sendList(res, list, (i) => serializeInstance(i, info.v2));
     });
-    mount(server, ctx, { method: 'get', path: '/instances/:uuid', name: 'GetInstance' }, async (req, res, info) => {
+    mount(server, { method: 'get', path: '/instances/:uuid', name: 'GetInstance' }, async (req, res, info) => {
         const got = await model.getInstance(ctx, String(req.params.uuid));
         res.setHeader('ETag', quoteEtag(got.etag));
         res.send(200, serializeInstance(got.value, info.v2));
     });
-    mount(server, ctx, { method: 'get', path: '/instances/:uuid/payload', name: 'GetInstancePayload' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/instances/:uuid/payload', name: 'GetInstancePayload' }, async (req, res) => {
         const inst = (await model.getInstance(ctx, String(req.params.uuid))).value;
         const { service, application } = await loadParents(ctx, inst.service_uuid);
         res.send(200, buildPayload(application, service, inst));
     });
-    mount(server, ctx, { method: 'put', path: '/instances/:uuid', name: 'UpdateInstance' }, async (req, res, info) => {
+    mount(server, { method: 'put', path: '/instances/:uuid', name: 'UpdateInstance' }, async (req, res, info) => {
         const got = await model.updateInstance(ctx, String(req.params.uuid), paramsOf(req), ifMatchOf(req));
         res.setHeader('ETag', quoteEtag(got.etag));
         res.send(200, serializeInstance(got.value, info.v2));
     });
-    mount(server, ctx, { method: 'put', path: '/instances/:uuid/upgrade', name: 'UpgradeInstance' }, async (req, res, info) => {
+    mount(server, { method: 'put', path: '/instances/:uuid/upgrade', name: 'UpgradeInstance' }, async (req, res, info) => {
         req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
         const out = await model.upgradeInstance(ctx, info, String(req.params.uuid), paramsOf(req));
         res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
     });
-    mount(server, ctx, { method: 'del', path: '/instances/:uuid', name: 'DeleteInstance' }, async (req, res, info) => {
+    mount(server, { method: 'del', path: '/instances/:uuid', name: 'DeleteInstance' }, async (req, res, info) => {
         req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
         await model.deleteInstance(ctx, info, String(req.params.uuid));
         res.send(204);
     });
     mount(
         server,
-        ctx,
         { method: 'del', path: '/servers/:server_uuid/instances', name: 'DeleteServerInstances' },
         async (req, res) => {
             const params = paramsOf(req);

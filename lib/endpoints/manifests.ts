@@ -7,16 +7,16 @@ import * as model from '../model/manifests.js';
 import { mount, paramsOf, sendList } from './common.js';
 
 export function mountManifests(server: Server, ctx: Ctx): void {
-    mount(server, ctx, { method: 'post', path: '/manifests', name: 'CreateManifest' }, async (req, res) => {
+    mount(server, { method: 'post', path: '/manifests', name: 'CreateManifest' }, async (req, res) => {
         res.send(200, await model.createManifest(ctx, paramsOf(req)));
     });
-    mount(server, ctx, { method: 'get', path: '/manifests', name: 'ListManifests' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/manifests', name: 'ListManifests' }, async (req, res) => {
         await sendList(res, await model.listManifests(ctx, paramsOf(req)), (m) => m);
     });
-    mount(server, ctx, { method: 'get', path: '/manifests/:uuid', name: 'GetManifest' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/manifests/:uuid', name: 'GetManifest' }, async (req, res) => {
         res.send(200, await model.getManifest(ctx, String(req.params.uuid)));
     });
-    mount(server, ctx, { method: 'del', path: '/manifests/:uuid', name: 'DeleteManifest' }, async (req, res) => {
+    mount(server, { method: 'del', path: '/manifests/:uuid', name: 'DeleteManifest' }, async (req, res) => {
         await model.deleteManifest(ctx, String(req.params.uuid));
         res.send(204);
     });

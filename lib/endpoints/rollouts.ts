@@ -39,7 +39,7 @@ function int(v: unknown, field: string): number | undefined {
 }
 
 export function mountRollouts(server: Server, ctx: Ctx): void {
-    mount(server, ctx, { method: 'post', path: '/rollouts', name: 'CreateRollout' }, async (req, res, info) => {
+    mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout' }, async (req, res, info) => {
         const p = paramsOf(req);
         const missing = ['service_uuid', 'image_uuid'].filter((k) => p[k] === undefined || p[k] === '');
         if (missing.length > 0) {
@@ -65,17 +65,17 @@ export function mountRollouts(server: Server, ctx: Ctx): void {
         if (timeout !== undefined) input.instance_timeout_ms = timeout;
         res.send(200, await manager(ctx).start(input, info.reqId));
     });
-    mount(server, ctx, { method: 'get', path: '/rollouts', name: 'ListRollouts' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts' }, async (req, res) => {
         const svc = paramsOf(req).service_uuid;
         if (svc !== undefined && svc !== '' && !isUuid(svc)) {
             throw invalidArgument('service_uuid must be a UUID');
         }
         res.send(200, await manager(ctx).list(typeof svc === 'string' && svc ? svc : undefined));
     });
-    mount(server, ctx, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout' }, async (req, res) => {
         res.send(200, await manager(ctx).get(String(req.params.uuid)));
     });
-    mount(server, ctx, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout' }, async (req, res) => {
+    mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout' }, async (req, res) => {
         res.send(200, await manager(ctx).cancel(String(req.params.uuid)));
     });
 }

@@ -17,7 +17,7 @@ export interface ServiceHooks {
 }
 
 export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): void {
-    mount(server, ctx, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
+    mount(server, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
         let ok: boolean;
         try {
             ok = await ctx.store.ping();
@@ -26,19 +26,19 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
         }
         res.send(ok ? 200 : 500, { mode: ctx.mode.current, storType: ctx.store.name, storAvailable: ok });
     });
-    mount(server, ctx, { method: 'get', path: '/mode', name: 'GetMode' }, async (_req, res) => {
+    mount(server, { method: 'get', path: '/mode', name: 'GetMode' }, async (_req, res) => {
         res.send(200, ctx.mode.current);
         return Promise.resolve();
     });
-    mount(server, ctx, { method: 'post', path: '/mode', name: 'SetMode' }, async (req, res) => {
+    mount(server, { method: 'post', path: '/mode', name: 'SetMode' }, async (req, res) => {
         await setMode(ctx, paramsOf(req).mode, hooks.migrateToFull);
         res.send(204);
     });
-    mount(server, ctx, { method: 'get', path: '/loglevel', name: 'GetLogLevel' }, async (_req, res) => {
+    mount(server, { method: 'get', path: '/loglevel', name: 'GetLogLevel' }, async (_req, res) => {
         res.send(200, { level: ctx.log.level() });
         return Promise.resolve();
     });
-    mount(server, ctx, { method: 'post', path: '/loglevel', name: 'SetLogLevel' }, async (req, res) => {
+    mount(server, { method: 'post', path: '/loglevel', name: 'SetLogLevel' }, async (req, res) => {
         const level = paramsOf(req).level;
         if (level !== undefined && level !== '') {
             ctx.log.level(parseLevel(level));
@@ -46,7 +46,7 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
         res.send(200);
         return Promise.resolve();
     });
-    mount(server, ctx, { method: 'post', path: '/cache', name: 'SyncCache' }, async (_req, res) => {
+    mount(server, { method: 'post', path: '/cache', name: 'SyncCache' }, async (_req, res) => {
         if (ctx.mode.current === 'full' && hooks.syncCache) {
             await hooks.syncCache().catch((err: unknown) => {
                 throw storeError(err, 'application', 'cache');

@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 import type { Application, Dict } from '../model/types.js';
 import { mapsOf, mustUuid, needsChange, updateAction, withMapOptions, type MapOpts } from './args.js';
 import type { Cli } from './common.js';
-import { table } from './table.js';
 
 export function define(cli: Cli, cmd: Command): void {
     cmd.command('list', { isDefault: true })
@@ -14,17 +13,11 @@ export function define(cli: Cli, cmd: Command): void {
         .option('--owner <UUID>', 'only applications of this owner')
         .action(async (o: { name?: string; owner?: string }, c: Command) => {
             const apps = await cli.sapi(c).listApplications({ name: o.name, owner_uuid: o.owner });
-            if (cli.globals(c).json) {
-                cli.json(apps);
-                return;
-            }
-            cli.out(
-                table(apps, [
-                    { header: 'uuid', get: (a) => a.uuid },
-                    { header: 'name', get: (a) => a.name },
-                    { header: 'owner', get: (a) => a.owner_uuid },
-                ]),
-            );
+            cli.list(c, apps, [
+                { header: 'uuid', get: (a) => a.uuid },
+                { header: 'name', get: (a) => a.name },
+                { header: 'owner', get: (a) => a.owner_uuid },
+            ]);
         });
 
     cmd.command('get')

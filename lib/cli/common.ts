@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 
 import { UsageError } from './errors.js';
 import { SapiApi } from './sapi-api.js';
+import { table, type Column } from './table.js';
 
 // ---- i/o
 
@@ -69,6 +70,15 @@ export class Cli {
             this.json(obj);
         } else {
             this.out(line);
+        }
+    }
+
+    /** The rows as JSON with --json, else as a table. */
+    list<T>(cmd: Command, rows: readonly T[], columns: readonly Column<T>[]): void {
+        if (this.globals(cmd).json) {
+            this.json(rows);
+        } else {
+            this.out(table(rows, columns));
         }
     }
 

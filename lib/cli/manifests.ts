@@ -9,7 +9,6 @@ import type { Dict, Manifest } from '../model/types.js';
 import { mustUuid } from './args.js';
 import type { Cli } from './common.js';
 import { UsageError } from './errors.js';
-import { table } from './table.js';
 
 function textArg(raw: string, what: string): string {
     if (!raw.startsWith('@')) {
@@ -27,18 +26,12 @@ export function define(cli: Cli, cmd: Command): void {
         .description('list manifests')
         .action(async (_o: unknown, c: Command) => {
             const list = await cli.sapi(c).listManifests();
-            if (cli.globals(c).json) {
-                cli.json(list);
-                return;
-            }
-            cli.out(
-                table(list, [
-                    { header: 'uuid', get: (m) => m.uuid },
-                    { header: 'name', get: (m) => m.name },
-                    { header: 'version', get: (m) => m.version },
-                    { header: 'path', get: (m) => m.path },
-                ]),
-            );
+            cli.list(c, list, [
+                { header: 'uuid', get: (m) => m.uuid },
+                { header: 'name', get: (m) => m.name },
+                { header: 'version', get: (m) => m.version },
+                { header: 'path', get: (m) => m.path },
+            ]);
         });
 
     cmd.command('get')

@@ -12,7 +12,7 @@ import type { Cli } from './common.js';
 import { EXIT_ERROR, EXIT_OK, UsageError } from './errors.js';
 import { progressLine, ProgressView, summary } from './progress.js';
 import type { SapiApi } from './sapi-api.js';
-import { duration, table } from './table.js';
+import { duration } from './table.js';
 
 /** Poll errors in a row tolerated while watching (SAPI restarting, ...). */
 const MAX_POLL_ERRORS = 5;
@@ -105,22 +105,16 @@ export function define(cli: Cli, cmd: Command): void {
             const query = o.service === undefined ? {} : { service_uuid: (await api.resolveService(o.service)).uuid };
             const list = (await api.http.get<Rollout[]>('/rollouts', { query })).body;
             list.sort((a, b) => a.created_at.localeCompare(b.created_at));
-            if (cli.globals(c).json) {
-                cli.json(list);
-                return;
-            }
-            cli.out(
-                table(list, [
-                    { header: 'uuid', get: (r) => r.uuid },
-                    { header: 'service', get: (r) => r.service_name },
-                    { header: 'image', get: (r) => r.image_uuid },
-                    { header: 'state', get: (r) => r.state },
-                    { header: 'done', get: (r) => `${r.counts.succeeded + r.counts.failed + r.counts.canceled}/${r.items.length}` },
-                    { header: 'failed', get: (r) => r.counts.failed },
-                    { header: 'avg', get: (r) => duration(r.average_ms) },
-                    { header: 'created', get: (r) => r.created_at },
-                ]),
-            );
+            cli.list(c, list, [
+                { header: 'uuid', get: (r) => r.uuid },
+                { header: 'service', get: (r) => r.service_name },
+                { header: 'image', get: (r) => r.image_uuid },
+                { header: 'state', get: (r) => r.state },
+                { header: 'done', get: (r) => `${r.counts.succeeded + r.counts.failed + r.counts.canceled}/${r.items.length}` },
+                { header: 'failed', get: (r) => r.counts.failed },
+                { header: 'avg', get: (r) => duration(r.average_ms) },
+                { header: 'created', get: (r) => r.created_at },
+            ]);
         });
 
     cmd.command('cancel')

@@ -6,7 +6,7 @@ import type { Dict, Service } from '../model/types.js';
 import { mapsOf, mustUuid, needsChange, updateAction, withMapOptions, type MapOpts } from './args.js';
 import type { Cli } from './common.js';
 import { UsageError } from './errors.js';
-import { param, table } from './table.js';
+import { param } from './table.js';
 
 function serviceType(raw: string | undefined): 'vm' | 'agent' | undefined {
     if (raw === undefined || raw === 'vm' || raw === 'agent') {
@@ -26,19 +26,13 @@ export function define(cli: Cli, cmd: Command): void {
             const type = serviceType(o.type);
             const application = o.application === undefined ? undefined : (await api.resolveApplication(o.application)).uuid;
             const svcs = await api.listServices({ name: o.name, application_uuid: application, type });
-            if (cli.globals(c).json) {
-                cli.json(svcs);
-                return;
-            }
-            cli.out(
-                table(svcs, [
-                    { header: 'uuid', get: (s) => s.uuid },
-                    { header: 'name', get: (s) => s.name },
-                    { header: 'type', get: (s) => s.type },
-                    { header: 'image', get: (s) => param(s, 'image_uuid') },
-                    { header: 'application', get: (s) => s.application_uuid },
-                ]),
-            );
+            cli.list(c, svcs, [
+                { header: 'uuid', get: (s) => s.uuid },
+                { header: 'name', get: (s) => s.name },
+                { header: 'type', get: (s) => s.type },
+                { header: 'image', get: (s) => param(s, 'image_uuid') },
+                { header: 'application', get: (s) => s.application_uuid },
+            ]);
         });
 
     cmd.command('get')

@@ -9,7 +9,7 @@ import { invalidArgument, schemaValidation } from '../errors.js';
 import { and, eq, type Filter } from '../stor/store.js';
 import { isPlainObject } from './attributes.js';
 import type { Ctx } from './context.js';
-import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, listQuery, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, insert, mustGet, remove } from './objects.js';
 import type { Application, Dict } from './types.js';
@@ -53,8 +53,7 @@ export async function getApplication(ctx: Ctx, uuid: string): Promise<{ value: A
 }
 
 export async function listApplications(ctx: Ctx, params: Dict): Promise<ListResult<Application>> {
-    validateRequest('ListApplications', params);
-    const q = nonEmpty(params, ['name', 'owner_uuid']);
+    const q = listQuery('ListApplications', params, ['name', 'owner_uuid']);
     const filter: Filter = and(...Object.entries(q).map(([k, v]) => eq(k, String(v))));
     return findWithMaster<Application>(ctx, params, BUCKET_OF.application, filter, parsePaging(params));
 }

@@ -11,7 +11,7 @@ import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } fr
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import { loadParents } from './config-doc.js';
 import type { Ctx, ReqInfo } from './context.js';
-import { findWithMaster, masterStore, nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, masterStore, listQuery, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
 import type { Dict, Instance, Service } from './types.js';
@@ -236,8 +236,7 @@ export async function getInstance(ctx: Ctx, uuid: string): Promise<Stored<Instan
  * store has the JSON fast path, matches come back as ready JSON text.
  */
 export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?: readonly string[]): Promise<ListResult<Instance>> {
-    const q = nonEmpty(params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid']);
-    validateRequest('ListInstances', { ...nonEmpty(params, ['limit', 'marker', 'include_master']), ...q });
+    const q = listQuery('ListInstances', params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid']);
     if (!req.v2) {
         // v1 view: an implicit type=vm, and no type filter at all with a service_uuid.
         if (q.service_uuid !== undefined) {

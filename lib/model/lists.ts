@@ -6,7 +6,7 @@ import { masterOf } from '../stor/multi-dc.js';
 import type { Filter, JsonObject, PageRequest, Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
 import type { Dict } from './types.js';
-import { flagValue } from './validate.js';
+import { flagValue, validateRequest } from './validate.js';
 
 export const MAX_LIMIT = 1000;
 
@@ -37,6 +37,19 @@ export function nonEmpty(params: Dict, keys: readonly string[]): Dict {
         }
     }
     return out;
+}
+
+const PAGING_KEYS = ['limit', 'marker', 'include_master'] as const;
+
+/**
+ * The filters of a List* request, validated with its paging params against
+ * the route's schema. Empty values are ignored (2.1.2), filters and paging
+ * alike.
+ */
+export function listQuery(schemaId: string, params: Dict, filterKeys: readonly string[]): Dict {
+    const q = nonEmpty(params, filterKeys);
+    validateRequest(schemaId, { ...nonEmpty(params, PAGING_KEYS), ...q });
+    return q;
 }
 
 /**

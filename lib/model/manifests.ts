@@ -8,7 +8,7 @@ import semver from 'semver';
 import { invalidArgument, noSuch } from '../errors.js';
 import { ALL, type Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
-import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, listQuery, parsePaging, type ListResult } from './lists.js';
 import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
 import type { Dict, Manifest } from './types.js';
 import { flagValue, validateRequest } from './validate.js';
@@ -37,7 +37,7 @@ export async function getManifest(ctx: Ctx, uuid: string): Promise<Manifest> {
 }
 
 export async function listManifests(ctx: Ctx, params: Dict = {}): Promise<ListResult<Manifest>> {
-    validateRequest('ListManifests', nonEmpty(params, ['limit', 'marker', 'include_master']));
+    listQuery('ListManifests', params, []);
     return findWithMaster<Manifest>(ctx, params, BUCKET_OF.manifest, ALL, parsePaging(params));
 }
 

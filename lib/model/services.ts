@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { invalidArgument, noSuch } from '../errors.js';
 import { and, eq, type Filter } from '../stor/store.js';
 import type { Ctx } from './context.js';
-import { findWithMaster, nonEmpty, parsePaging, type ListResult } from './lists.js';
+import { findWithMaster, listQuery, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
 import type { Application, Dict, InstanceType, Service } from './types.js';
@@ -50,8 +50,7 @@ export async function getService(ctx: Ctx, uuid: string): Promise<{ value: Servi
 
 /** v1 clients see only vm services unless they ask for a type. */
 export async function listServices(ctx: Ctx, params: Dict, v2: boolean): Promise<ListResult<Service>> {
-    const q = nonEmpty(params, ['name', 'application_uuid', 'type']);
-    validateRequest('ListServices', { ...params, ...q, type: q.type });
+    const q = listQuery('ListServices', params, ['name', 'application_uuid', 'type']);
     if (!v2 && q.type === undefined) {
         q.type = 'vm';
     }

@@ -134,3 +134,15 @@ t.test('manifests page too', async (t) => {
     t.same(all.body.map((m: { uuid: string }) => m.uuid), made, 'unpaged: creation order');
     t.equal((await h.call('GET', '/manifests?limit=0')).status, 409);
 });
+
+t.test('empty filter and paging values are ignored on every list (2.1.2)', async (t) => {
+    const h = await startSapi();
+    t.teardown(h.close);
+    const app = await anApplication(h);
+    await aService(h, app.uuid);
+    for (const path of ['/applications?name=&owner_uuid=&marker=&limit=', '/services?application_uuid=&name=&type=&marker=', '/instances?server_uuid=&marker=', '/manifests?marker=&limit=']) {
+        const r = await h.call('GET', path, { version: '~2' });
+        t.equal(r.status, 200, path);
+    }
+    t.equal((await h.call('GET', '/services?application_uuid=', { version: '~2' })).body.length, 1);
+});

@@ -2,22 +2,57 @@
 // memory, answering the RPCs the npm `moray` client makes: buckets with
 // index, version and reindex state; objects with _id/_etag/_mtime; etag
 // conditions, unique indexes, LDAP filters, sort/limit/offset, `_count`,
-// atomic batches and reindexObjects.
+// atomic batches and reindexObjects. `npm run moray-test-server` runs one on
+// its own (test/lib/moray-test-server.ts).
 //
-// Filters are evaluated as Moray does: the clauses on indexed fields (and
-// _id/_key/_etag/_mtime) select rows by their *index columns* ("SQL"), sort,
-// count, limit and offset apply, and then the whole filter is checked
-// against the stored value. Index columns are computed when a row is written
-// or reindexed, so rows written before a bucket update that added an index
-// field are invisible to filters on that field until reindexObjects has
-// processed them (an old Moray's behaviour, the worst case for clients).
+// What it copies from moray-server (TritonDataCenter/moray lib/buckets/*.js,
+// lib/objects/{common,put,find,reindex}.js), because clients can see it:
+//
+// - getBucket/listBuckets send the buckets_config row as is: index, pre,
+//   post and options as JSON text, mtime as a date. That table has no
+//   reindex_active column until the first updateBucket adds it (for every
+//   bucket, NULL); only an updateBucket with a version and without
+//   no_reindex fills it ({version: [added fields]}), and reindexObjects
+//   sets it to {} once done. The npm client drops a NULL, so a bucket that
+//   never had such an update has no `reindex_active` at all. updateBucket
+//   leaves mtime alone.
+// - Index columns come from the value's top-level fields only (a missing
+//   field or null is NULL); a string column holds `value + ''` (so an array
+//   is "a,b"), a number column parseFloat (NaN is NULL), a boolean column
+//   only true/false (anything else fails the put with InvalidIndexTypeError).
+// - A returned value is the stored JSON with the index columns laid over it
+//   (rowToObject): a NULL column removes the field (unless it is null), an
+//   array is kept, anything else is replaced by the column's value. Fields
+//   being reindexed are left alone.
+// - _etag is CRC-32 of the stored JSON text, as 8 upper-case hex digits
+//   (the old `crc` module: one step per UTF-16 unit, its low byte). A put on
+//   an existing key keeps _id (a new one only with the bucket option
+//   trackModification); _rver becomes the bucket version if the bucket's
+//   reindex_active is not NULL, else stays as it was (NULL for a new row).
+// - reindexObjects rewrites up to `count` rows with _rver NULL or below the
+//   bucket version: index columns, _rver, and the value as returned (see
+//   above); not _etag or _mtime.
+// - Filters: the clauses on indexed fields (and _id/_key/_etag/_mtime/
+//   _txn_snap) select rows by their *index columns* ("SQL"), sort, count,
+//   limit and offset apply, and then the whole filter is checked against
+//   the returned value. A filter with no usable clause is
+//   InvalidQueryError; an `and` with none, or an `or` with an unusable
+//   branch, NotIndexedError. requireIndexes / requireOnlineReindexing make
+//   a filter on an unindexed or reindexing field NotIndexedError.
+//
+// During a reindex (bucket updated, reindexObjects not done) this fake by
+// default uses the partial new index columns in filters, so rows not yet
+// reindexed are invisible to filters on the new fields (an old Moray's
+// behaviour, the worst case for clients). With `excludeReindexingFields`
+// it does what moray-server 2.x does instead: a field being reindexed is
+// left out of the SQL (checked only against the value), so a filter on it
+// alone is InvalidQueryError.
 //
 // Failure modes: stop()/start() (connections dropped, then refused; back on
 // the same port), latencyMs / rpcLatencyMs (slow replies), failNext(rpc,
 // errorName) (a Moray error reply), block(rpc) (hold requests until
 // released).
 
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 
@@ -71,9 +106,9 @@ export interface FakeRow {
     _id: number;
     _etag: string;
     _mtime: number;
-    /** Bucket version the row was last indexed at (null: before versioning). */
+    /** Bucket version the row was last indexed at (null: never, as Moray's NULL). */
     _rver: number | null;
-    /** Index column values as of the last write or reindex. */
+    /** Index column values as of the last write or reindex (a missing key is NULL). */
     cols: Record<string, unknown>;
     /** Last-write order (an unsorted scan returns rows in this order, like a PG heap). */
     seq: number;
@@ -83,14 +118,21 @@ export interface FakeBucket {
     name: string;
     index: Record<string, FakeIndexDef>;
     options: { version: number } & Record<string, unknown>;
+    /** Creation time (updateBucket does not change it). */
     mtime: Date;
-    reindexActive: Record<string, string[]>;
+    /**
+     * buckets_config.reindex_active: null (SQL NULL) until an updateBucket
+     * with a version and without no_reindex; {} once reindexObjects is done.
+     */
+    reindexActive: Record<string, string[]> | null;
     rows: Map<string, FakeRow>;
     nextId: number;
 }
 
 export interface FakeMorayState {
     buckets: Map<string, FakeBucket>;
+    /** Whether buckets_config has its reindex_active column (the first updateBucket adds it). */
+    reindexColumn: boolean;
 }
 
 export interface FakeRequest {
@@ -115,36 +157,105 @@ const INDEX_NAME_RE = /^(_[a-zA-Z0-9]+|[a-zA-Z][_a-zA-Z0-9]*[a-zA-Z0-9]|[a-zA-Z]
 const RESERVED_BUCKETS = ['buckets_config', 'moray', 'search'];
 const RESERVED_INDEXES = ['_etag', '_id', '_key', '_atime', '_ctime', '_mtime', '_rver', '_txn_snap', '_value', '_vnode'];
 const INDEX_TYPES = ['string', 'number', 'boolean', 'ip', 'subnet'];
-const INTERNAL_FIELDS = ['_id', '_key', '_etag', '_mtime'];
+const INTERNAL_FIELDS = ['_id', '_key', '_etag', '_mtime', '_txn_snap'];
+const NUMERIC_INTERNAL = ['_id', '_mtime', '_txn_snap'];
+/** The options moray-server says it handles (sendHandledOptions). */
+const HANDLED_FIND_OPTIONS = [
+    'req_id',
+    'limit',
+    'offset',
+    'sort',
+    'noLimit',
+    'no_count',
+    'sql_only',
+    'noBucketCache',
+    'timeout',
+    'requireOnlineReindexing',
+    'requireIndexes',
+];
+const HANDLED_GET_OPTIONS = ['noBucketCache', 'noCache', 'req_id', 'requireOnlineReindexing', 'timeout'];
 
-function etagOf(json: string): string {
-    return createHash('sha1').update(json).digest('hex').slice(0, 8).toUpperCase();
+const CRC32_TABLE = ((): Uint32Array => {
+    const table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+        let c = n;
+        for (let k = 0; k < 8; k++) {
+            c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+        }
+        table[n] = c >>> 0;
+    }
+    return table;
+})();
+
+/**
+ * Moray's etag: CRC-32 of the JSON text as the `crc` 0.x module computes it
+ * (one step per UTF-16 code unit, using its low byte), 8 upper-case hex digits.
+ */
+export function morayEtag(json: string): string {
+    let crc = 0xffffffff;
+    for (let i = 0; i < json.length; i++) {
+        crc = (CRC32_TABLE[(crc ^ json.charCodeAt(i)) & 0xff] as number) ^ (crc >>> 8);
+    }
+    return ((crc ^ 0xffffffff) >>> 0).toString(16).toUpperCase().padStart(8, '0');
 }
 
-function indexValue(v: unknown, type: string): unknown {
+/** `v + ''`, as Moray makes text of a value: an object is "[object Object]", an array "a,b". */
+function asText(v: unknown): string {
+    return (v as { toString(): string }).toString();
+}
+
+/** The index column for a top-level value (null: NULL), as Moray's indexObject. */
+function indexValue(field: string, v: unknown, type: string): unknown {
     if (v === undefined || v === null) {
         return null;
     }
-    if (Array.isArray(v)) {
-        const vals = v.map((x) => indexValue(x, type)).filter((x) => x !== null);
-        return vals.length > 0 ? vals : null;
-    }
     switch (type) {
-        case 'number':
-            return typeof v === 'number' || typeof v === 'string' ? Number.parseInt(String(v), 10) : null;
-        case 'boolean':
-            return typeof v === 'boolean' ? v : typeof v === 'string' ? /^true$/i.test(v) : null;
+        case 'number': {
+            const n = typeof v === 'number' ? v : Number.parseFloat(asText(v));
+            return Number.isNaN(n) ? null : n;
+        }
+        case 'boolean': {
+            const s = asText(v).toUpperCase();
+            if (s !== 'TRUE' && s !== 'FALSE') {
+                throw new MorayError('InvalidIndexTypeError', `index(${field}) is of type ${type}`);
+            }
+            return s === 'TRUE';
+        }
         default:
-            return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : null;
+            return asText(v);
     }
 }
 
 function indexRow(index: Record<string, FakeIndexDef>, value: Record<string, unknown>): Record<string, unknown> {
     const cols: Record<string, unknown> = {};
     for (const [field, def] of Object.entries(index)) {
-        cols[field] = indexValue(value[field], def.type);
+        cols[field] = indexValue(field, value[field], def.type);
     }
     return cols;
+}
+
+/** Fields being reindexed (reindex_active, all versions). */
+function reindexingFields(b: FakeBucket): Set<string> {
+    return new Set(Object.values(b.reindexActive ?? {}).flat());
+}
+
+/** The value as Moray returns it: the stored JSON with the index columns laid over it. */
+function rowValue(b: FakeBucket, row: FakeRow, ignore: Set<string>): Record<string, unknown> {
+    const value = JSON.parse(row.json) as Record<string, unknown>;
+    for (const k of Object.keys(b.index)) {
+        if (ignore.has(k)) {
+            continue;
+        }
+        const col = row.cols[k] ?? null;
+        if (col === null) {
+            if (value[k] !== null) {
+                delete value[k];
+            }
+        } else if (!Array.isArray(value[k])) {
+            value[k] = col;
+        }
+    }
+    return value;
 }
 
 function validateIndex(index: unknown): Record<string, FakeIndexDef> {
@@ -175,11 +286,21 @@ function validateIndex(index: unknown): Record<string, FakeIndexDef> {
 
 type Sql = 'T' | 'F' | 'U' | 'N'; // true, false, SQL unknown (NULL), no clause (unindexed)
 
+/** What a filter may use as SQL: the bucket and the index fields left out of it. */
+interface QueryCtx {
+    bucket: FakeBucket;
+    excluded: Set<string>;
+}
+
 function isInternal(attr: string): boolean {
     return INTERNAL_FIELDS.includes(attr);
 }
 
-function column(bucket: FakeBucket, row: FakeRow, attr: string): unknown {
+function isIndexed(q: QueryCtx, attr: string): boolean {
+    return attr in q.bucket.index && !q.excluded.has(attr);
+}
+
+function column(row: FakeRow, attr: string): unknown {
     switch (attr) {
         case '_id':
             return row._id;
@@ -189,24 +310,30 @@ function column(bucket: FakeBucket, row: FakeRow, attr: string): unknown {
             return row._etag;
         case '_mtime':
             return row._mtime;
+        case '_txn_snap':
+            return null;
         default:
             return row.cols[attr] ?? null;
     }
 }
 
 function attrType(bucket: FakeBucket, attr: string): string {
-    if (attr === '_id' || attr === '_mtime') {
+    if (NUMERIC_INTERNAL.includes(attr)) {
         return 'number';
     }
     return bucket.index[attr]?.type ?? 'string';
 }
 
-function coerce(v: unknown, type: string): unknown {
+function coerce(n: LdapNode, v: unknown, type: string): unknown {
     if (type === 'number') {
-        return Number.parseInt(String(v), 10);
+        return Number.parseFloat(String(v));
     }
     if (type === 'boolean') {
-        return /^true$/i.test(String(v));
+        const s = String(v).toUpperCase();
+        if (s !== 'TRUE' && s !== 'FALSE') {
+            throw new MorayError('InvalidQueryError', `invalid boolean ${JSON.stringify(v)} in (${n.attribute}=...)`);
+        }
+        return s === 'TRUE';
     }
     return String(v);
 }
@@ -226,56 +353,87 @@ function cmp(a: unknown, b: unknown): number {
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
-function anyOf(col: unknown, test: (v: unknown) => boolean): boolean {
-    return Array.isArray(col) ? col.some(test) : test(col);
+function anyOf(v: unknown, test: (v: unknown) => boolean): boolean {
+    return Array.isArray(v) ? v.some(test) : test(v);
+}
+
+/**
+ * Whether `n` gives Moray any SQL clause (compileQuery): an `and` needs one
+ * branch with a clause, an `or` needs all; NotIndexedError otherwise.
+ */
+function hasClause(q: QueryCtx, n: LdapNode, filter: string): boolean {
+    const attr = n.attribute ?? '';
+    switch (n.type) {
+        case 'and': {
+            const parts = (n.filters ?? []).map((f) => hasClause(q, f, filter));
+            if (!parts.includes(true)) {
+                throw new MorayError('NotIndexedError', `${q.bucket.name} does not have indexes that support ${filter}`);
+            }
+            return true;
+        }
+        case 'or': {
+            const parts = (n.filters ?? []).map((f) => hasClause(q, f, filter));
+            if (parts.length === 0 || parts.includes(false)) {
+                throw new MorayError('NotIndexedError', `${q.bucket.name} does not have indexes that support ${filter}`);
+            }
+            return true;
+        }
+        case 'not':
+            return hasClause(q, n.filter as LdapNode, filter);
+        case 'present':
+            return isIndexed(q, attr);
+        case 'equal':
+        case 'ge':
+        case 'le':
+        case 'substring':
+            return isInternal(attr) || isIndexed(q, attr);
+        default:
+            return false;
+    }
 }
 
 /** The "SQL" part: clauses on indexed/internal fields, over index columns. */
-function sqlEval(bucket: FakeBucket, row: FakeRow, n: LdapNode): Sql {
+function sqlEval(q: QueryCtx, row: FakeRow, n: LdapNode): Sql {
     const attr = n.attribute ?? '';
-    const indexed = isInternal(attr) || attr in bucket.index;
     switch (n.type) {
         case 'and': {
-            const parts = (n.filters ?? []).map((f) => sqlEval(bucket, row, f)).filter((r) => r !== 'N');
+            const parts = (n.filters ?? []).map((f) => sqlEval(q, row, f)).filter((r) => r !== 'N');
             if (parts.length === 0) {
                 return 'N';
             }
             return parts.includes('F') ? 'F' : parts.includes('U') ? 'U' : 'T';
         }
         case 'or': {
-            const parts = (n.filters ?? []).map((f) => sqlEval(bucket, row, f));
-            if (parts.length === 0 || parts.includes('N')) {
-                throw new MorayError('NotIndexedError', `${bucket.name} does not have indexes that support this filter`);
-            }
+            const parts = (n.filters ?? []).map((f) => sqlEval(q, row, f));
             return parts.includes('T') ? 'T' : parts.includes('U') ? 'U' : 'F';
         }
         case 'not': {
-            const r = sqlEval(bucket, row, n.filter as LdapNode);
+            const r = sqlEval(q, row, n.filter as LdapNode);
             return r === 'T' ? 'F' : r === 'F' ? 'T' : r;
         }
         case 'present':
-            if (!indexed) {
+            if (!isIndexed(q, attr)) {
                 return 'N';
             }
-            return column(bucket, row, attr) === null ? 'F' : 'T';
+            return column(row, attr) === null ? 'F' : 'T';
         case 'equal':
         case 'ge':
         case 'le':
         case 'substring': {
-            if (!indexed) {
+            if (!isInternal(attr) && !isIndexed(q, attr)) {
                 return 'N';
             }
-            const col = column(bucket, row, attr);
+            const col = column(row, attr);
             if (col === null) {
                 return 'U';
             }
-            const type = attrType(bucket, attr);
+            const type = attrType(q.bucket, attr);
             let test: (v: unknown) => boolean;
             if (n.type === 'substring') {
                 const re = globRegExp(n);
                 test = (v) => re.test(String(v));
             } else {
-                const want = coerce(n.value, type);
+                const want = coerce(n, n.value, type);
                 test =
                     n.type === 'equal'
                         ? (v) => v === want
@@ -283,14 +441,14 @@ function sqlEval(bucket: FakeBucket, row: FakeRow, n: LdapNode): Sql {
                           ? (v) => cmp(v, want) >= 0
                           : (v) => cmp(v, want) <= 0;
             }
-            return anyOf(col, test) ? 'T' : 'F';
+            return test(col) ? 'T' : 'F';
         }
         default:
             return 'N';
     }
 }
 
-/** The post-filter: the whole filter against the stored value (plus _id, _etag, ...). */
+/** The post-filter: the whole filter against the returned value (plus _id, _etag, ...). */
 function valueEval(bucket: FakeBucket, obj: Record<string, unknown>, n: LdapNode): boolean {
     switch (n.type) {
         case 'and':
@@ -310,11 +468,14 @@ function valueEval(bucket: FakeBucket, obj: Record<string, unknown>, n: LdapNode
     if (v === undefined || v === null) {
         return false;
     }
-    const numeric = isInternal(attr) ? attr === '_id' || attr === '_mtime' : bucket.index[attr]?.type === 'number';
-    const want = numeric ? Number.parseInt(String(n.value), 10) : n.value;
+    const type = isInternal(attr) ? attrType(bucket, attr) : bucket.index[attr]?.type;
+    const want = type === 'number' ? Number.parseFloat(String(n.value)) : n.value;
     switch (n.type) {
         case 'equal':
-            return anyOf(v, (x) => x === want || (bucket.index[attr]?.type === 'boolean' && String(x) === String(want)));
+            return anyOf(
+                v,
+                (x) => x === want || (type === 'boolean' && String(x).toLowerCase() === String(want).toLowerCase()),
+            );
         case 'ge':
             return anyOf(v, (x) => cmp(x, want) >= 0);
         case 'le':
@@ -339,6 +500,12 @@ export interface FakeMorayOptions {
     /** Listen on this port (default: any free port). */
     port?: number;
     log?: bunyan;
+    /**
+     * Leave index fields that are being reindexed out of the SQL part of
+     * filters, as moray-server 2.x does (default: use their partial index
+     * columns, the worst case for clients).
+     */
+    excludeReindexingFields?: boolean;
 }
 
 export class FakeMoray {
@@ -348,7 +515,9 @@ export class FakeMoray {
     latencyMs = 0;
     /** Extra delay per RPC name. */
     rpcLatencyMs: Record<string, number> = {};
-    readonly state: FakeMorayState = { buckets: new Map() };
+    readonly state: FakeMorayState = { buckets: new Map(), reindexColumn: false };
+    /** See FakeMorayOptions.excludeReindexingFields. */
+    excludeReindexingFields: boolean;
     /** Every request received, in order. */
     readonly requests: FakeRequest[] = [];
 
@@ -366,6 +535,7 @@ export class FakeMoray {
 
     constructor(opts: FakeMorayOptions = {}) {
         this.port = opts.port ?? 0;
+        this.excludeReindexingFields = opts.excludeReindexingFields ?? false;
         this.log = opts.log ?? bunyan.createLogger({ name: 'fake-moray', level: bunyan.FATAL + 1 });
     }
 
@@ -462,6 +632,7 @@ export class FakeMoray {
     /** Forget every bucket and object (and injected failures). */
     reset(): void {
         this.state.buckets.clear();
+        this.state.reindexColumn = false;
         this.failures.length = 0;
         this.requests.length = 0;
     }
@@ -514,23 +685,27 @@ export class FakeMoray {
         return b;
     }
 
+    /** The buckets_config row, as getBucket/listBuckets send it. */
     private bucketRecord(b: FakeBucket): Record<string, unknown> {
-        return {
+        const rec: Record<string, unknown> = {
             name: b.name,
             index: JSON.stringify(b.index),
             pre: '[]',
             post: '[]',
             options: JSON.stringify(b.options),
             mtime: b.mtime.toISOString(),
-            reindex_active: JSON.stringify(b.reindexActive),
         };
+        if (this.state.reindexColumn) {
+            rec.reindex_active = b.reindexActive === null ? null : JSON.stringify(b.reindexActive);
+        }
+        return rec;
     }
 
-    private objectRecord(b: FakeBucket, row: FakeRow): Record<string, unknown> {
+    private objectRecord(b: FakeBucket, row: FakeRow, ignore = reindexingFields(b)): Record<string, unknown> {
         return {
             bucket: b.name,
             key: row.key,
-            value: JSON.parse(row.json) as unknown,
+            value: rowValue(b, row, ignore),
             _id: row._id,
             _etag: row._etag,
             _mtime: row._mtime,
@@ -567,8 +742,8 @@ export class FakeMoray {
                         key,
                     });
                 }
-                if ((opts as { internalOpts?: { sendHandledOptions?: boolean } })?.internalOpts?.sendHandledOptions) {
-                    write({ _handledOptions: [] });
+                if ((opts as { internalOpts?: { sendHandledOptions?: boolean } })?.internalOpts?.sendHandledOptions === true) {
+                    write({ _handledOptions: HANDLED_GET_OPTIONS });
                 }
                 write(this.objectRecord(b, row));
             },
@@ -620,16 +795,16 @@ export class FakeMoray {
             index,
             options: { ...(c.options ?? {}), version: Number(c.options?.version ?? 0) || 0 },
             mtime: new Date(),
-            reindexActive: {},
+            reindexActive: null,
             rows: new Map(),
             nextId: 1,
         });
     }
 
     private updateBucket(name: unknown, cfg: unknown, opts: unknown): void {
-        const b = this.bucket(name);
         const c = (cfg ?? {}) as { index?: unknown; options?: { version?: unknown } };
         const index = validateIndex(c.index);
+        const b = this.bucket(name);
         const v = b.options.version;
         const v2 = Number(c.options?.version ?? 0) || 0;
         if (v !== 0 && v >= v2) {
@@ -637,11 +812,14 @@ export class FakeMoray {
                 bucket: b.name,
             });
         }
+        // The first updateBucket adds the reindex_active column (NULL for every bucket).
+        this.state.reindexColumn = true;
         const added = Object.keys(index).filter((k) => !(k in b.index));
         const dropped = Object.keys(b.index).filter((k) => !(k in index));
         if (v2 !== 0 && !(opts as { no_reindex?: boolean })?.no_reindex) {
-            const cur = b.reindexActive[String(v2)] ?? [];
-            b.reindexActive = { ...b.reindexActive, [String(v2)]: [...cur, ...added.filter((f) => !cur.includes(f))] };
+            const active = b.reindexActive ?? {};
+            const cur = active[String(v2)] ?? [];
+            b.reindexActive = { ...active, [String(v2)]: [...cur, ...added.filter((f) => !cur.includes(f))] };
         }
         // Dropped columns go; added ones are empty (NULL) until a row is rewritten or reindexed.
         for (const [key, row] of b.rows) {
@@ -653,7 +831,6 @@ export class FakeMoray {
         }
         b.index = index;
         b.options = { ...(c.options ?? {}), version: v2 };
-        b.mtime = new Date();
     }
 
     private reindex(name: unknown, count: unknown, opts: unknown): Record<string, number> {
@@ -662,7 +839,7 @@ export class FakeMoray {
         if (!(n >= 1)) {
             throw new MorayError('InvalidArgumentError', `count ${String(count)} < 1`);
         }
-        if (Object.keys(b.reindexActive).length === 0) {
+        if (Object.keys(b.reindexActive ?? {}).length === 0) {
             return { processed: 0 };
         }
         const version = b.options.version;
@@ -671,9 +848,12 @@ export class FakeMoray {
             .filter(stale)
             .sort((x, y) => x._id - y._id)
             .slice(0, n);
+        // Each row is rewritten from its value as returned (the fields being
+        // reindexed not laid over); _etag and _mtime stay.
+        const ignore = reindexingFields(b);
         for (const row of todo) {
-            const value = JSON.parse(row.json) as Record<string, unknown>;
-            b.rows.set(row.key, { ...row, cols: indexRow(b.index, value), _rver: version });
+            const value = rowValue(b, row, ignore);
+            b.rows.set(row.key, { ...row, json: JSON.stringify(value), cols: indexRow(b.index, value), _rver: version });
         }
         if (todo.length === 0) {
             b.reindexActive = {};
@@ -763,10 +943,12 @@ export class FakeMoray {
         const row: FakeRow = {
             key,
             json,
-            _id: prev?._id ?? t.nextId++,
-            _etag: etagOf(json),
+            // An update keeps _id; trackModification gives it a new one (_id=DEFAULT).
+            _id: prev && b.options.trackModification !== true ? prev._id : t.nextId++,
+            _etag: morayEtag(json),
             _mtime: Date.now(),
-            _rver: b.options.version || null,
+            // _rver is set only while the bucket has reindex state (even {}).
+            _rver: b.reindexActive !== null ? b.options.version : (prev?._rver ?? null),
             cols,
             seq: ++this.writeSeq,
         };
@@ -794,7 +976,6 @@ export class FakeMoray {
     }
 
     private find(bucket: unknown, filter: unknown, opts: unknown, write: (o: unknown) => void): void {
-        const b = this.bucket(bucket);
         const o = (opts ?? {}) as {
             limit?: number;
             offset?: number;
@@ -802,6 +983,7 @@ export class FakeMoray {
             no_count?: boolean;
             sort?: SortSpec | SortSpec[];
             requireIndexes?: boolean;
+            requireOnlineReindexing?: boolean;
             internalOpts?: { sendHandledOptions?: boolean };
         };
         let f: LdapNode;
@@ -813,40 +995,53 @@ export class FakeMoray {
         } catch (err) {
             throw new MorayError('InvalidQueryError', `invalid filter ${String(filter)}: ${(err as Error).message}`);
         }
-        if (o.internalOpts?.sendHandledOptions) {
-            write({ _handledOptions: ['requireIndexes'] });
-        }
-        if (o.requireIndexes) {
+        const b = this.bucket(bucket);
+        const reindexing = reindexingFields(b);
+        if (o.requireIndexes === true || o.requireOnlineReindexing === true) {
+            const unindexed = new Set<string>();
             const walk = (n: LdapNode): void => {
                 if (n.filters) {
                     n.filters.forEach(walk);
                 } else if (n.filter) {
                     walk(n.filter);
-                } else if (n.attribute && !isInternal(n.attribute) && !(n.attribute in b.index)) {
-                    throw new MorayError('NotIndexedError', `${b.name} does not have an index on ${n.attribute}`);
+                } else if (n.attribute && !isInternal(n.attribute) && (!(n.attribute in b.index) || reindexing.has(n.attribute))) {
+                    unindexed.add(n.attribute);
                 }
             };
             walk(f);
+            if (unindexed.size > 0) {
+                throw new MorayError('NotIndexedError', `${b.name} does not have usable indexes on ${[...unindexed].join(', ')}`, {
+                    bucket: b.name,
+                    filter,
+                    unindexedFields: [...unindexed].filter((a) => !(a in b.index)),
+                    reindexingFields: [...unindexed].filter((a) => reindexing.has(a)),
+                });
+            }
+        }
+        if (o.internalOpts?.sendHandledOptions === true) {
+            write({ _handledOptions: HANDLED_FIND_OPTIONS });
+        }
+        const q: QueryCtx = { bucket: b, excluded: this.excludeReindexingFields ? reindexing : new Set() };
+        if (!hasClause(q, f, filter)) {
+            throw new MorayError('InvalidQueryError', `invalid query: ${filter}`);
         }
         const rows = [...b.rows.values()].sort((x, y) => x.seq - y.seq);
-        const selected = rows.filter((row) => {
-            const r = sqlEval(b, row, f);
-            if (r === 'N') {
-                throw new MorayError('NotIndexedError', `${b.name} does not have indexes that support ${filter}`);
-            }
-            return r === 'T';
-        });
+        const selected = rows.filter((row) => sqlEval(q, row, f) === 'T');
         const sorts = o.sort === undefined ? [] : Array.isArray(o.sort) ? o.sort : [o.sort];
         if (sorts.length > 0) {
             selected.sort((x, y) => {
                 for (const s of sorts) {
+                    if (!s.attribute) {
+                        continue;
+                    }
                     const desc = String(s.order ?? 'ASC').toUpperCase() === 'DESC';
-                    const a = column(b, x, s.attribute);
-                    const c = column(b, y, s.attribute);
+                    const a = column(x, s.attribute);
+                    const c = column(y, s.attribute);
                     let d: number;
                     if (a === null || c === null) {
-                        // NULLS LAST for ASC, NULLS FIRST for DESC (PostgreSQL's default).
+                        // NULLs sort as larger than any value (last for ASC, first for DESC), as in PostgreSQL.
                         d = a === c ? 0 : a === null ? 1 : -1;
+                        d = desc ? -d : d;
                     } else {
                         d = desc ? -cmp(a, c) : cmp(a, c);
                     }
@@ -859,10 +1054,16 @@ export class FakeMoray {
         }
         const count = selected.length;
         const offset = o.offset ?? 0;
-        const limit = o.noLimit ? Infinity : o.limit || 1000;
+        const limit = o.limit ? o.limit : o.noLimit ? Infinity : 1000;
         for (const row of selected.slice(offset, offset + limit)) {
-            const rec = this.objectRecord(b, row);
-            const check = { ...(rec.value as Record<string, unknown>), _id: row._id, _etag: row._etag, _mtime: row._mtime, _key: row.key };
+            const rec = this.objectRecord(b, row, reindexing);
+            const check = {
+                ...(rec.value as Record<string, unknown>),
+                _id: row._id,
+                _etag: row._etag,
+                _mtime: row._mtime,
+                _key: row.key,
+            };
             if (!valueEval(b, check, f)) {
                 continue;
             }

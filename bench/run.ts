@@ -1,11 +1,12 @@
 // npm run bench: every benchmark, figures and ratios side by side.
 // BENCH=core,list selects; BENCH_SECONDS sets the load duration.
 
+import { benchBackfill } from './backfill.js';
 import { benchCore } from './getconfig.js';
 import { benchListInstances } from './list-instances.js';
 import { benchRollout } from './rollout.js';
 
-const only = (process.env.BENCH ?? 'core,list,rollout').split(',');
+const only = (process.env.BENCH ?? 'core,list,rollout,backfill').split(',');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 if (only.includes('core')) {
@@ -24,4 +25,8 @@ if (only.includes('list')) {
 if (only.includes('rollout')) {
     console.log('== rollout: 1,000 servers, fake task 100 ms, concurrency 20');
     await benchRollout();
+}
+if (only.includes('backfill')) {
+    console.log('== backfill: SAPI 2.1.2 instances on Moray get their index copies (fake Moray)');
+    await benchBackfill(Number(process.env.BENCH_BACKFILL_INSTANCES ?? 10_000));
 }

@@ -12,6 +12,7 @@ import { loadMode } from './model/mode.js';
 import { RolloutManager } from './rollout/runner.js';
 import type { InstanceType } from './model/types.js';
 import { createServer } from './server.js';
+import type { StoreSetup } from './stor/index.js';
 import type { Store } from './stor/store.js';
 
 export interface SapiApp {
@@ -30,13 +31,18 @@ export interface AppDeps {
     config: SapiConfig;
     log: Logger;
     store: Store;
-    /** Backend hooks (moray): proto → full migration, cache refresh. */
-    hooks?: { migrateToFull?: (ctx: Ctx) => Promise<void>; syncCache?: () => Promise<void>; stop?: () => void };
+    /** What createStore() set up besides the store (mode, migration, cache, progress). */
+    hooks?: Omit<StoreSetup, 'store'>;
     deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
 }
 
 export async function createApp(deps: AppDeps): Promise<SapiApp> {
-    const mode = await loadMode(deps.store, deps.config.mode);
+    const hooks = deps.hooks;
+    // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
+    const mode =
+        hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true'
+            ? hooks.mode
+            : await loadMode(deps.store, deps.config.mode);
     const metrics = new Metrics({
         ...(deps.config.datacenter_name ? { datacenter: deps.config.datacenter_name } : {}),
         ...(deps.config.instanceUuid ? { instance: deps.config.instanceUuid } : {}),
@@ -56,21 +62,31 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     }
     ctx.rollouts = new RolloutManager(ctx);
     ctx.rollouts.onProgress((r) => metrics.rollout(r));
-    await ctx.rollouts.resumeAll();
-    const hooks = deps.hooks ?? {};
-    const migrate = hooks.migrateToFull;
+    const rollouts = ctx.rollouts;
+    if (hooks?.resolved) {
+        // Moray has not answered yet: the mode and the rollouts to resume follow once it does.
+        hooks.resolved.then(
+            async (m) => {
+                if (process.env.TEST_SAPI_PROTO_MODE !== 'true') {
+                    ctx.mode.current = m;
+                }
+                await rollouts.resumeAll();
+            },
+            (err: unknown) => deps.log.error({ err }, 'start-up on moray failed'),
+        ).catch((err: unknown) => deps.log.error({ err }, 'resuming rollouts failed'));
+    } else {
+        await rollouts.resumeAll();
+    }
+    const status = hooks?.status;
+    if (status) {
+        metrics.watchBuckets(status);
+    }
     const server = createServer({
         ctx,
         onRequestDone: (route, method, status, ms) => metrics.request(route, method, status, ms),
-        ...(migrate
-            ? {
-                  migrateToFull: async () => {
-                      await migrate(ctx);
-                      ctx.store = new InstrumentedStore(ctx.store, metrics);
-                  },
-              }
-            : {}),
-        ...(hooks.syncCache ? { syncCache: hooks.syncCache } : {}),
+        ...(hooks?.migrateToFull ? { migrateToFull: hooks.migrateToFull } : {}),
+        ...(hooks?.syncCache ? { syncCache: hooks.syncCache } : {}),
+        ...(status ? { storeStatus: status } : {}),
     });
     server.server.requestTimeout = deps.config.requestTimeoutMs;
     let metricsServer: { close: () => Promise<void> } | null = null;
@@ -97,11 +113,14 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                 server.server.close(() => resolve());
                 server.server.closeIdleConnections();
             });
-            hooks.stop?.();
+            hooks?.stop();
             await metricsServer?.close();
-            // ctx.store wraps deps.store (or, after a migration, the Moray
-            // store whose local cache is deps.store): closing it closes both.
-            await ctx.store.close();
+            // The setup closes every store it opened; else ctx.store wraps deps.store.
+            if (hooks) {
+                await hooks.close();
+            } else {
+                await ctx.store.close();
+            }
         },
     };
 }

@@ -9,6 +9,7 @@ import type { DownstreamObservation } from './clients/http.js';
 import type { Deployer } from './deploy/deployer.js';
 import type { Rollout } from './rollout/types.js';
 import type { BucketName } from './stor/buckets.js';
+import type { BucketStatus } from './stor/moray/buckets-init.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './stor/store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
@@ -49,6 +50,56 @@ export class Metrics {
         if (o.status === 0 || o.status >= 500) {
             this.downstreamErrors.inc({ service: o.service });
         }
+    }
+
+    /**
+     * Moray bucket setup, reindex and backfill progress, read from
+     * `status` at every scrape.
+     */
+    watchBuckets(status: () => Record<string, BucketStatus> | null): void {
+        const r = [this.registry];
+        const each = (fn: (bucket: string, s: BucketStatus) => void): void => {
+            for (const [bucket, s] of Object.entries(status() ?? {})) {
+                fn(bucket, s);
+            }
+        };
+        new Gauge({
+            name: 'sapi_moray_bucket_ready',
+            help: 'Moray bucket set up, reindexed and backfilled (1), or not yet (0)',
+            labelNames: ['bucket'],
+            registers: r,
+            collect() {
+                this.reset();
+                each((bucket, s) => this.set({ bucket }, s.phase === 'ready' ? 1 : 0));
+            },
+        });
+        new Gauge({
+            name: 'sapi_moray_backfill_rows',
+            help: 'Rows the derived-index backfill has scanned and rewritten',
+            labelNames: ['bucket', 'kind'],
+            registers: r,
+            collect() {
+                this.reset();
+                each((bucket, s) => {
+                    if (s.backfill) {
+                        this.set({ bucket, kind: 'scanned' }, s.backfill.scanned);
+                        this.set({ bucket, kind: 'rewritten' }, s.backfill.rewritten);
+                    }
+                });
+            },
+        });
+        new Gauge({
+            name: 'sapi_moray_backfill_rows_per_second',
+            help: 'Rows per second of the running derived-index backfill',
+            labelNames: ['bucket'],
+            registers: r,
+            collect() {
+                this.reset();
+                each((bucket, s) => {
+                    if (s.backfill) this.set({ bucket }, s.backfill.rate);
+                });
+            },
+        });
     }
 
     rollout(r: Rollout): void {

@@ -4,9 +4,10 @@
 import type { Request, Response, Server } from 'restify';
 import semver from 'semver';
 
-import { internal, invalidVersion, isSapiError, SapiError } from '../errors.js';
+import { internal, invalidVersion, isSapiError, SapiError, storeUnavailable } from '../errors.js';
 import type { ReqInfo } from '../model/context.js';
 import type { Dict, Instance, Service } from '../model/types.js';
+import { StoreUnavailableError } from '../stor/errors.js';
 
 export type Method = 'get' | 'post' | 'put' | 'del';
 
@@ -42,6 +43,10 @@ export function sendError(req: Request, res: Response, err: unknown): void {
         if (e.statusCode >= 500) {
             req.log.error({ err: e, cause: e.cause }, 'request failed');
         }
+    } else if (err instanceof StoreUnavailableError) {
+        // Any route's store call, translated or not: the store is down, not the request wrong.
+        req.log.error({ err }, 'store unavailable');
+        e = storeUnavailable(err.message, err);
     } else {
         req.log.error({ err }, 'unexpected error in handler');
         e = internal(`internal error: ${(err as Error)?.message ?? String(err)}`, err);

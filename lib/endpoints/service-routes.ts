@@ -7,6 +7,7 @@ import { invalidArgument } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import { setMode } from '../model/mode.js';
 import { storeError } from '../model/objects.js';
+import type { BucketStatus } from '../stor/moray/buckets-init.js';
 import { mount, paramsOf } from './common.js';
 
 export interface ServiceHooks {
@@ -14,6 +15,8 @@ export interface ServiceHooks {
     migrateToFull?: () => Promise<void>;
     /** Local cache refresh (Moray backend). */
     syncCache?: () => Promise<void>;
+    /** Moray bucket setup, reindex and backfill progress (Moray backend). */
+    storeStatus?: () => Record<string, BucketStatus> | null;
 }
 
 export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): void {
@@ -24,7 +27,24 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
         } catch {
             ok = false;
         }
-        res.send(ok ? 200 : 500, { mode: ctx.mode.current, storType: ctx.store.name, storAvailable: ok });
+        const body: Record<string, unknown> = { mode: ctx.mode.current, storType: ctx.store.name, storAvailable: ok };
+        // While Moray buckets are being upgraded: where that work stands.
+        const upgrading = Object.entries(hooks.storeStatus?.() ?? {}).filter(([, s]) => s.phase !== 'ready');
+        if (upgrading.length > 0) {
+            body.storUpgrade = Object.fromEntries(
+                upgrading.map(([bucket, s]) => [
+                    bucket,
+                    {
+                        phase: s.phase,
+                        reindexed: s.reindexed,
+                        ...(s.backfill
+                            ? { backfill: { scanned: s.backfill.scanned, rewritten: s.backfill.rewritten, lastId: s.backfill.lastId, rowsPerSecond: s.backfill.rate } }
+                            : {}),
+                    },
+                ]),
+            );
+        }
+        res.send(ok ? 200 : 500, body);
     });
     mount(server, { method: 'get', path: '/mode', name: 'GetMode' }, async (_req, res) => {
         res.send(200, ctx.mode.current);

@@ -1,6 +1,13 @@
 // Bucket definitions as data: the one source for SQLite tables/indexes and
 // Moray bucket configs. Names and the version-0 indexes are SAPI 2.1.2's.
-// Version 1 adds server_uuid and image_uuid on instances (SAPI-296/297).
+// Version 1 adds server_uuid and image_uuid on instances.
+//
+// An index field is a top-level field of the stored value, because that is
+// the only place Moray reads index columns from. Some index fields are
+// copies of a value kept elsewhere in the object (an instance's server and
+// image live in `params`); SAPI 2.1.2 wrote no such copies, so every reader
+// that needs a field's value asks indexFieldValue(), which looks where the
+// data really is, and the Moray backfill writes the missing copies.
 
 export type IndexType = 'string' | 'number' | 'boolean';
 
@@ -18,6 +25,11 @@ export interface BucketDef {
      * searches (Moray has single-field indexes only and ignores these).
      */
     compound?: string[][];
+    /**
+     * Index fields copied from a nested value: field → path in the object.
+     * The nested value is the truth; the top-level field is its copy.
+     */
+    derived?: Record<string, readonly string[]>;
 }
 
 export type BucketName = 'sapi_applications' | 'sapi_services' | 'sapi_instances' | 'sapi_manifests' | 'sapi_rollouts';
@@ -56,6 +68,10 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
             ['service_uuid', 'image_uuid'],
             ['service_uuid', 'server_uuid'],
         ],
+        derived: {
+            server_uuid: ['params', 'server_uuid'],
+            image_uuid: ['params', 'image_uuid'],
+        },
     },
     manifests: {
         name: 'sapi_manifests',
@@ -84,4 +100,55 @@ export function bucketDef(name: BucketName): BucketDef {
         throw new Error(`unknown bucket ${name}`);
     }
     return def;
+}
+
+function at(value: unknown, path: readonly string[]): unknown {
+    let cur = value;
+    for (const key of path) {
+        if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) {
+            return undefined;
+        }
+        cur = (cur as Record<string, unknown>)[key];
+    }
+    return cur;
+}
+
+/**
+ * The value an index field has for `value`: for a derived field, the
+ * nested value (else the top-level copy); otherwise the top-level field.
+ * Only strings are indexed.
+ */
+export function indexFieldValue(def: BucketDef, value: Record<string, unknown>, field: string): string | null {
+    const path = def.derived?.[field];
+    const v = path ? (at(value, path) ?? value[field]) : value[field];
+    return typeof v === 'string' ? v : null;
+}
+
+/**
+ * Derived index fields whose top-level copy is missing or differs from the
+ * nested value in `value` (rows written by SAPI 2.1.2, before the copies
+ * existed). A top-level value without a nested one is left alone: it is
+ * the only place that value is kept.
+ */
+export function staleIndexCopies(def: BucketDef, value: Record<string, unknown>): string[] {
+    const out: string[] = [];
+    for (const [field, path] of Object.entries(def.derived ?? {})) {
+        const want = at(value, path);
+        if (typeof want === 'string' && value[field] !== want) {
+            out.push(field);
+        }
+    }
+    return out;
+}
+
+/** `value` with every derived index field's nested value copied to the top level. */
+export function withIndexCopies<T extends Record<string, unknown>>(def: BucketDef, value: T): T {
+    const out: Record<string, unknown> = { ...value };
+    for (const [field, path] of Object.entries(def.derived ?? {})) {
+        const want = at(value, path);
+        if (typeof want === 'string') {
+            out[field] = want;
+        }
+    }
+    return out as T;
 }

@@ -3,7 +3,9 @@
 // Moray is unreachable, so config-agent's GetConfig keeps working; writes
 // go to Moray first (a failure is a 503, nothing half-written) and then to
 // the copy. sync() refreshes the copy from Moray (at start, hourly, and on
-// POST /cache).
+// POST /cache). A copy that has never been filled completely (a new cache
+// file) is never answered from: it would answer as if the DC were empty,
+// so until the first sync ends an unreachable Moray is a 503.
 
 import type Logger from 'bunyan';
 
@@ -13,8 +15,12 @@ import type { SqliteStore } from './sqlite/index.js';
 import { copyBucket } from './copy.js';
 import { ALL, type BatchOp, type DelOptions, type Filter, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
 
+/** Set in the local copy once a sync() has copied every bucket. */
+export const CACHE_FILLED_KEY = 'cache.filled_at';
+
 export class CachedStore implements Store {
     readonly name: string;
+    private filled: boolean | null = null;
 
     constructor(
         private readonly primary: Store,
@@ -38,12 +44,20 @@ export class CachedStore implements Store {
         try {
             return await primary();
         } catch (err) {
-            if (err instanceof StoreUnavailableError) {
+            if (err instanceof StoreUnavailableError && (await this.isFilled())) {
                 this.log.warn(what, 'moray unavailable: answering from the local cache');
                 return local();
             }
             throw err;
         }
+    }
+
+    /** Whether the local copy has been filled completely at least once. */
+    private async isFilled(): Promise<boolean> {
+        if (this.filled !== true) {
+            this.filled = (await this.local.getMeta(CACHE_FILLED_KEY)) !== null;
+        }
+        return this.filled;
     }
 
     get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
@@ -97,7 +111,7 @@ export class CachedStore implements Store {
                 yield chunk;
             }
         } catch (err) {
-            if (started || !(err instanceof StoreUnavailableError)) {
+            if (started || !(err instanceof StoreUnavailableError) || !(await this.isFilled())) {
                 throw err;
             }
             this.log.warn({ bucket }, 'moray unavailable: streaming from the local cache');
@@ -148,6 +162,8 @@ export class CachedStore implements Store {
                 }
             }
         }
+        await this.local.setMeta(CACHE_FILLED_KEY, new Date().toISOString());
+        this.filled = true;
         this.log.info({ copied, dropped }, 'local cache refreshed from moray');
         return { copied, dropped };
     }

@@ -1,43 +1,74 @@
-// createStore(config): the one place a backend is chosen.
+// createStore(config): the one place a backend is chosen, and, on Moray,
+// the one place the mode is decided.
 //
-// sqlite: the embedded store, for everything.
-// moray:  proto mode runs on the embedded store; SetMode full migrates every
-//         object into Moray, then serves from Moray with the embedded file
-//         as its local cache (GetConfig keeps working while Moray is down).
+// sqlite: the embedded store, for everything; the mode is kept in it.
+// moray:  Moray is the authority. What it holds decides the mode: the
+//         `mode` setting SAPI-TS keeps there, or full mode for the buckets
+//         SAPI 2.1.2 left (it used Moray only in full mode). The `mode`
+//         config key only seeds a Moray that has never held SAPI's data.
+//         In proto mode the embedded store holds everything, until SetMode
+//         full migrates it into Moray. In full mode reads go to Moray and the
+//         embedded store is its local cache, which answers only while Moray
+//         is unreachable and only once it has been filled; it records the
+//         mode but never decides it. A service that starts while Moray is
+//         unreachable and has no filled cache answers 503 until Moray
+//         answers, then goes on as if it had just started.
 
 import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
-import type { Ctx } from '../model/context.js';
+import type { Mode } from '../model/types.js';
 import { ALL_BUCKETS } from './buckets.js';
-import { CachedStore } from './cached.js';
+import { CACHE_FILLED_KEY, CachedStore } from './cached.js';
 import { copyBucket } from './copy.js';
+import type { BucketStatus } from './moray/buckets-init.js';
 import { MorayStore } from './moray/index.js';
 import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
 import type { Store } from './store.js';
+import { SwitchingStore } from './switching.js';
 
 export interface StoreSetup {
-    /** The store to serve with now. */
+    /** The store to serve with (its backend may change; the object does not). */
     store: Store;
-    /** SetMode proto → full (moray backend): migrate, then switch ctx.store. */
-    migrateToFull?: (ctx: Ctx) => Promise<void>;
+    /**
+     * The mode to start in, when the backend decides it (Moray); absent:
+     * the mode kept in the store (embedded backend).
+     */
+    mode?: Mode;
+    /** Settles with the mode once Moray has answered, when `mode` is provisional. */
+    resolved?: Promise<Mode>;
+    /** SetMode proto → full (moray backend): migrate, then serve from Moray. */
+    migrateToFull?: () => Promise<void>;
     /** POST /cache. */
     syncCache?: () => Promise<void>;
-    /** Stop timers (the stores are closed by the app). */
+    /** Moray bucket setup, reindex and backfill progress; null without Moray. */
+    status?: () => Record<string, BucketStatus> | null;
+    /** Stop timers and background work. */
     stop(): void;
+    /** Close every store this setup opened. */
+    close(): Promise<void>;
 }
 
 const CACHE_REFRESH_MS = 60 * 60 * 1000;
 const MIGRATION_KEY = 'migration.done';
+const MODE_KEY = 'mode';
 
-export async function createStore(config: SapiConfig, log: Logger): Promise<StoreSetup> {
+export interface CreateStoreOptions {
+    /** How long start-up waits for Moray to answer (default 10 s, as 2.1.2). */
+    morayWaitMs?: number;
+    /** Between attempts to reach Moray after that (default 1 s, doubling to 10 s). */
+    retryMs?: number;
+}
+
+export async function createStore(config: SapiConfig, log: Logger, opts: CreateStoreOptions = {}): Promise<StoreSetup> {
     const local = new SqliteStore({ path: config.store.path });
     await local.init();
     if (config.store.backend === 'sqlite') {
         log.info({ path: config.store.path }, 'embedded store open');
-        return { store: local, stop: () => undefined };
+        return { store: local, stop: () => undefined, close: () => local.close() };
     }
+    const waitMs = opts.morayWaitMs ?? 10_000;
 
     const m = config.moray ?? {};
     const moray = new MorayStore({
@@ -48,24 +79,21 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
             connectTimeoutMs: 1000,
         },
         log: log.child({ component: 'moray' }),
-        // 2.1.2 waits 10 s for Moray, then serves from the local cache.
-        initTimeoutMs: 10_000,
+        initTimeoutMs: waitMs,
     });
     const cached = new CachedStore(moray, local, log.child({ component: 'cache' }));
     let timer: NodeJS.Timeout | null = null;
+    let stopped = false;
     const startRefresh = (): void => {
+        if (timer || stopped) {
+            return;
+        }
         const refresh = (): void => {
             cached.sync().catch((err: unknown) => log.warn({ err }, 'local cache refresh failed'));
         };
         refresh();
         timer = setInterval(refresh, CACHE_REFRESH_MS);
         timer.unref();
-    };
-    const stop = (): void => {
-        if (timer) clearInterval(timer);
-    };
-    const syncCache = async (): Promise<void> => {
-        await cached.sync();
     };
 
     // Multi-DC: a non-empty master_host is the master DC's Moray.
@@ -74,7 +102,7 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
         ? new MorayStore({
               connect: { host: masterHost, port: Number(m.master_port || 2020), connectTimeoutMs: 1000 },
               log: log.child({ component: 'moray-master' }),
-              initTimeoutMs: 10_000,
+              initTimeoutMs: waitMs,
           })
         : null;
     const full = async (): Promise<Store> => {
@@ -85,28 +113,113 @@ export async function createStore(config: SapiConfig, log: Logger): Promise<Stor
         return new MultiDcStore(cached, master);
     };
 
-    const localMode = await local.getMeta('mode');
-    if (localMode === 'full' || config.mode === 'full') {
-        await moray.init().catch((err: unknown) => log.warn({ err }, 'moray not ready yet: serving from the local cache'));
-        startRefresh();
-        log.info({ master: masterHost ?? null }, 'full mode on moray, with the embedded store as local cache');
-        return { store: await full(), syncCache, stop };
-    }
+    const store = new SwitchingStore(null);
+    const localMode = await local.getMeta(MODE_KEY);
+    const cacheFilled = (await local.getMeta(CACHE_FILLED_KEY)) !== null;
 
-    log.info({ path: config.store.path }, 'proto mode on the embedded store; moray is used after SetMode full');
-    return {
-        store: local,
-        syncCache,
-        stop,
-        migrateToFull: async (ctx: Ctx) => {
+    /** Serve in full mode from Moray (and record the mode in both stores). */
+    const goFull = async (morayAnswered = true): Promise<Mode> => {
+        const setUp = moray.init();
+        if (morayAnswered) {
+            await setUp.catch((err: unknown) => log.warn({ err }, 'moray buckets not set up yet: setup goes on in the background'));
+            await moray.setMeta(MODE_KEY, 'full').catch((err: unknown) => log.warn({ err }, 'could not record full mode in moray yet'));
+        } else {
+            setUp.catch(() => undefined);
+        }
+        await local.setMeta(MODE_KEY, 'full');
+        store.switchTo(await full());
+        startRefresh();
+        log.info({ master: masterHost ?? null, cacheFilled }, 'full mode on moray, with the embedded store as local cache');
+        return 'full';
+    };
+    const goProto = async (): Promise<Mode> => {
+        await local.setMeta(MODE_KEY, 'proto');
+        store.switchTo(local);
+        log.info({ path: config.store.path }, 'proto mode on the embedded store; moray is used after SetMode full');
+        return 'proto';
+    };
+    /** Moray answered `stored`: decide, and serve accordingly. */
+    const decide = async (stored: Mode | null): Promise<Mode> => {
+        if (stored !== null) {
+            log.info({ mode: stored }, 'mode read from moray');
+            // Recorded every time: SAPI 2.1.2's data carries no record.
+            return stored === 'full' ? goFull() : goProto();
+        }
+        // A Moray that has never held SAPI's data: the config seeds the mode.
+        const seed = config.mode ?? 'proto';
+        log.info({ mode: seed }, 'moray holds no SAPI data: mode seeded from the config');
+        return seed === 'full' ? goFull() : goProto();
+    };
+
+    const setup: StoreSetup = {
+        store,
+        stop: () => {
+            stopped = true;
+            if (timer) clearInterval(timer);
+        },
+        close: async () => {
+            setup.stop();
+            await moray.close();
+            await master?.close();
+            await local.close();
+        },
+        status: () => moray.initializer?.status() ?? null,
+        syncCache: async () => {
+            await cached.sync();
+        },
+        migrateToFull: async () => {
             await moray.init();
+            // Until the copy is complete, Moray says proto (its objects are not yet the truth).
+            await moray.setMeta(MODE_KEY, 'proto');
             await migrate(local, moray, log);
-            await moray.setMeta('mode', 'full');
-            await local.setMeta('mode', 'full');
-            ctx.store = await full();
+            await moray.setMeta(MODE_KEY, 'full');
+            await local.setMeta(MODE_KEY, 'full');
+            store.switchTo(await full());
             startRefresh();
         },
     };
+
+    let first: Mode | null | undefined;
+    try {
+        first = await moray.storedMode(waitMs);
+    } catch (err) {
+        log.warn({ err }, 'moray does not answer at start-up');
+    }
+    if (first !== undefined) {
+        setup.mode = await decide(first);
+        return setup;
+    }
+
+    // Moray is unreachable. What the cache recorded stands in until it answers.
+    if (localMode === 'full' && cacheFilled) {
+        setup.mode = await goFull(false);
+        log.warn('moray unreachable: serving from the local cache until it answers');
+        return setup;
+    }
+    if (localMode === 'proto' || (localMode === null && config.mode === 'proto')) {
+        // Proto mode never needs Moray (a headnode brings SAPI up before Moray exists).
+        setup.mode = await goProto();
+        return setup;
+    }
+    log.warn({ cacheFilled, localMode }, 'moray unreachable and nothing cached: answering 503 until moray answers');
+    setup.mode = 'full';
+    setup.resolved = (async (): Promise<Mode> => {
+        let delay = opts.retryMs ?? 1000;
+        for (;;) {
+            if (stopped) {
+                return setup.mode as Mode;
+            }
+            try {
+                const stored = await moray.storedMode(waitMs);
+                return await decide(stored);
+            } catch (err) {
+                log.warn({ err, retryInMs: delay }, 'moray still unreachable');
+            }
+            await new Promise((r) => setTimeout(r, delay).unref());
+            delay = Math.min(delay * 2, 10_000);
+        }
+    })();
+    return setup;
 }
 
 /**

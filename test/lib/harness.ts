@@ -14,7 +14,7 @@ import type { Deployer } from '../../lib/deploy/deployer.js';
 import { createDeployers } from '../../lib/deploy/index.js';
 import type { Ctx } from '../../lib/model/context.js';
 import type { InstanceType } from '../../lib/model/types.js';
-import { createStore, type StoreSetup } from '../../lib/stor/index.js';
+import { createStore, type CreateStoreOptions, type StoreSetup } from '../../lib/stor/index.js';
 import { SqliteStore } from '../../lib/stor/sqlite/index.js';
 import type { Store } from '../../lib/stor/store.js';
 
@@ -37,6 +37,8 @@ export interface StartOpts {
     keepDir?: boolean;
     /** Build the store as bin/sapi.ts does (createStore: sqlite or moray + cache). */
     viaCreateStore?: boolean;
+    /** With viaCreateStore: how long start-up waits for Moray, and so on. */
+    storeOptions?: CreateStoreOptions;
 }
 
 export function testLog(): bunyan {
@@ -55,7 +57,7 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
     let store = opts.store;
     let hooks: StoreSetup | undefined;
     if (!store && opts.viaCreateStore) {
-        hooks = await createStore(config, log);
+        hooks = await createStore(config, log, opts.storeOptions);
         store = hooks.store;
     }
     if (!store) {

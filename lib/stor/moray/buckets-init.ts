@@ -4,16 +4,22 @@
 //   2. for each bucket definition: create it if missing (with
 //      `options.version`), else update it when the stored version is older;
 //   3. reindex updated buckets, `reindexObjects` in a loop until a call
-//      processes nothing.
+//      processes nothing;
+//   4. backfill buckets with derived index fields (backfill.ts) unless
+//      `sapi_meta` says that was done for this version: a bucket this
+//      process creates starts done; any other (SAPI 2.1.2's, or one an
+//      earlier SAPI-TS upgraded without it) is backfilled.
 //
 // Every Moray call is retried with exponential backoff until it succeeds
 // (or stop() is called). Until a bucket's reindex is complete, the index
 // fields it adds are reported by pendingFields(): the store must not trust
 // them in a server-side filter (rows written before the update are not in
-// the new index yet), and filters on them client-side instead.
+// the new index yet), and filters on them client-side instead. Derived
+// fields stay pending until their backfill is done.
 
 import type { BucketDef, IndexDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
+import { finishedState, loadBackfillState, runBackfill, saveBackfillState, type BackfillProgress, type BackfillState } from './backfill.js';
 import { type MorayBucket, type MorayBucketConfig, type MorayClient, MorayRequestError } from './client.js';
 
 /** The part of a bunyan logger this module uses. */
@@ -28,9 +34,11 @@ export interface MorayBucketDef {
     name: string;
     index: Record<string, IndexDef>;
     version: number;
+    /** Index fields copied from nested values (see buckets.ts). */
+    derived?: Record<string, readonly string[]> | undefined;
 }
 
-export type BucketPhase = 'unknown' | 'reindexing' | 'ready';
+export type BucketPhase = 'unknown' | 'reindexing' | 'backfilling' | 'ready';
 
 export interface BucketStatus {
     phase: BucketPhase;
@@ -40,6 +48,8 @@ export interface BucketStatus {
     pendingFields: string[];
     /** Rows reindexed by this process. */
     reindexed: number;
+    /** The derived-field backfill, for buckets that have derived fields. */
+    backfill: BackfillProgress | null;
 }
 
 export interface BucketsInitOptions {
@@ -48,6 +58,10 @@ export interface BucketsInitOptions {
     log?: InitLogger | undefined;
     /** Rows per reindexObjects call (default 100). */
     reindexBatchSize?: number | undefined;
+    /** Rows per backfill batch (default 200). */
+    backfillBatchSize?: number | undefined;
+    /** The bucket holding service settings and backfill progress. */
+    metaBucket?: string | undefined;
     /** Backoff between retries (default 100 ms doubling to 5 s). */
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
@@ -91,6 +105,8 @@ export class BucketsInitializer {
     private readonly defs: MorayBucketDef[];
     private readonly log: InitLogger;
     private readonly batchSize: number;
+    private readonly backfillBatchSize: number;
+    private readonly metaBucket: string;
     private readonly minDelay: number;
     private readonly maxDelay: number;
     private readonly legacy: readonly string[];
@@ -103,9 +119,11 @@ export class BucketsInitializer {
 
     constructor(opts: BucketsInitOptions) {
         this.client = opts.client;
-        this.defs = opts.buckets.map((b) => ({ name: b.name, index: b.index, version: b.version }));
+        this.defs = opts.buckets.map((b) => ({ name: b.name, index: b.index, version: b.version, derived: b.derived }));
         this.log = opts.log ?? nullLog;
         this.batchSize = opts.reindexBatchSize ?? 100;
+        this.backfillBatchSize = opts.backfillBatchSize ?? 200;
+        this.metaBucket = opts.metaBucket ?? 'sapi_meta';
         this.minDelay = opts.retryMinDelayMs ?? 100;
         this.maxDelay = opts.retryMaxDelayMs ?? 5000;
         this.legacy = opts.legacyBuckets ?? ['sapi_history'];
@@ -116,6 +134,7 @@ export class BucketsInitializer {
                 // Until Moray tells us, no index is trusted but the key's.
                 pendingFields: Object.keys(def.index).filter((f) => f !== 'uuid'),
                 reindexed: 0,
+                backfill: null,
             });
         }
     }
@@ -152,7 +171,7 @@ export class BucketsInitializer {
         return this.setup.promise;
     }
 
-    /** Resolves when every bucket is set up and fully reindexed. */
+    /** Resolves when every bucket is set up, fully reindexed and backfilled. */
     reindexDone(): Promise<void> {
         return this.reindex.promise;
     }
@@ -195,14 +214,23 @@ export class BucketsInitializer {
             }
         }
         const toReindex: MorayBucketDef[] = [];
+        const created = new Set<string>();
+        /** Per bucket: the fields pending whatever the backfill says. */
+        const indexing = new Map<string, string[]>();
         for (const def of this.defs) {
-            const b = await this.retrying(`set up bucket ${def.name}`, () => this.setupBucket(def));
+            const { bucket: b, created: isNew } = await this.retrying(`set up bucket ${def.name}`, () => this.setupBucket(def));
+            if (isNew) {
+                created.add(def.name);
+            }
             const state = this.states.get(def.name) as BucketStatus;
             state.version = b.version;
             const active = reindexFields(b);
             // Fields we index that Moray does not (a newer SAPI's bucket) stay pending.
             const missing = Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index));
-            state.pendingFields = [...new Set([...active, ...missing])];
+            // Derived fields stay pending until the backfill state is known.
+            const derived = Object.keys(def.derived ?? {});
+            indexing.set(def.name, [...new Set([...active, ...missing])]);
+            state.pendingFields = [...new Set([...active, ...missing, ...derived])];
             if (Object.keys(b.reindexActive).length > 0) {
                 state.phase = 'reindexing';
                 toReindex.push(def);
@@ -210,33 +238,101 @@ export class BucketsInitializer {
                 state.phase = 'ready';
             }
         }
+        // Which buckets still need their derived fields backfilled.
+        const toBackfill: { def: MorayBucketDef; from: BackfillState | null }[] = [];
+        for (const def of this.defs) {
+            if (!def.derived || Object.keys(def.derived).length === 0) {
+                continue;
+            }
+            const state = this.states.get(def.name) as BucketStatus;
+            let saved: BackfillState | null;
+            if (created.has(def.name)) {
+                saved = finishedState(def.version);
+                await this.retrying(`record backfill of ${def.name}`, () =>
+                    saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState),
+                );
+            } else {
+                saved = await this.retrying(`read backfill state of ${def.name}`, () =>
+                    loadBackfillState(this.client, this.metaBucket, def.name),
+                );
+            }
+            if (saved?.done && saved.version >= def.version) {
+                state.backfill = { ...saved, rate: 0 };
+                state.pendingFields = indexing.get(def.name) ?? [];
+            } else {
+                state.phase = state.phase === 'ready' ? 'backfilling' : state.phase;
+                toBackfill.push({ def, from: saved });
+            }
+        }
         this.setup.resolve();
         this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
         for (const def of toReindex) {
-            await this.reindexBucket(def);
+            await this.reindexBucket(def, toBackfill.some((x) => x.def.name === def.name));
+        }
+        for (const { def, from } of toBackfill) {
+            await this.backfillBucket(def, from);
         }
         this.reindex.resolve();
     }
 
+    private async backfillBucket(def: MorayBucketDef, from: BackfillState | null): Promise<void> {
+        const state = this.states.get(def.name) as BucketStatus;
+        state.phase = 'backfilling';
+        this.log.info(
+            { bucket: def.name, fields: Object.keys(def.derived ?? {}), resumeAfterId: from?.version === def.version ? from.lastId : 0 },
+            'backfilling derived index fields',
+        );
+        let lastLog = 0;
+        const done = await runBackfill(
+            {
+                client: this.client,
+                def: def as BucketDef,
+                metaBucket: this.metaBucket,
+                batchSize: this.backfillBatchSize,
+                retrying: (what, fn) => this.retrying(what, fn),
+                onProgress: (p) => {
+                    state.backfill = p;
+                    if (Date.now() - lastLog >= 5000) {
+                        lastLog = Date.now();
+                        this.log.info(
+                            { bucket: def.name, scanned: p.scanned, rewritten: p.rewritten, lastId: p.lastId, rowsPerSecond: p.rate },
+                            'backfilling derived index fields: progress',
+                        );
+                    }
+                },
+            },
+            from,
+        );
+        const derived = new Set(Object.keys(def.derived ?? {}));
+        state.pendingFields = state.pendingFields.filter((f) => !derived.has(f));
+        state.phase = 'ready';
+        this.log.info(
+            { bucket: def.name, scanned: done.scanned, rewritten: done.rewritten, rowsPerSecond: state.backfill?.rate ?? 0 },
+            'backfilling derived index fields: done',
+        );
+    }
+
     /** Create or update one bucket; returns it as Moray now has it. */
-    private async setupBucket(def: MorayBucketDef): Promise<MorayBucket> {
+    private async setupBucket(def: MorayBucketDef): Promise<{ bucket: MorayBucket; created: boolean }> {
         const cfg = bucketConfig(def);
         let b = await this.client.getBucket(def.name);
         if (!b) {
+            let created = true;
             try {
                 await this.client.createBucket(def.name, cfg);
                 this.log.info({ bucket: def.name, version: def.version }, 'created moray bucket');
             } catch (err) {
-                // Another SAPI created it first: fine.
+                // Another SAPI created it first: fine (it records the backfill).
                 if (!(err instanceof MorayRequestError && err.morayName === 'BucketConflictError')) {
                     throw err;
                 }
+                created = false;
             }
             b = await this.client.getBucket(def.name);
             if (!b) {
                 throw new StoreUnavailableError(`moray bucket ${def.name} missing right after creation`);
             }
-            return b;
+            return { bucket: b, created };
         }
         if (b.version < def.version) {
             try {
@@ -261,10 +357,10 @@ export class BucketsInitializer {
                 'moray bucket is newer than this SAPI; leaving it as is',
             );
         }
-        return b;
+        return { bucket: b, created: false };
     }
 
-    private async reindexBucket(def: MorayBucketDef): Promise<void> {
+    private async reindexBucket(def: MorayBucketDef, backfillFollows: boolean): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
         for (;;) {
@@ -280,13 +376,15 @@ export class BucketsInitializer {
                 'reindexing moray bucket: progress',
             );
         }
-        // The reindex is complete: only fields Moray does not index stay pending.
+        // The reindex is complete: only fields Moray does not index stay
+        // pending, and derived fields until their backfill is done.
         const b = await this.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
+        const derived = backfillFollows ? Object.keys(def.derived ?? {}) : [];
         state.pendingFields = b
-            ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index))])]
+            ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index)), ...derived])]
             : state.pendingFields;
         state.version = b?.version ?? state.version;
-        state.phase = 'ready';
+        state.phase = backfillFollows ? 'backfilling' : 'ready';
         this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
     }
 

@@ -6,7 +6,7 @@
 
 import { createRequire } from 'node:module';
 
-import type { BucketDef } from '../buckets.js';
+import { indexFieldValue, type BucketDef } from '../buckets.js';
 import type { Filter, JsonObject } from '../store.js';
 
 const require = createRequire(import.meta.url);
@@ -156,20 +156,21 @@ export function withoutFields(f: Filter, fields: ReadonlySet<string>): Filter {
 
 /**
  * Evaluate `f` against a stored value, as the SQLite backend does: index
- * fields hold strings; anything else never equals a filter value.
+ * fields hold strings (derived fields are read where the data really is);
+ * anything else never equals a filter value.
  */
-export function matchesValue(f: Filter, value: JsonObject): boolean {
+export function matchesValue(f: Filter, value: JsonObject, def: BucketDef): boolean {
     if ('all' in f) {
         return true;
     }
     if ('eq' in f) {
-        return value[f.eq.field] === f.eq.value;
+        return indexFieldValue(def, value, f.eq.field) === f.eq.value;
     }
     if ('in' in f) {
-        const v = value[f.in.field];
-        return typeof v === 'string' && f.in.values.includes(v);
+        const v = indexFieldValue(def, value, f.in.field);
+        return v !== null && f.in.values.includes(v);
     }
-    return f.and.every((p) => matchesValue(p, value));
+    return f.and.every((p) => matchesValue(p, value, def));
 }
 
 /** Parse a Moray filter string (for tests and diagnostics). */

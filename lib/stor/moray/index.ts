@@ -43,6 +43,7 @@ export interface MorayStoreOptions {
     /** Records per findObjects call when reading everything (default 1000). */
     pageSize?: number | undefined;
     reindexBatchSize?: number | undefined;
+    backfillBatchSize?: number | undefined;
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
 }
@@ -106,14 +107,13 @@ export class MorayStore implements Store {
             throw new StoreUnavailableError('moray store is closed');
         }
         if (!this.initializerRef) {
-            if (!this.clientRef) {
-                this.clientRef = createMorayClient(this.opts.connect as MorayConnectOptions);
-            }
             this.initializerRef = new BucketsInitializer({
-                client: this.clientRef,
+                client: this.ensureClient(),
                 buckets: [...this.defs, META_BUCKET],
                 log: this.opts.log,
+                metaBucket: META_BUCKET.name,
                 reindexBatchSize: this.opts.reindexBatchSize,
+                backfillBatchSize: this.opts.backfillBatchSize,
                 retryMinDelayMs: this.opts.retryMinDelayMs,
                 retryMaxDelayMs: this.opts.retryMaxDelayMs,
             });
@@ -136,6 +136,46 @@ export class MorayStore implements Store {
         } finally {
             clearTimeout(timer);
         }
+    }
+
+    private ensureClient(): MorayClient {
+        if (this.closed) {
+            throw new StoreUnavailableError('moray store is closed');
+        }
+        if (!this.clientRef) {
+            this.clientRef = createMorayClient(this.opts.connect as MorayConnectOptions);
+        }
+        return this.clientRef;
+    }
+
+    /**
+     * The mode this Moray says SAPI is in, read without setting anything
+     * up: the `mode` setting SAPI-TS keeps in `sapi_meta`; for a Moray
+     * that holds SAPI's objects but no such setting (written by SAPI
+     * 2.1.2, which only ever used Moray in full mode), "full"; null for a
+     * Moray that has never held SAPI's data. Throws StoreUnavailableError
+     * when Moray does not answer within `timeoutMs`.
+     */
+    async storedMode(timeoutMs: number): Promise<'proto' | 'full' | null> {
+        const client = this.ensureClient();
+        await client.waitConnected(timeoutMs);
+        if (await client.getBucket(META_BUCKET.name)) {
+            const r = await client.getObject(META_BUCKET.name, 'mode');
+            const v = r?.value.value;
+            if (v === 'proto' || v === 'full') {
+                return v;
+            }
+        }
+        // No mode recorded (SAPI 2.1.2 kept none; a start that set the
+        // buckets up may have stopped before recording it): SAPI's data in
+        // Moray means full mode. (A proto → full migration records proto
+        // before it copies anything, so a half-done one is not taken for it.)
+        for (const def of this.defs) {
+            if ((await client.getBucket(def.name)) && (await client.findAll(def.name, '(uuid=*)', { limit: 1 })).length > 0) {
+                return 'full';
+            }
+        }
+        return null;
     }
 
     async ping(): Promise<boolean> {
@@ -270,7 +310,7 @@ export class MorayStore implements Store {
             }
             last = Number(recs[recs.length - 1]?._id);
             const items = recs
-                .filter((r) => pending.size === 0 || matchesValue(filter, r.value))
+                .filter((r) => pending.size === 0 || matchesValue(filter, r.value, def))
                 .map((r) => toStored<T>(r));
             if (items.length > 0) {
                 yield items;

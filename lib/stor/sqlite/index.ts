@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 
 import Database from 'better-sqlite3';
 
-import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buckets.js';
+import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { whereClause } from './query.js';
@@ -80,7 +80,7 @@ export class SqliteStore implements Store {
                 );
                 for (const r of rows) {
                     const v = JSON.parse(r.value) as JsonObject;
-                    set.run(...missing.map((c) => indexValue(v[c])), r.uuid);
+                    set.run(...missing.map((c) => indexFieldValue(def, v, c)), r.uuid);
                 }
             }
         }
@@ -158,7 +158,7 @@ export class SqliteStore implements Store {
         const json = JSON.stringify(value);
         const etag = etagOf(json);
         const cols = indexColumns(def);
-        const vals = cols.map((c) => indexValue(value[c]));
+        const vals = cols.map((c) => indexFieldValue(def, value, c));
         if (current) {
             const set = ['etag = ?', 'value = ?', ...cols.map((c) => `${ident(c)} = ?`)].join(', ');
             this.stmt(`UPDATE ${ident(bucket)} SET ${set} WHERE uuid = ?`).run(etag, json, ...vals, uuid);
@@ -368,11 +368,6 @@ function omitPaths(omit: readonly string[]): string[] {
 
 function toStored<T extends JsonObject>(row: Row): Stored<T> {
     return { value: JSON.parse(row.value) as T, etag: row.etag };
-}
-
-/** Index columns hold strings; anything else is not indexed (NULL). */
-function indexValue(v: unknown): string | null {
-    return typeof v === 'string' ? v : null;
 }
 
 function asError(err: unknown): Error {

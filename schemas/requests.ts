@@ -130,6 +130,7 @@ export const ListInstances = {
         type: { type: 'string', enum: ['vm', 'agent'] },
         server_uuid: uuid,
         image_uuid: uuid,
+        unindexed: flag,
         ...paging,
     },
 } as const;

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 
 import { invalidArgument, missingKeys, missingParameter, noDeployer } from '../errors.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
+import { BUCKETS, staleIndexCopies } from '../stor/buckets.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
 import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } from '../stor/store.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
@@ -77,19 +78,23 @@ export function instanceRecords(ctx: Ctx): InstanceRecords {
 }
 
 /**
- * Agent self-adoption (agents-contract §0.3): one instance per (service,
- * server). The same uuid is an upsert of params; a new uuid replaces the
- * server's other instances of that service, carrying their metadata and
- * manifests over. Never calls CNAPI, never waits on a lock.
+ * Agent self-adoption: one instance per (service, server). The same uuid is
+ * an upsert of params; a new uuid replaces every other instance of that
+ * service on the server (SAPI 2.1.2 could leave several), carrying their
+ * metadata and manifests over. An agent that does not say its server (older
+ * agents register with just a service and a uuid) is recorded "unplaced":
+ * an upsert by uuid, replacing nothing. Never calls CNAPI, never waits on a
+ * lock.
  */
 export async function adoptAgent(ctx: Ctx, inst: Instance): Promise<Instance> {
-    const server = (inst.params as Dict).server_uuid as string;
+    const given = isPlainObject(inst.params) ? inst.params.server_uuid : undefined;
+    const server = typeof given === 'string' && given !== '' ? given : null;
     for (let attempt = 0; ; attempt++) {
         const existing = await find<Instance>(ctx.store, 'instance', inst.uuid);
         if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
             throw invalidArgument(`instance already exists: ${inst.uuid}`);
         }
-        const siblings = (await onServer(ctx, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
+        const siblings = server === null ? [] : (await onServer(ctx, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
 
         const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
         const params: Dict = {};
@@ -159,6 +164,9 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     });
     const merged = mergeAttributes(application, service, draft);
     const full = ctx.mode.current === 'full';
+    // An agent request only records (never installs) in proto mode and in
+    // the v1 view, which is what agents' own postinstall scripts send.
+    const recordOnlyAgent = service.type === 'agent' && (!full || !req.v2);
 
     // params.image_uuid on every instance, from the merged params.
     const image = merged.params.image_uuid;
@@ -167,14 +175,18 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
             throw invalidArgument('params.image_uuid must be a UUID');
         }
         draft.params = copyInto(copyInto({}, draft.params), { image_uuid: image });
-    } else if (full) {
+    } else if (full && !recordOnlyAgent) {
         throw missingKeys(['params.image_uuid']);
     }
-    if (service.type === 'agent') {
-        const server = draft.params?.server_uuid;
-        if (server === undefined || server === '') {
-            throw missingKeys(['params.server_uuid']);
-        }
+    // Agents that would be installed need their server; a record-only agent
+    // without one is recorded unplaced (`sapiadm migrate` places it later).
+    const server = draft.params?.server_uuid;
+    const unplaced = service.type === 'agent' && (server === undefined || server === '');
+    if (unplaced && !recordOnlyAgent) {
+        throw missingKeys(['params.server_uuid']);
+    }
+    if (unplaced && draft.params && 'server_uuid' in draft.params) {
+        delete draft.params.server_uuid;
     }
 
     const plan: InstancePlan = { instance: withIndexes(draft), service, application, merged };
@@ -185,7 +197,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
         // (agents-contract §0.2); so does proto mode.
         // Adoption (`exists: true`) never deploys but checks server.agents
         // whenever CNAPI is there (full mode), whatever the version.
-        if (exists && full && ctx.deployers.agent) {
+        if (exists && full && ctx.deployers.agent && !unplaced) {
             return { instance: await ctx.deployers.agent.adopt(dreq, plan) };
         }
         const deployer = full && req.v2 && !exists ? requireDeployer(ctx, 'agent') : null;
@@ -234,14 +246,23 @@ export async function getInstance(ctx: Ctx, uuid: string): Promise<Stored<Instan
 /**
  * `omit`: the top-level keys the response leaves out; when given, and the
  * store has the JSON fast path, matches come back as ready JSON text.
+ *
+ * `unindexed=true` keeps only records whose top-level index copies of
+ * params.server_uuid / params.image_uuid are missing or stale (as SAPI
+ * 2.1.2 wrote them). No store index can answer that, so the matches of the
+ * other filters are scanned in chunks and checked one by one: the answer
+ * is always streamed (paging it would rescan for every page), and the
+ * JSON fast path is not used, since it cannot see the copies it removes.
  */
 export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?: readonly string[]): Promise<ListResult<Instance>> {
-    const q = listQuery('ListInstances', params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid']);
+    const q = listQuery('ListInstances', params, ['service_uuid', 'application_uuid', 'type', 'server_uuid', 'image_uuid', 'unindexed']);
+    const onlyUnindexed = flagValue(q.unindexed);
     if (!req.v2) {
-        // v1 view: an implicit type=vm, and no type filter at all with a service_uuid.
+        // v1 view: an implicit type=vm (not for the unindexed search, which
+        // looks at every record), and no type filter at all with a service_uuid.
         if (q.service_uuid !== undefined) {
             delete q.type;
-        } else if (q.type === undefined) {
+        } else if (q.type === undefined && !onlyUnindexed) {
             q.type = 'vm';
         }
     }
@@ -259,6 +280,17 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?:
     const page = parsePaging(params);
     const master = masterStore(ctx, params);
     const store = ctx.store;
+    if (onlyUnindexed) {
+        if (page) {
+            throw invalidArgument('unindexed=true cannot be paged: leave out limit and marker (every match is streamed)');
+        }
+        const stores = [ctx.store, master].filter((s): s is Store => s !== null);
+        let total = 0;
+        for await (const chunk of streamAll(stores, filter, lacksIndexCopies)) {
+            total += chunk.length;
+        }
+        return { total, stream: streamAll(stores, filter, lacksIndexCopies) };
+    }
     if (omit && !master && store.findJson && store.iterateJson) {
         if (page) {
             return store.findJson(BUCKET_OF.instance, filter, page, omit);
@@ -277,10 +309,17 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?:
     return { total, stream: streamAll(stores, filter) };
 }
 
-async function* streamAll(stores: Store[], filter: Filter): AsyncIterable<Instance[]> {
+/** A stored record without (or with stale) top-level index copies of its params. */
+function lacksIndexCopies(inst: Instance): boolean {
+    return staleIndexCopies(BUCKETS.instances, inst).length > 0;
+}
+
+/** Every match, chunk by chunk, store after store; `keep` drops records (chunks may come out empty). */
+async function* streamAll(stores: Store[], filter: Filter, keep?: (inst: Instance) => boolean): AsyncIterable<Instance[]> {
     for (const store of stores) {
         for await (const chunk of store.iterate<Instance>(BUCKET_OF.instance, filter, 1000)) {
-            yield chunk.map((s) => s.value);
+            const values = chunk.map((s) => s.value);
+            yield keep ? values.filter(keep) : values;
         }
     }
 }

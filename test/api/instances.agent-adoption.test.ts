@@ -98,14 +98,33 @@ t.test('a new uuid for the same (service, server) replaces the old instance, car
     t.equal(cfg.body.metadata.INSTANCE_UUID, newUuid);
 });
 
-t.test('an agent instance needs params.server_uuid → 409', async (t) => {
+t.test('an agent without params.server_uuid: recorded unplaced when record-only, 409 when it would be installed', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
     const svc = await anAgentService(h, app.uuid);
-    const r = await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, uuid: randomUUID(), params: { image_uuid: randomUUID() } } });
+    // What agents older than AGENT-1087 send from their postinstall: no params, no Accept-Version.
+    const uuid = randomUUID();
+    const old = await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, uuid } });
+    t.equal(old.status, 200, 'proto mode, v1: recorded');
+    t.equal(old.body.uuid, uuid);
+    t.notOk(old.body.params?.server_uuid, 'unplaced: no server');
+    const again = await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, uuid } });
+    t.equal(again.status, 200, 'the same request again is an upsert');
+    t.equal((await h.call('GET', `/instances?service_uuid=${svc.uuid}`)).body.length, 1, 'one record');
+    t.equal((await h.call('GET', `/configs/${uuid}`)).status, 200, 'config-agent can fetch its config');
+    const v2proto = await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, uuid: randomUUID() }, version: '~2' });
+    t.equal(v2proto.status, 200, 'proto mode, v2: record only, so recorded too');
+
+    const full = await startSapi({ config: { mode: 'full' } });
+    t.teardown(full.close);
+    const fapp = await anApplication(full);
+    const fsvc = await anAgentService(full, fapp.uuid);
+    const r = await full.call('POST', '/instances', { body: { service_uuid: fsvc.uuid, uuid: randomUUID(), params: { image_uuid: randomUUID() } }, version: '~2' });
     isError(t, r, 409, 'MissingParameter', /server_uuid/);
-    t.strictSame((await h.call('GET', `/instances?service_uuid=${svc.uuid}`)).body, [], 'nothing was written');
+    t.strictSame((await full.call('GET', `/instances?service_uuid=${fsvc.uuid}`)).body, [], 'nothing was written');
+    const v1full = await full.call('POST', '/instances', { body: { service_uuid: fsvc.uuid, uuid: randomUUID() } });
+    t.equal(v1full.status, 200, 'full mode, v1 (an agent registering itself): recorded');
 });
 
 t.test('D10 still holds for uuids that are not an agent instance of the same service', async (t) => {

@@ -126,8 +126,8 @@ t.test('image_uuid defaults from the merged params and follows UpgradeInstance',
     t.equal(badParams.body.message, 'params.image_uuid must be a UUID');
 });
 
-t.test('agent instances need params.server_uuid', async (t) => {
-    const h = await startSapi();
+t.test('agent instances that would be installed need params.server_uuid', async (t) => {
+    const h = await startSapi({ config: { mode: 'full' } });
     t.teardown(h.close);
     const app = await anApplication(h);
     const svc = await aService(h, app.uuid, { name: 'cmon-agent', type: 'agent', params: { image_uuid: randomUUID() } });

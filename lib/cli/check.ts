@@ -1,6 +1,6 @@
 // sapiadm check server-agents: report agent drift between SAPI and CNAPI
 // server.agents and, with --fix, make SAPI's records match the servers:
-// refresh server.agents first (§0.10), re-read, then record, forget or
+// refresh server.agents first (it may be stale), re-read, then record, forget or
 // update instances (records only; nothing is installed or removed).
 
 import type { Command } from 'commander';
@@ -37,10 +37,20 @@ export function define(cli: Cli, cmd: Command): void {
         .addHelpText(
             'after',
             `
+Left over from SAPI 2.1.2, and reported as such:
+  unplaced    agent instances without params.server_uuid (agents that
+              registered before they reported their server). \`sapiadm
+              migrate\` fills params.server_uuid from the server whose
+              server.agents has the instance's uuid.
+  duplicates  several instances of one agent service on one server. The
+              agent's next adoption replaces them with its own instance.
+
 --fix changes SAPI records only (no agent is installed or removed): it records
-agents found on a server (as the agent's own postinstall would), forgets
-records of agents a server does not have and of servers CNAPI no longer knows
-or reports as not set up, and sets params.image_uuid to what the server runs.
+agents found on a server (as the agent's own postinstall would; for an
+unplaced instance that sets its server), forgets records of agents a server
+does not have and of servers CNAPI no longer knows or reports as not set up,
+keeps the one of duplicate instances that server.agents reports and forgets
+the others, and sets params.image_uuid to what the server runs.
 Outdated agents need a rollout; the report prints the command.
 
 Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
@@ -116,7 +126,7 @@ async function analyze(api: SapiApi, cnapi: CnapiClient, only: string[] | undefi
     return analyzeDrift(only ? { services, instances, servers, only } : { services, instances, servers });
 }
 
-/** CNAPI refresh-agents for the servers --fix will touch (§0.10: 404 = not supported). */
+/** CNAPI refresh-agents for the servers --fix will touch (a 404 means this CNAPI has no such route). */
 async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: boolean): Promise<void> {
     const say = (m: string): void => (json ? cli.warn(m) : cli.out(`  ${m}`));
     const targets = report.servers.filter((s) => s.state === 'setup' && s.findings.some((f) => f.fix)).map((s) => s.uuid);
@@ -166,6 +176,14 @@ async function apply(api: SapiApi, fix: Fix): Promise<ActionResult> {
                 await api.updateInstanceParams(fix.instance, { image_uuid: fix.image_uuid });
                 message = `set image of instance ${fix.instance} to ${fix.image_uuid}`;
                 break;
+            case 'forget-duplicates':
+                for (const uuid of fix.instances) {
+                    await api.del(`/instances/${uuid}`, { v1: true });
+                }
+                message =
+                    `forgot duplicate ${fix.service} ${fix.instances.length === 1 ? 'instance' : 'instances'} ${fix.instances.join(', ')}` +
+                    ` on server ${fix.server_uuid}; kept ${fix.keep}, the one server.agents reports`;
+                break;
         }
         return { fix, ok: true, message };
     } catch (err) {
@@ -196,6 +214,7 @@ export function printReport(cli: Cli, r: DriftReport): void {
         block('services and instances', r.general);
     }
     outdatedSummary(cli, r);
+    leftoverSummary(cli, r);
     const clean = r.servers.filter((s) => s.findings.every((f) => f.note)).length;
     const drifted = new Set(r.servers.filter((s) => s.findings.some((f) => !f.note)).map((s) => s.uuid)).size;
     cli.out(
@@ -204,6 +223,27 @@ export function printReport(cli: Cli, r: DriftReport): void {
             : `${plural(r.drift, 'issue')}${drifted > 0 ? ` on ${plural(drifted, 'server')}` : ''}` +
                   ` (${clean} of ${plural(r.servers.length, 'server')} clean, ${r.fixable} fixable with --fix).`,
     );
+}
+
+/** What SAPI 2.1.2 left behind, in two lines (the findings above list each case). */
+function leftoverSummary(cli: Cli, r: DriftReport): void {
+    if (r.unplaced.length > 0) {
+        const found = r.unplaced.filter((u) => u.server_uuid).length;
+        cli.out(
+            `unplaced: ${plural(r.unplaced.length, 'agent instance')} without params.server_uuid (${found} found in a server's server.agents);` +
+                ' `sapiadm migrate --cnapi-url URL` fills params.server_uuid from CNAPI server.agents',
+        );
+    }
+    if (r.duplicates.length > 0) {
+        const extra = r.duplicates.reduce((n, d) => n + d.instances.length - 1, 0);
+        cli.out(
+            `duplicates: ${plural(extra, 'extra agent instance')} in ${plural(r.duplicates.length, 'group')} of one agent on one server;` +
+                " each agent's next adoption replaces them, --fix forgets them now (keeping the one server.agents reports)",
+        );
+    }
+    if (r.unplaced.length > 0 || r.duplicates.length > 0) {
+        cli.out('');
+    }
 }
 
 /** One rollout command per (service, image) covering every outdated server. */

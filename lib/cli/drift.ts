@@ -1,7 +1,12 @@
 // Agent drift: what SAPI intends (type=agent instances, agent services'
-// params.image_uuid) against what CNAPI says is installed (server.agents),
-// agents-contract.md §0.1 and §0.9. Pure: the check command gathers the
+// params.image_uuid) against what CNAPI says is installed (server.agents,
+// the truth about what runs). Pure: the check command gathers the
 // data, this module finds the differences and the fix for each.
+//
+// Two leftovers of SAPI 2.1.2 are reported as such: agent instances with
+// no params.server_uuid ("unplaced": agents that registered before they
+// reported their server), and several instances of one agent service on
+// one server (2.1.2 added one per registration instead of replacing).
 
 import type { CnapiAgent, CnapiServer } from '../clients/cnapi.js';
 import type { Instance, Service } from '../model/types.js';
@@ -11,12 +16,13 @@ export type FindingKind =
     | 'missing-in-sapi'
     | 'missing-on-server'
     | 'uuid-mismatch'
+    | 'duplicate'
     | 'image-mismatch'
     | 'outdated'
     | 'service-without-image'
     | 'server-gone'
     | 'server-not-setup'
-    | 'instance-without-server'
+    | 'unplaced'
     | 'unknown-agent';
 
 /** What `--fix` does about a finding (SAPI records only; nothing is installed). */
@@ -28,7 +34,9 @@ export type Fix =
     /** DELETE /servers/:uuid/instances (TRITON-416). */
     | { op: 'forget-server'; server_uuid: string }
     /** PUT /instances/:uuid {params: {image_uuid}}. */
-    | { op: 'set-image'; instance: string; image_uuid: string };
+    | { op: 'set-image'; instance: string; image_uuid: string }
+    /** DELETE /instances/:uuid without Accept-Version for each of `instances` (records only), keeping `keep`. */
+    | { op: 'forget-duplicates'; service: string; server_uuid: string; keep: string; instances: string[] };
 
 export interface Finding {
     kind: FindingKind;
@@ -52,10 +60,31 @@ export interface ServerReport {
     findings: Finding[];
 }
 
+/** An agent instance without params.server_uuid. */
+export interface Unplaced {
+    instance: string;
+    service: string;
+    /** The server whose server.agents has an entry with this instance's uuid. */
+    server_uuid?: string;
+}
+
+/** Several instances of one agent service recorded on one server. */
+export interface Duplicates {
+    server_uuid: string;
+    service: string;
+    instances: string[];
+    /** The instance server.agents reports (may be none of `instances`). */
+    keep?: string;
+}
+
 export interface DriftReport {
     servers: ServerReport[];
     /** Findings not tied to one server (services, instances without a server). */
     general: Finding[];
+    /** Every unplaced agent instance (each also has a finding). */
+    unplaced: Unplaced[];
+    /** Every server with duplicate agent instances (each also has a finding). */
+    duplicates: Duplicates[];
     drift: number;
     fixable: number;
 }
@@ -75,27 +104,25 @@ export const LABELS: Record<FindingKind, string> = {
     'missing-in-sapi': 'missing in SAPI',
     'missing-on-server': 'missing on server',
     'uuid-mismatch': 'uuid mismatch',
+    duplicate: 'duplicates',
     'image-mismatch': 'image mismatch',
     outdated: 'outdated',
     'service-without-image': 'no image',
     'server-gone': 'server gone',
     'server-not-setup': 'server not setup',
-    'instance-without-server': 'no server_uuid',
+    unplaced: 'unplaced',
     'unknown-agent': 'unknown agent',
 };
 
 export function analyzeDrift(input: DriftInput): DriftReport {
     const general: Finding[] = [];
     const byServer = new Map<string, Instance[]>();
+    const svcByUuid = new Map(input.services.map((s) => [s.uuid, s]));
+    const unplaced: Instance[] = [];
     for (const inst of input.instances) {
         const server = param(inst, 'server_uuid');
         if (!server) {
-            general.push({
-                kind: 'instance-without-server',
-                instance: inst.uuid,
-                message: `agent instance ${inst.uuid} has no params.server_uuid (data from before SAPI 3)`,
-                commands: ['sapiadm migrate --cnapi-url URL'],
-            });
+            unplaced.push(inst);
             continue;
         }
         byServer.set(server, [...(byServer.get(server) ?? []), inst]);
@@ -116,19 +143,79 @@ export function analyzeDrift(input: DriftInput): DriftReport {
     const scope = input.only
         ? [...new Set(input.only)]
         : [...new Set([...byServer.keys(), ...input.servers.filter((s) => s.setup === true).map((s) => s.uuid)])];
-    const servers = scope.map((uuid) => serverReport(uuid, cnapi.get(uuid), byServer.get(uuid) ?? [], input.services));
+
+    // Where each unplaced instance runs: the set-up server in scope whose
+    // server.agents has an entry of its service with its uuid.
+    const placedOn = new Map<string, string>();
+    const unplacedUuids = new Map(unplaced.map((i) => [i.uuid, i]));
+    for (const uuid of scope) {
+        const cs = cnapi.get(uuid);
+        if (cs?.setup !== true) continue;
+        for (const a of Array.isArray(cs.agents) ? cs.agents : []) {
+            const inst = a.uuid ? unplacedUuids.get(a.uuid) : undefined;
+            if (inst && svcByUuid.get(inst.service_uuid)?.name === a.name && !placedOn.has(inst.uuid)) {
+                placedOn.set(inst.uuid, uuid);
+            }
+        }
+    }
+    for (const inst of unplaced) {
+        if (placedOn.has(inst.uuid)) continue; // reported with its server
+        const service = svcByUuid.get(inst.service_uuid)?.name ?? inst.service_uuid;
+        general.push({
+            kind: 'unplaced',
+            service,
+            instance: inst.uuid,
+            message: input.only
+                ? `${service} instance ${inst.uuid} has no params.server_uuid (SAPI 2.1.2 data) and none of the servers checked reports it; \`sapiadm migrate\` looks for it in every server's server.agents`
+                : `${service} instance ${inst.uuid} has no params.server_uuid (SAPI 2.1.2 data), and no server.agents entry has its uuid, so \`sapiadm migrate\` cannot place it either`,
+            commands: input.only
+                ? ['sapiadm migrate --cnapi-url URL']
+                : [`sapiadm instances delete ${inst.uuid} --record-only`, 'or once a server reports it: sapiadm migrate --cnapi-url URL'],
+        });
+    }
+
+    const servers = scope.map((uuid) => serverReport(uuid, cnapi.get(uuid), byServer.get(uuid) ?? [], input.services, unplacedUuids));
     servers.sort((a, b) => (a.hostname ?? '~').localeCompare(b.hostname ?? '~') || a.uuid.localeCompare(b.uuid));
+
+    const duplicates: Duplicates[] = [];
+    for (const [server, insts] of byServer) {
+        if (input.only && !input.only.includes(server)) continue;
+        const groups = new Map<string, Instance[]>();
+        for (const inst of insts) {
+            groups.set(inst.service_uuid, [...(groups.get(inst.service_uuid) ?? []), inst]);
+        }
+        for (const [svcUuid, group] of groups) {
+            if (group.length < 2) continue;
+            const service = svcByUuid.get(svcUuid)?.name ?? svcUuid;
+            const cs = cnapi.get(server);
+            const keep = (cs?.agents ?? []).find((a) => a.name === service)?.uuid;
+            duplicates.push({ server_uuid: server, service, instances: group.map((i) => i.uuid), ...(keep ? { keep } : {}) });
+        }
+    }
 
     const all = [...general, ...servers.flatMap((s) => s.findings)];
     return {
         servers,
         general,
+        unplaced: unplaced.map((i) => {
+            const u: Unplaced = { instance: i.uuid, service: svcByUuid.get(i.service_uuid)?.name ?? i.service_uuid };
+            const on = placedOn.get(i.uuid);
+            if (on) u.server_uuid = on;
+            return u;
+        }),
+        duplicates,
         drift: all.filter((f) => !f.note).length,
         fixable: all.filter((f) => f.fix).length,
     };
 }
 
-function serverReport(uuid: string, cs: CnapiServer | undefined, insts: Instance[], services: Service[]): ServerReport {
+function serverReport(
+    uuid: string,
+    cs: CnapiServer | undefined,
+    insts: Instance[],
+    services: Service[],
+    unplaced: Map<string, Instance>,
+): ServerReport {
     const base = { uuid, instances: insts.length };
     if (!cs || cs.setup !== true) {
         const gone = !cs;
@@ -147,10 +234,10 @@ function serverReport(uuid: string, cs: CnapiServer | undefined, insts: Instance
         }
         return report;
     }
-    return { ...base, state: 'setup', hostname: cs.hostname, findings: compareServer(cs, insts, services) };
+    return { ...base, state: 'setup', hostname: cs.hostname, findings: compareServer(cs, insts, services, unplaced) };
 }
 
-function compareServer(cs: CnapiServer, insts: Instance[], services: Service[]): Finding[] {
+function compareServer(cs: CnapiServer, insts: Instance[], services: Service[], unplaced: Map<string, Instance>): Finding[] {
     const S = cs.uuid;
     const out: Finding[] = [];
     const agents: CnapiAgent[] = Array.isArray(cs.agents) ? cs.agents : [];
@@ -182,12 +269,17 @@ function compareServer(cs: CnapiServer, insts: Instance[], services: Service[]):
         const svc = byName.get(name) as Service;
         const entry = agents.find((a) => a.name === name);
         const own = insts.filter((i) => svcByUuid.get(i.service_uuid)?.name === name);
-        out.push(...compareAgent(S, svc, entry, own));
+        const lost = entry?.uuid ? unplaced.get(entry.uuid) : undefined;
+        out.push(...compareAgent(S, svc, entry, own, lost?.service_uuid === svc.uuid ? lost : undefined));
     }
     return out;
 }
 
-function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, own: Instance[]): Finding[] {
+/**
+ * One agent service on one set-up server. `unplaced`: the SAPI instance
+ * without params.server_uuid whose uuid is the server's entry.
+ */
+function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, own: Instance[], unplaced?: Instance): Finding[] {
     const out: Finding[] = [];
     const name = svc.name;
     const at = { server_uuid: S, service: name };
@@ -217,7 +309,19 @@ function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, ow
         (entry.uuid ? ` --uuid ${entry.uuid}` : '') +
         (entry.image_uuid ? ` --image ${entry.image_uuid}` : '');
 
-    if (own.length === 0) {
+    /** The record that matches the server's entry, when there is exactly one to compare images with. */
+    let kept: Instance | undefined;
+    if (own.length === 0 && unplaced) {
+        // Recording the entry's uuid updates that record: it gets its server.
+        out.push({
+            ...at,
+            kind: 'unplaced',
+            instance: unplaced.uuid,
+            message: `${name} instance ${unplaced.uuid} has no params.server_uuid (SAPI 2.1.2 data); this server's server.agents has it, so \`sapiadm migrate\` (or --fix) records it here`,
+            commands: ['sapiadm migrate --cnapi-url URL', `or ${adoptCmd}`],
+            fix: adopt,
+        });
+    } else if (own.length === 0) {
         out.push({
             ...at,
             kind: 'missing-in-sapi',
@@ -226,36 +330,60 @@ function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, ow
             commands: [adoptCmd],
             fix: adopt,
         });
+    } else if (own.length > 1 && (!entry.uuid || own.some((i) => i.uuid === entry.uuid))) {
+        // Duplicates left by SAPI 2.1.2; the agent's next self-adoption
+        // replaces them with its own instance. --fix does not wait for it:
+        // it keeps the instance server.agents reports and forgets the rest.
+        kept = own.find((i) => i.uuid === entry.uuid);
+        const others = own.filter((i) => i !== kept).map((i) => i.uuid);
+        const finding: Finding = {
+            ...at,
+            kind: 'duplicate',
+            message:
+                `SAPI records ${own.length} ${name} instances on this server (${own.map((i) => i.uuid).join(', ')}), left by SAPI 2.1.2; ` +
+                `the agent's next adoption replaces them with its own instance` +
+                (kept ? `. server.agents reports ${kept.uuid}: --fix keeps it and forgets the others` : `. server.agents gives no uuid, so SAPI cannot tell which one is the agent`),
+            commands: kept
+                ? others.map((u) => `sapiadm instances delete ${u} --record-only`)
+                : [`sapiadm instances delete <UUID> --record-only (each one but the agent's)`],
+        };
+        if (kept) {
+            finding.instance = kept.uuid;
+            finding.fix = { op: 'forget-duplicates', service: name, server_uuid: S, keep: kept.uuid, instances: others };
+        }
+        out.push(finding);
     } else if (entry.uuid && (own.length > 1 || own[0]?.uuid !== entry.uuid)) {
         const recorded = own.map((i) => i.uuid).join(', ');
         out.push({
             ...at,
             kind: 'uuid-mismatch',
             instance: entry.uuid,
-            message: `the node's ${name} is instance ${entry.uuid} but SAPI records ${recorded} (recording it replaces those, keeping their metadata)`,
+            message: `the node's ${name} is instance ${entry.uuid} but SAPI records ${recorded} (recording it replaces ${own.length > 1 ? 'those' : 'that one'}, keeping their metadata)`,
             commands: [adoptCmd],
             fix: adopt,
         });
-    } else if (own[0]) {
-        const inst = own[0];
-        const recorded = param(inst, 'image_uuid');
+    } else {
+        kept = own[0];
+    }
+    if (kept) {
+        const recorded = param(kept, 'image_uuid');
         if (entry.image_uuid && recorded !== entry.image_uuid) {
             out.push({
                 ...at,
                 kind: 'image-mismatch',
-                instance: inst.uuid,
-                message: `${name} instance ${inst.uuid} records image ${recorded ?? '(none)'} but the server has ${entry.image_uuid}`,
+                instance: kept.uuid,
+                message: `${name} instance ${kept.uuid} records image ${recorded ?? '(none)'} but the server has ${entry.image_uuid}`,
                 commands: [
-                    `sapiadm instances update ${inst.uuid} -p image_uuid=${entry.image_uuid}`,
-                    ...(recorded ? [`or install the recorded image: sapiadm instances upgrade ${inst.uuid} ${recorded}`] : []),
+                    `sapiadm instances update ${kept.uuid} -p image_uuid=${entry.image_uuid}`,
+                    ...(recorded ? [`or install the recorded image: sapiadm instances upgrade ${kept.uuid} ${recorded}`] : []),
                 ],
-                fix: { op: 'set-image', instance: inst.uuid, image_uuid: entry.image_uuid },
+                fix: { op: 'set-image', instance: kept.uuid, image_uuid: entry.image_uuid },
             });
         }
     }
 
     const intended = param(svc, 'image_uuid');
-    const current = entry.image_uuid ?? param(own[0] ?? {}, 'image_uuid');
+    const current = entry.image_uuid ?? param(kept ?? own[0] ?? unplaced ?? {}, 'image_uuid');
     if (intended && current && current !== intended) {
         out.push({
             ...at,

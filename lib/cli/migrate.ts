@@ -1,6 +1,13 @@
-// sapiadm migrate: backfill params.server_uuid and params.image_uuid on
-// instances written by SAPI 2.1.2 (agents from CNAPI server.agents, VMs
-// from VMAPI). Idempotent: instances that have both fields are left alone.
+// sapiadm migrate: bring instances written by SAPI 2.1.2 up to date. Two
+// kinds of work, found separately and reported as such:
+//  - params-missing: params.server_uuid or params.image_uuid is absent; it
+//    is filled in from CNAPI server.agents (agents, matched by instance
+//    uuid) or from VMAPI (vms);
+//  - index-missing: params has the values but the stored record lacks the
+//    top-level index copies searches use (the server lists those records
+//    for `GET /instances?unindexed=true`); rewriting the record with the
+//    same params values makes the server write the copies.
+// An instance can need both; one update does both. Idempotent.
 
 import type { Command } from 'commander';
 
@@ -12,10 +19,16 @@ import { cnapiClient, vmapiClient } from './downstream.js';
 import { describeError, EXIT_DRIFT, EXIT_ERROR, EXIT_OK, UsageError } from './errors.js';
 import { param, plural } from './table.js';
 
+/** Why an instance needs work. */
+export type WorkKind = 'params-missing' | 'index-missing';
+
 interface Change {
     uuid: string;
     type: string;
     service: string;
+    /** What this change fixes ('params-missing' first when both). */
+    kinds: WorkKind[];
+    /** params values it adds (empty when it only rewrites the index copies). */
     set: { server_uuid?: string; image_uuid?: string };
     applied: boolean;
     error?: string;
@@ -44,8 +57,17 @@ export function define(cli: Cli, cmd: Command): void {
         .addHelpText(
             'after',
             `
-Agents: the server whose server.agents has an entry with the instance's uuid
-gives server_uuid and image_uuid. VMs: VMAPI GET /vms/:uuid gives both.
+Two kinds of work, reported per instance and counted apart:
+  params missing  params.server_uuid or params.image_uuid is absent. Agents:
+                  the server whose server.agents has an entry with the
+                  instance's uuid gives server_uuid and image_uuid. VMs:
+                  VMAPI GET /vms/:uuid gives both.
+  index missing   params has the values, but the record lacks the top-level
+                  index copies searches by server or image use (records as
+                  SAPI 2.1.2 wrote them; GET /instances?unindexed=true lists
+                  them). The record is rewritten with the same params values.
+An instance can need both; its one update does both, and it counts as
+backfilled. CNAPI and VMAPI are only needed for missing params.
 Safe to run again. Exit status: 0 done, 3 some instances could not be
 backfilled (listed), 1 API error, 2 a needed CNAPI/VMAPI URL is missing.`,
         )
@@ -53,12 +75,19 @@ backfilled (listed), 1 API error, 2 a needed CNAPI/VMAPI URL is missing.`,
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
             const dryRun = o.dryRun === true;
-            const [instances, services] = await Promise.all([api.listInstances(), api.listServices()]);
+            const [instances, services, unindexedList] = await Promise.all([
+                api.listInstances(),
+                api.listServices(),
+                api.listUnindexedInstances(),
+            ]);
             const svcs = new Map(services.map((s) => [s.uuid, s]));
+            const unindexed = new Set(unindexedList.map((i) => i.uuid));
             const typeOf = (i: Instance): string => i.type ?? svcs.get(i.service_uuid)?.type ?? 'vm';
-            const todo = instances.filter((i) => FIELDS.some((f) => !param(i, f)));
-            const agents = todo.filter((i) => typeOf(i) === 'agent');
-            const vms = todo.filter((i) => typeOf(i) !== 'agent');
+            const lacksParams = (i: Instance): boolean => FIELDS.some((f) => !param(i, f));
+            const todo = instances.filter((i) => lacksParams(i) || unindexed.has(i.uuid));
+            const needSource = todo.filter(lacksParams);
+            const agents = needSource.filter((i) => typeOf(i) === 'agent');
+            const vms = needSource.filter((i) => typeOf(i) !== 'agent');
 
             let agentIndex: AgentIndex | undefined;
             if (agents.length > 0) {
@@ -74,39 +103,73 @@ backfilled (listed), 1 API error, 2 a needed CNAPI/VMAPI URL is missing.`,
 
             const outcomes = await mapLimit(todo, PARALLEL, async (inst): Promise<Outcome> => {
                 const base = { uuid: inst.uuid, type: typeOf(inst), service: svcs.get(inst.service_uuid)?.name ?? inst.service_uuid };
-                const found =
-                    base.type === 'agent' ? fromAgents(inst, base.service, agentIndex as AgentIndex) : await fromVmapi(inst, vmapi as VmapiClient);
                 const set: Change['set'] = {};
-                for (const f of FIELDS) {
-                    const v = found.values[f];
-                    if (!param(inst, f) && v) set[f] = v;
+                let unresolved: Unresolved | undefined;
+                if (lacksParams(inst)) {
+                    const found =
+                        base.type === 'agent' ? fromAgents(inst, base.service, agentIndex as AgentIndex) : await fromVmapi(inst, vmapi as VmapiClient);
+                    for (const f of FIELDS) {
+                        const v = found.values[f];
+                        if (!param(inst, f) && v) set[f] = v;
+                    }
+                    const missing = FIELDS.filter((f) => !param(inst, f) && !set[f]);
+                    if (missing.length > 0) {
+                        const fallback = Object.keys(set).length === 0 ? 'no source for the missing fields' : 'no source';
+                        unresolved = { ...base, missing, reason: found.reason ?? fallback };
+                    }
                 }
-                const missing = FIELDS.filter((f) => !param(inst, f) && !set[f]);
-                if (Object.keys(set).length === 0) {
-                    return { unresolved: { ...base, missing, reason: found.reason ?? 'no source for the missing fields' } };
+                const kinds: WorkKind[] = [];
+                if (Object.keys(set).length > 0) kinds.push('params-missing');
+                if (unindexed.has(inst.uuid)) kinds.push('index-missing');
+                if (kinds.length === 0) {
+                    return unresolved ? { unresolved } : {};
                 }
-                const change: Change = { ...base, set, applied: false };
+                const change: Change = { ...base, kinds, set, applied: false };
                 if (!dryRun) {
+                    // The server writes the index copies on every update: the
+                    // new values are enough, and a record that only lacks its
+                    // copies gets the values its params already has.
+                    const params: Record<string, string> = { ...set };
+                    if (kinds.includes('index-missing')) {
+                        for (const f of FIELDS) {
+                            const v = set[f] ?? param(inst, f);
+                            if (v) params[f] = v;
+                        }
+                    }
                     try {
-                        await api.updateInstanceParams(inst.uuid, set);
+                        await api.updateInstanceParams(inst.uuid, params);
                         change.applied = true;
                     } catch (err) {
                         change.error = describeError(err);
                     }
                 }
-                return missing.length > 0 ? { change, unresolved: { ...base, missing, reason: found.reason ?? 'no source' } } : { change };
+                return unresolved ? { change, unresolved } : { change };
             });
 
             const changes = outcomes.flatMap((x) => (x.change ? [x.change] : []));
             const unresolved = outcomes.flatMap((x) => (x.unresolved ? [x.unresolved] : []));
             const failed = changes.filter((ch) => ch.error);
+            const counts = countChanges(changes);
             if (json) {
-                cli.json({ dry_run: dryRun, checked: instances.length, changes, unresolved });
+                cli.json({ dry_run: dryRun, checked: instances.length, ...counts, failed: failed.length, changes, unresolved });
             } else {
                 printMigration(cli, instances.length, changes, unresolved, dryRun);
             }
             cli.exitCode = failed.length > 0 ? EXIT_ERROR : unresolved.length > 0 ? EXIT_DRIFT : EXIT_OK;
         });
+}
+
+/**
+ * Changes made (or, in a dry run, planned), not counting failures:
+ * `backfilled` set params (their index copies come with them),
+ * `reindexed` only rewrote the index copies.
+ */
+function countChanges(changes: Change[]): { backfilled: number; reindexed: number } {
+    const ok = changes.filter((ch) => !ch.error);
+    return {
+        backfilled: ok.filter((ch) => ch.kinds.includes('params-missing')).length,
+        reindexed: ok.filter((ch) => !ch.kinds.includes('params-missing')).length,
+    };
 }
 
 // ---- sources
@@ -185,22 +248,46 @@ function printMigration(cli: Cli, checked: number, changes: Change[], unresolved
         return;
     }
     for (const ch of changes) {
-        const fields = Object.entries(ch.set)
-            .map(([k, v]) => `params.${k}=${v}`)
-            .join(' ');
-        const status = ch.error ? `FAILED: ${ch.error}` : dryRun ? 'would set' : 'set';
-        cli.out(`${ch.uuid} (${ch.service} ${ch.type}): ${status} ${ch.error ? '' : fields}`.trimEnd());
+        cli.out(`${ch.uuid} (${ch.service} ${ch.type}): ${ch.error ? `FAILED: ${ch.error}` : describeChange(ch, dryRun)}`);
     }
     for (const u of unresolved) {
         cli.out(`${u.uuid} (${u.service} ${u.type}): cannot backfill ${u.missing.map((m) => `params.${m}`).join(', ')}: ${u.reason}`);
     }
-    const ok = changes.filter((ch) => !ch.error).length;
-    const verb = dryRun ? 'Would backfill' : 'Backfilled';
+    const { backfilled, reindexed } = countChanges(changes);
+    const failed = changes.filter((ch) => ch.error).length;
+    let done: string;
+    if (reindexed === 0) {
+        done = `${dryRun ? 'Would backfill' : 'Backfilled'} ${plural(backfilled, 'instance')}`;
+    } else if (backfilled === 0) {
+        done = `${dryRun ? 'Would reindex' : 'Reindexed'} ${plural(reindexed, 'instance')} (index copies)`;
+    } else {
+        done =
+            `${dryRun ? 'Would backfill' : 'Backfilled'} ${plural(backfilled, 'instance')} (params)` +
+            ` and ${dryRun ? 'reindex' : 'reindexed'} ${reindexed} (index copies)`;
+    }
     cli.out(
-        `${verb} ${plural(ok, 'instance')} of ${checked}` +
+        `${done} of ${checked}` +
             (unresolved.length > 0 ? `; ${plural(unresolved.length, 'instance')} could not be backfilled` : '') +
+            (failed > 0 ? `; ${failed} failed` : '') +
             (dryRun ? ' (dry run: nothing changed).' : '.'),
     );
+}
+
+/**
+ * One instance's change: "set params.X=…" for missing params, "reindex"
+ * for missing index copies, both when both.
+ */
+function describeChange(ch: Change, dryRun: boolean): string {
+    const lacks = dryRun ? 'lacks' : 'lacked';
+    const reindex = dryRun ? 'would reindex' : 'reindexed';
+    if (!ch.kinds.includes('params-missing')) {
+        return `${reindex} (the record ${lacks} the index copies of its params)`;
+    }
+    const fields = Object.entries(ch.set)
+        .map(([k, v]) => `params.${k}=${v}`)
+        .join(' ');
+    const setPart = `${dryRun ? 'would set' : 'set'} ${fields}`;
+    return ch.kinds.includes('index-missing') ? `${setPart}; ${reindex} too (the record ${lacks} index copies)` : setPart;
 }
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -13,6 +13,8 @@ const USER_AGENT = 'sapiadm/3.0.0';
 const PAGE = 1000;
 /** Creating, upgrading or deleting a deployed instance can take a while. */
 const DEPLOY_TIMEOUT_MS = 60 * 60 * 1000;
+/** A search the server answers by scanning every record. */
+const SCAN_TIMEOUT_MS = 10 * 60 * 1000;
 
 export type Query = Record<string, QueryValue>;
 
@@ -82,6 +84,16 @@ export class SapiApi {
 
     listInstances(q: Query = {}): Promise<Instance[]> {
         return this.listAll<Instance>('/instances', q);
+    }
+
+    /**
+     * Instances whose stored record lacks (or has stale) top-level index
+     * copies of params.server_uuid / params.image_uuid: `unindexed=true`,
+     * which the server answers in one streamed response (never paged).
+     */
+    async listUnindexedInstances(q: Query = {}): Promise<Instance[]> {
+        const res = await this.http.get<Instance[]>('/instances', { query: { ...q, unindexed: true }, timeoutMs: SCAN_TIMEOUT_MS });
+        return Array.isArray(res.body) ? res.body : [];
     }
 
     async listManifests(): Promise<Manifest[]> {

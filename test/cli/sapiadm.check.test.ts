@@ -2,13 +2,20 @@
 // instances and CNAPI server.agents is reported (exit 3); --fix asks first,
 // --fix --yes refreshes server.agents and makes the records match (then the
 // check is clean); a CNAPI without refresh-agents is reported as stale.
+// On SAPI 2.1.2's data it reports unplaced agent instances (no
+// params.server_uuid) and duplicate instances of one agent on one server,
+// and --fix places the first and keeps only the reported one of the second.
 
 import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
+import type { CnapiAgent } from '../../lib/clients/cnapi.js';
 import { agentWorld } from '../lib/agent-world.js';
+import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { aService } from '../lib/fixtures.js';
+import { startSapi } from '../lib/harness.js';
+import { agentsWithoutParams, applications, duplicatePairs, imageOf, instances, serverOf, services, type DumpInstance } from '../lib/sapi-212-dump.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
 
 t.test('drift report, --fix --yes, clean afterwards', async (t) => {
@@ -131,4 +138,136 @@ t.test('drift report, --fix --yes, clean afterwards', async (t) => {
         const got = await w.h.call('GET', `/instances/${vmUuid}`, { version: '~2' });
         t.equal(got.body.params.image_uuid, VM.image, 'the record came back');
     });
+});
+
+t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and fixed', async (t) => {
+    const h = await startSapi();
+    t.teardown(h.close);
+    const cnapi = await startFakeCnapi({ taskDurationMs: 5 });
+    t.teardown(() => cnapi.close());
+
+    const dump = instances();
+    const svcs = new Map(services().map((s) => [s.uuid as string, s]));
+    for (const a of applications()) await h.store.put('sapi_applications', a);
+    for (const s of svcs.values()) await h.store.put('sapi_services', s);
+    for (const i of dump) await h.store.put('sapi_instances', i);
+    const nameOf = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { name: string }).name;
+    const svcImage = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { params: { image_uuid: string } }).params.image_uuid;
+
+    // CNAPI: one server.agents entry per agent name, the first instance
+    // recorded there; the agents registered without params run on servers
+    // that have no entry of their name.
+    const agentsOn = new Map<string, CnapiAgent[]>();
+    const install = (server: string, i: DumpInstance): void => {
+        const list = agentsOn.get(server) ?? [];
+        if (!list.some((a) => a.name === nameOf(i))) {
+            list.push({ name: nameOf(i), version: '1.0.0', uuid: i.uuid, image_uuid: imageOf(i) ?? svcImage(i) });
+            agentsOn.set(server, list);
+        }
+    };
+    for (const i of dump) {
+        const server = serverOf(i);
+        if (i.type === 'agent' && server) install(server, i);
+    }
+    const unplaced = agentsWithoutParams();
+    const placedAt = new Map<string, string>();
+    for (const i of unplaced) {
+        let server = [...agentsOn.keys()].find((s) => !(agentsOn.get(s) ?? []).some((a) => a.name === nameOf(i)));
+        if (!server) {
+            server = randomUUID();
+            agentsOn.set(server, []);
+        }
+        install(server, i);
+        placedAt.set(i.uuid, server);
+    }
+    for (const [uuid, agents] of agentsOn) cnapi.addServer({ uuid, agents });
+    // One more agent instance without params that no server runs.
+    const stray = { uuid: randomUUID(), service_uuid: (unplaced[0] as DumpInstance).service_uuid, type: 'agent' };
+    await h.store.put('sapi_instances', stray);
+
+    const pairs = duplicatePairs();
+    t.equal(pairs.length, 5, 'the dump has 5 servers with two instances of one agent');
+    const keepOf = (server: string, service: string): string =>
+        ((agentsOn.get(server) ?? []).find((a) => a.name === service) as CnapiAgent).uuid as string;
+    const wantDuplicates = pairs
+        .map((p) => {
+            const service = (svcs.get(p.service_uuid) as { name: string }).name;
+            return { server_uuid: p.server_uuid, service, instances: p.uuids, keep: keepOf(p.server_uuid, service) };
+        })
+        .sort((a, b) => a.server_uuid.localeCompare(b.server_uuid) || a.service.localeCompare(b.service));
+    const wantUnplaced = [
+        ...unplaced.map((i) => ({ instance: i.uuid, service: nameOf(i), server_uuid: placedAt.get(i.uuid) })),
+        { instance: stray.uuid, service: nameOf(stray as DumpInstance) },
+    ].sort((a, b) => a.instance.localeCompare(b.instance));
+
+    const opts = { url: h.url, env: { CNAPI_URL: cnapi.url } };
+    const [text, json] = await Promise.all([sapiadm(['check', 'server-agents'], opts), sapiadm(['--json', 'check', 'server-agents'], opts)]);
+    exits(t, text, 3);
+    exits(t, json, 3);
+
+    type Report = {
+        unplaced: { instance: string; service: string; server_uuid?: string }[];
+        duplicates: { server_uuid: string; service: string; instances: string[]; keep?: string }[];
+        general: { kind: string; instance?: string }[];
+        servers: { uuid: string; findings: { kind: string; instance?: string; fix?: { op: string } }[] }[];
+    };
+    const sortReport = (r: Report): Pick<Report, 'unplaced' | 'duplicates'> => ({
+        unplaced: [...r.unplaced].sort((a, b) => a.instance.localeCompare(b.instance)),
+        duplicates: r.duplicates
+            .map((d) => ({ ...d, instances: [...d.instances].sort() }))
+            .sort((a, b) => a.server_uuid.localeCompare(b.server_uuid) || a.service.localeCompare(b.service)),
+    });
+    const report = json.json.report as Report;
+    t.same(sortReport(report), { unplaced: wantUnplaced, duplicates: wantDuplicates }, '--json lists every unplaced instance and duplicate');
+    const findings = report.servers.flatMap((s) => s.findings.map((f) => ({ ...f, server: s.uuid })));
+    t.equal(findings.filter((f) => f.kind === 'unplaced').length, 47, 'an unplaced instance a server runs is a finding of that server');
+    t.ok(
+        findings.filter((f) => f.kind === 'unplaced').every((f) => f.fix?.op === 'adopt' && placedAt.get(f.instance as string) === f.server),
+        '… fixed by recording it there',
+    );
+    t.same(
+        report.general.filter((f) => f.kind === 'unplaced').map((f) => f.instance),
+        [stray.uuid],
+        'one no server runs is a general finding',
+    );
+    t.equal(findings.filter((f) => f.kind === 'duplicate' && f.fix?.op === 'forget-duplicates').length, 5, 'duplicates: one finding per server and agent');
+
+    const agent = unplaced[0] as DumpInstance;
+    t.match(text.stdout, /^ {2}unplaced +/m, 'labelled unplaced');
+    t.match(
+        text.stdout,
+        `${nameOf(agent)} instance ${agent.uuid} has no params.server_uuid (SAPI 2.1.2 data); this server's server.agents has it, so \`sapiadm migrate\` (or --fix) records it here`,
+    );
+    t.match(text.stdout, 'fix: sapiadm migrate --cnapi-url URL');
+    t.match(text.stdout, `${nameOf(stray as DumpInstance)} instance ${stray.uuid} has no params.server_uuid (SAPI 2.1.2 data), and no server.agents entry has its uuid`);
+    const dup = wantDuplicates[0] as { server_uuid: string; service: string; instances: string[]; keep: string };
+    const other = dup.instances.find((u) => u !== dup.keep) as string;
+    t.match(text.stdout, /^ {2}duplicates +/m, 'labelled duplicates');
+    const dupLine = text.stdout.split('\n').find((l) => l.includes(`SAPI records 2 ${dup.service} instances on this server (`) && l.includes(other)) ?? '';
+    t.ok(dupLine.includes(dup.keep), 'the duplicates line names both instances', { stdout: text.stdout });
+    t.match(dupLine, `left by SAPI 2.1.2; the agent's next adoption replaces them with its own instance. server.agents reports ${dup.keep}: --fix keeps it and forgets the others`);
+    t.match(text.stdout, `fix: sapiadm instances delete ${other} --record-only`);
+    t.match(
+        text.stdout,
+        'unplaced: 48 agent instances without params.server_uuid (47 found in a server\'s server.agents); `sapiadm migrate --cnapi-url URL` fills params.server_uuid from CNAPI server.agents',
+    );
+    t.match(text.stdout, "duplicates: 5 extra agent instances in 5 groups of one agent on one server; each agent's next adoption replaces them");
+
+    const fixed = await sapiadm(['check', 'server-agents', '--fix', '--yes'], opts);
+    t.match(fixed.stdout, `done: forgot duplicate ${dup.service} instance ${other} on server ${dup.server_uuid}; kept ${dup.keep}, the one server.agents reports`);
+    t.match(fixed.stdout, `done: recorded ${nameOf(agent)} instance ${agent.uuid} on server ${placedAt.get(agent.uuid) as string}`);
+    t.notMatch(fixed.stdout, 'FAILED');
+    t.equal((await h.call('GET', `/instances/${other}`)).status, 404, 'the duplicate is forgotten');
+    t.equal((await h.call('GET', `/instances/${dup.keep}`)).status, 200, 'the reported one is kept');
+    const placed = await h.call('GET', `/instances/${agent.uuid}`, { version: '~2' });
+    t.same(
+        placed.body.params,
+        { server_uuid: placedAt.get(agent.uuid), image_uuid: svcImage(agent) },
+        'the unplaced instance got its server (and image) from server.agents',
+    );
+
+    const after = await sapiadm(['--json', 'check', 'server-agents'], opts);
+    const afterReport = after.json.report as Report;
+    t.same(afterReport.duplicates, [], 'no duplicates left');
+    t.same(afterReport.unplaced, [{ instance: stray.uuid, service: nameOf(stray as DumpInstance) }], 'only the stray instance is unplaced');
 });

@@ -1,19 +1,24 @@
 // sapiadm migrate on SAPI 2.1.2 records (no params.server_uuid or
 // params.image_uuid): --dry-run changes nothing, a run backfills agents
 // from CNAPI server.agents and VMs from VMAPI (and so makes them
-// searchable), a second run has nothing to do.
+// searchable), a second run has nothing to do. On the real 2.1.2 data it
+// also rewrites the records whose params are complete but which lack the
+// top-level index copies, and counts the two kinds of work apart.
 
 import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
+import type { CnapiAgent } from '../../lib/clients/cnapi.js';
 import { withIndexes } from '../../lib/model/instances.js';
 import type { Instance } from '../../lib/model/types.js';
+import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { startFakeVmapi } from '../lib/fake-vmapi.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
+import { agentsWithoutParams, applications, imageOf, instances, serverOf, services, type DumpInstance } from '../lib/sapi-212-dump.js';
 
 t.test('migrate backfills legacy records', async (t) => {
     const h = await startSapi();
@@ -102,4 +107,184 @@ t.test('migrate backfills legacy records', async (t) => {
     const again = await sapiadm(['migrate'], opts);
     exits(t, again, 0, 'idempotent');
     t.equal(again.stdout, 'Nothing to migrate: all 5 instances have params.server_uuid and params.image_uuid.\n');
+});
+
+t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies', async (t) => {
+    const h = await startSapi();
+    t.teardown(h.close);
+    const cnapi = await startFakeCnapi();
+    t.teardown(() => cnapi.close());
+    const vmapi = await startFakeVmapi();
+    t.teardown(() => vmapi.close());
+
+    // The store exactly as 2.1.2 left it: no top-level index copies anywhere.
+    const dump = instances();
+    const svcs = new Map(services().map((s) => [s.uuid as string, s]));
+    for (const a of applications()) await h.store.put('sapi_applications', a);
+    for (const s of svcs.values()) await h.store.put('sapi_services', s);
+    for (const i of dump) await h.store.put('sapi_instances', i);
+    const nameOf = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { name: string }).name;
+    const svcImage = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { params: { image_uuid: string } }).params.image_uuid;
+
+    // CNAPI: each server's agents as recorded (one entry per agent name);
+    // the agents registered without params are installed somewhere too.
+    const agentsOn = new Map<string, CnapiAgent[]>();
+    const install = (server: string, i: DumpInstance): void => {
+        const list = agentsOn.get(server) ?? [];
+        if (!list.some((a) => a.name === nameOf(i))) {
+            list.push({ name: nameOf(i), version: '1.0.0', uuid: i.uuid, image_uuid: imageOf(i) ?? svcImage(i) });
+            agentsOn.set(server, list);
+        }
+    };
+    for (const i of dump) {
+        const server = serverOf(i);
+        if (i.type === 'agent' && server) install(server, i);
+    }
+    const unplaced = agentsWithoutParams();
+    const placedAt = new Map<string, string>();
+    for (const i of unplaced) {
+        let server = [...agentsOn.keys()].find((s) => !(agentsOn.get(s) ?? []).some((a) => a.name === nameOf(i)));
+        if (!server) {
+            server = randomUUID();
+            agentsOn.set(server, []);
+        }
+        install(server, i);
+        placedAt.set(i.uuid, server);
+    }
+    for (const [uuid, agents] of agentsOn) cnapi.addServer({ uuid, agents });
+    // VMAPI knows every vm; 22 of them have no params.image_uuid in SAPI.
+    const vmImage = new Map<string, string>();
+    for (const i of dump.filter((x) => x.type === 'vm')) {
+        vmImage.set(i.uuid, imageOf(i) ?? svcImage(i));
+        vmapi.addVm({ uuid: i.uuid, server_uuid: serverOf(i) as string, image_uuid: vmImage.get(i.uuid) as string });
+    }
+
+    const lacksParams = dump.filter((i) => !serverOf(i) || !imageOf(i));
+    const lacksCopies = dump.filter((i) => staleIndexCopies(BUCKETS.instances, i).length > 0);
+    const both = lacksParams.filter((i) => lacksCopies.includes(i));
+    t.same([lacksParams.length, lacksCopies.length, both.length], [69, 243, 22], 'the dump: 69 lack params, 243 lack copies, 22 both');
+
+    const stored = async (): Promise<unknown[]> => (await h.ctx.store.find('sapi_instances', { all: true })).items.map((x) => x.value);
+    const original = await stored();
+    const opts = { url: h.url, env: { CNAPI_URL: cnapi.url, VMAPI_URL: vmapi.url } };
+
+    const [dry, dryJson] = await Promise.all([sapiadm(['migrate', '--dry-run'], opts), sapiadm(['--json', 'migrate', '--dry-run'], opts)]);
+    exits(t, dry, 0, 'everything can be done');
+    t.match(dry.stdout, 'Would backfill 69 instances (params) and reindex 221 (index copies) of 290 (dry run: nothing changed).');
+    const agent = unplaced[0] as DumpInstance;
+    const A = placedAt.get(agent.uuid) as string;
+    t.match(dry.stdout, `${agent.uuid} (${nameOf(agent)} agent): would set params.server_uuid=${A} params.image_uuid=${svcImage(agent)}\n`, 'params missing');
+    const vm = both[0] as DumpInstance;
+    t.match(
+        dry.stdout,
+        `${vm.uuid} (${nameOf(vm)} vm): would set params.image_uuid=${vmImage.get(vm.uuid) as string}; would reindex too (the record lacks index copies)\n`,
+        'both',
+    );
+    const indexOnly = lacksCopies.find((i) => !lacksParams.includes(i)) as DumpInstance;
+    t.match(dry.stdout, `${indexOnly.uuid} (${nameOf(indexOnly)} ${indexOnly.type}): would reindex (the record lacks the index copies of its params)\n`, 'index missing');
+    t.same(await stored(), original, '--dry-run changed nothing');
+
+    exits(t, dryJson, 0);
+    const kinds = (changes: { uuid: string; kinds: string[] }[]): Record<string, number> => {
+        const out: Record<string, number> = {};
+        for (const c of changes) out[c.kinds.join('+')] = (out[c.kinds.join('+')] ?? 0) + 1;
+        return out;
+    };
+    t.same(
+        [dryJson.json.dry_run, dryJson.json.checked, dryJson.json.backfilled, dryJson.json.reindexed, dryJson.json.failed],
+        [true, 290, 69, 221, 0],
+    );
+    t.same(kinds(dryJson.json.changes), { 'params-missing': 47, 'params-missing+index-missing': 22, 'index-missing': 221 });
+    t.same(dryJson.json.unresolved, []);
+    t.notOk(
+        dryJson.json.changes.some((c: { applied: boolean }) => c.applied),
+        'nothing applied in a dry run',
+    );
+    const unindexedBefore = await h.call('GET', '/instances?unindexed=true', { version: '~2' });
+    t.equal(unindexedBefore.body.length, 243);
+
+    const run = await sapiadm(['migrate'], opts);
+    exits(t, run, 0);
+    t.match(run.stdout, 'Backfilled 69 instances (params) and reindexed 221 (index copies) of 290.');
+    t.match(run.stdout, `${vm.uuid} (${nameOf(vm)} vm): set params.image_uuid=${vmImage.get(vm.uuid) as string}; reindexed too (the record lacked index copies)\n`);
+    t.match(run.stdout, `${indexOnly.uuid} (${nameOf(indexOnly)} ${indexOnly.type}): reindexed (the record lacked the index copies of its params)\n`);
+
+    const after = (await stored()) as Record<string, unknown>[];
+    t.same(
+        after.filter((v) => staleIndexCopies(BUCKETS.instances, v).length > 0).map((v) => v.uuid),
+        [],
+        'every record has its index copies now',
+    );
+    t.same(
+        after.filter((v) => typeof v.server_uuid !== 'string' || typeof v.image_uuid !== 'string').map((v) => v.uuid),
+        [],
+        'and every instance has a server and an image',
+    );
+    const unindexedAfter = await h.call('GET', '/instances?unindexed=true', { version: '~2' });
+    t.same(unindexedAfter.body, [], 'GET /instances?unindexed=true is empty');
+    const onA = await h.call('GET', `/instances?server_uuid=${A}&type=agent`, { version: '~2' });
+    t.ok(
+        onA.body.some((i: { uuid: string }) => i.uuid === agent.uuid),
+        'an agent registered without params is found on the server whose server.agents has it',
+    );
+    const original212 = new Map(dump.map((i) => [i.uuid, i]));
+    const changedOtherwise = after.filter((v) => {
+        const o = original212.get(v.uuid as string) as DumpInstance;
+        const strip = (x: Record<string, unknown>): unknown => {
+            const out: Record<string, unknown> = { ...x, params: { ...(x.params as Record<string, unknown> | undefined) } };
+            for (const o of [out, out.params as Record<string, unknown>]) {
+                delete o.server_uuid;
+                delete o.image_uuid;
+            }
+            return out;
+        };
+        return JSON.stringify(strip(v)) !== JSON.stringify(strip(o));
+    });
+    t.same(changedOtherwise.map((v) => v.uuid), [], 'nothing but the server, the image and their copies changed');
+
+    const [again, againJson] = await Promise.all([sapiadm(['migrate'], opts), sapiadm(['--json', 'migrate', '--dry-run'], opts)]);
+    exits(t, again, 0, 'a second run finds nothing');
+    t.equal(again.stdout, 'Nothing to migrate: all 290 instances have params.server_uuid and params.image_uuid.\n');
+    t.same([againJson.json.changes, againJson.json.unresolved, againJson.json.backfilled, againJson.json.reindexed], [[], [], 0, 0]);
+});
+
+t.test('index copies only: no CNAPI or VMAPI needed; an unresolved vm is still reindexed', async (t) => {
+    const h = await startSapi();
+    t.teardown(h.close);
+    const app = await anApplication(h);
+    const vmapi = await startFakeVmapi();
+    t.teardown(() => vmapi.close());
+    const manatee = (await aService(h, app.uuid, { name: 'manatee' })).uuid as string;
+    const agentSvc = (await aService(h, app.uuid, { name: 'vm-agent', type: 'agent' })).uuid as string;
+    const [S, I] = [randomUUID(), randomUUID()];
+    const vmDone = { uuid: randomUUID(), service_uuid: manatee, type: 'vm', params: { server_uuid: S, image_uuid: I } } as Instance;
+    const agentDone = { uuid: randomUUID(), service_uuid: agentSvc, type: 'agent', params: { server_uuid: S, image_uuid: I } } as Instance;
+    for (const inst of [vmDone, agentDone]) await h.store.put('sapi_instances', inst); // no copies
+
+    const dry = await sapiadm(['migrate', '--dry-run'], { url: h.url });
+    exits(t, dry, 0, 'no CNAPI/VMAPI URL is needed to reindex');
+    t.match(dry.stdout, 'Would reindex 2 instances (index copies) of 2 (dry run: nothing changed).');
+    const run = await sapiadm(['--json', 'migrate'], { url: h.url });
+    exits(t, run, 0);
+    t.same(
+        run.json.changes.map((c: { uuid: string; kinds: string[]; set: unknown; applied: boolean }) => [c.uuid, c.kinds, c.set, c.applied]).sort(),
+        [
+            [vmDone.uuid, ['index-missing'], {}, true],
+            [agentDone.uuid, ['index-missing'], {}, true],
+        ].sort(),
+    );
+    t.same([run.json.backfilled, run.json.reindexed], [0, 2]);
+    const found = await h.call('GET', `/instances?server_uuid=${S}`, { version: '~2' });
+    t.same(found.body.map((i: Instance) => i.params), [vmDone.params, agentDone.params], 'params unchanged');
+
+    // A vm VMAPI does not know: its image cannot be filled, its server copy is still written.
+    const lost = { uuid: randomUUID(), service_uuid: manatee, type: 'vm', params: { server_uuid: S } } as Instance;
+    await h.store.put('sapi_instances', lost);
+    const r = await sapiadm(['migrate'], { url: h.url, env: { VMAPI_URL: vmapi.url } });
+    exits(t, r, 3, 'something could not be backfilled');
+    t.match(r.stdout, `${lost.uuid} (manatee vm): reindexed (the record lacked the index copies of its params)\n`);
+    t.match(r.stdout, `${lost.uuid} (manatee vm): cannot backfill params.image_uuid: VMAPI has no such VM\n`);
+    t.match(r.stdout, 'Reindexed 1 instance (index copies) of 3; 1 instance could not be backfilled.');
+    const stored = (await h.store.get('sapi_instances', lost.uuid))?.value as Record<string, unknown>;
+    t.equal(stored.server_uuid, S, 'the server copy is written');
 });

@@ -530,3 +530,53 @@ t.test('moray down at start-up with an empty cache: 503, then recovery', async (
     };
     await Promise.all([scenario(undefined), scenario('full')]);
 });
+
+t.test('the backfill shows in /ping and /metrics; a filled cache then answers while moray is down', async (t) => {
+    const fake = await loadedFake(t);
+    // Hold the backfill's writes so its progress can be watched.
+    const release = fake.block('batch');
+    const cache = newCache();
+    const h = await boot(t, fake, cache);
+    const port = await h.app.listenMetrics(0, '127.0.0.1');
+    const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (let i = 0; i < 200 && fake.held('batch') === 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+    }
+    const during = await h.call('GET', '/ping');
+    t.equal(during.status, 200);
+    t.equal(during.body.storUpgrade?.sapi_instances?.phase, 'backfilling', '/ping: the instances bucket is being backfilled');
+    t.type(during.body.storUpgrade?.sapi_instances?.backfill?.scanned, 'number', '/ping: rows scanned so far');
+    t.match(await metrics(), /sapi_moray_bucket_ready\{[^}]*bucket="sapi_instances"[^}]*\} 0/, '/metrics: not ready yet');
+    const [server, want] = mustFind([...instancesByServer()].sort((a, b) => b[1].length - a[1].length)[0], 'a server');
+    const found = await listInstances(h, `?server_uuid=${server}`);
+    t.same(uuidsOf(found.body).sort(), [...want].sort(), 'searches stay exact while the backfill runs');
+
+    release();
+    let ping = await h.call('GET', '/ping');
+    for (let i = 0; i < 200 && ping.body.storUpgrade !== undefined; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        ping = await h.call('GET', '/ping');
+    }
+    t.equal(ping.body.storUpgrade, undefined, '/ping: storUpgrade gone once every bucket is ready');
+    const withParams = ALL_INSTANCES.filter((i) => serverOf(i) !== undefined || typeof (i.params as JsonObject | undefined)?.image_uuid === 'string').length;
+    const text = await metrics();
+    t.match(text, /sapi_moray_bucket_ready\{[^}]*bucket="sapi_instances"[^}]*\} 1/, '/metrics: ready');
+    t.match(text, new RegExp(`sapi_moray_backfill_rows\\{[^}]*bucket="sapi_instances"[^}]*kind="rewritten"[^}]*\\} ${withParams}\\b`), `/metrics: ${withParams} rows rewritten`);
+    for (const row of fake.state.buckets.get('sapi_instances')?.rows.values() ?? []) {
+        const v = JSON.parse(row.json) as JsonObject;
+        const s = serverOf(v);
+        if (s !== undefined && v.server_uuid !== s) {
+            t.fail(`row ${String(v.uuid)} has no server_uuid copy`);
+        }
+    }
+
+    // The cache is filled (at start-up, and again here); a restart with Moray down serves from it.
+    t.equal((await h.call('POST', '/cache')).status, 204);
+    await h.close();
+    await fake.stop();
+    const again = await boot(t, fake, cache);
+    t.equal((await again.call('GET', '/mode')).body, 'full', 'mode recorded in the cache: full');
+    await instancesEqualDump(t, again, 'moray down, filled cache');
+    t.equal((await again.call('GET', `/configs/${(ALL_INSTANCES[0] as DumpInstance).uuid}`)).status, 200, 'GetConfig from the cache');
+    await again.close();
+});

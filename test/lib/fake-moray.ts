@@ -129,6 +129,14 @@ export interface FakeBucket {
     nextId: number;
 }
 
+/** A transaction's copy of one bucket's rows. */
+interface TxBucket {
+    rows: Map<string, FakeRow>;
+    nextId: number;
+    /** Unique-index lookups, built when first needed. */
+    unique?: Map<string, Map<string, string>>;
+}
+
 export interface FakeMorayState {
     buckets: Map<string, FakeBucket>;
     /** Whether buckets_config has its reindex_active column (the first updateBucket adds it). */
@@ -867,14 +875,14 @@ export class FakeMoray {
 
     // ---- objects (within a transaction: copies of the touched buckets' row maps)
 
-    private txn(): Map<string, { rows: Map<string, FakeRow>; nextId: number }> {
+    private txn(): Map<string, TxBucket> {
         return new Map();
     }
 
     private rowsOf(
-        tx: Map<string, { rows: Map<string, FakeRow>; nextId: number }>,
+        tx: Map<string, TxBucket>,
         b: FakeBucket,
-    ): { rows: Map<string, FakeRow>; nextId: number } {
+    ): TxBucket {
         let t = tx.get(b.name);
         if (!t) {
             t = { rows: new Map(b.rows), nextId: b.nextId };
@@ -883,7 +891,24 @@ export class FakeMoray {
         return t;
     }
 
-    private commit(tx: Map<string, { rows: Map<string, FakeRow>; nextId: number }>): void {
+    /** Unique-index value → the key holding it, in this transaction's rows. */
+    private uniqueOwners(t: TxBucket, field: string): Map<string, string> {
+        t.unique ??= new Map();
+        let owners = t.unique.get(field);
+        if (!owners) {
+            owners = new Map();
+            for (const row of t.rows.values()) {
+                const c = row.cols[field];
+                if (c !== null && c !== undefined) {
+                    owners.set(JSON.stringify(c), row.key);
+                }
+            }
+            t.unique.set(field, owners);
+        }
+        return owners;
+    }
+
+    private commit(tx: Map<string, TxBucket>): void {
         for (const [name, t] of tx) {
             const b = this.state.buckets.get(name);
             if (b) {
@@ -910,7 +935,7 @@ export class FakeMoray {
     }
 
     private put(
-        tx: Map<string, { rows: Map<string, FakeRow>; nextId: number }>,
+        tx: Map<string, TxBucket>,
         bucket: unknown,
         key: unknown,
         value: unknown,
@@ -930,13 +955,20 @@ export class FakeMoray {
             if (!def.unique || c === null) {
                 continue;
             }
-            for (const other of t.rows.values()) {
-                if (other.key !== key && other.cols[field] === c) {
-                    throw new MorayError('UniqueAttributeError', `${field} ${JSON.stringify(c)} already exists`, {
-                        bucket: b.name,
-                        key,
-                    });
-                }
+            // A unique index, as PostgreSQL's: one lookup (built once per transaction).
+            const owners = this.uniqueOwners(t, field);
+            const owner = owners.get(JSON.stringify(c));
+            if (owner !== undefined && owner !== key && t.rows.get(owner)?.cols[field] === c) {
+                throw new MorayError('UniqueAttributeError', `${field} ${JSON.stringify(c)} already exists`, {
+                    bucket: b.name,
+                    key,
+                });
+            }
+        }
+        for (const [field, owners] of t.unique ?? []) {
+            const c = cols[field];
+            if (c !== null && c !== undefined) {
+                owners.set(JSON.stringify(c), key);
             }
         }
         const json = JSON.stringify(v);
@@ -957,7 +989,7 @@ export class FakeMoray {
     }
 
     private del(
-        tx: Map<string, { rows: Map<string, FakeRow>; nextId: number }>,
+        tx: Map<string, TxBucket>,
         bucket: unknown,
         key: unknown,
         opts: unknown,

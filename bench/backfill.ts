@@ -53,7 +53,7 @@ export async function benchBackfill(n: number): Promise<void> {
             await raw.batch(reqs);
         }
 
-        const store = new MorayStore({ client: raw, reindexBatchSize: 100, backfillBatchSize: 200 });
+        const store = new MorayStore({ client: raw, reindexBatchSize: 100, backfillBatchSize: Number(process.env.BENCH_BACKFILL_BATCH ?? 500) });
         const t0 = process.hrtime.bigint();
         await store.init();
         await store.initializer?.reindexDone();

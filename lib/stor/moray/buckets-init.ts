@@ -58,7 +58,7 @@ export interface BucketsInitOptions {
     log?: InitLogger | undefined;
     /** Rows per reindexObjects call (default 100). */
     reindexBatchSize?: number | undefined;
-    /** Rows per backfill batch (default 200). */
+    /** Rows per backfill batch (default 500: one findObjects page, one Moray batch). */
     backfillBatchSize?: number | undefined;
     /** The bucket holding service settings and backfill progress. */
     metaBucket?: string | undefined;
@@ -122,7 +122,7 @@ export class BucketsInitializer {
         this.defs = opts.buckets.map((b) => ({ name: b.name, index: b.index, version: b.version, derived: b.derived }));
         this.log = opts.log ?? nullLog;
         this.batchSize = opts.reindexBatchSize ?? 100;
-        this.backfillBatchSize = opts.backfillBatchSize ?? 200;
+        this.backfillBatchSize = opts.backfillBatchSize ?? 500;
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
         this.minDelay = opts.retryMinDelayMs ?? 100;
         this.maxDelay = opts.retryMaxDelayMs ?? 5000;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { withIndexes } from '../lib/model/instances.js';
+import { withIndexes } from '../lib/model/instance-records.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
 import type { BatchOp } from '../lib/stor/store.js';
 import { startFakeCnapi } from '../test/lib/fake-cnapi.js';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// SAPI server: loadConfig → bunyan → Store → deployers → listen.
+// SAPI server: loadConfig → bunyan → createStore → createApp (the rest of the object graph) → listen.
 // Config: `-f PATH`, else $SAPI_CONFIG, else built-in defaults (port 8080,
 // embedded store under ./data/).
 
@@ -7,7 +7,6 @@ import bunyan from 'bunyan';
 
 import { createApp } from '../lib/app.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
-import { createDeployers } from '../lib/deploy/index.js';
 import { createStore } from '../lib/stor/index.js';
 
 function configPath(argv: string[]): string | undefined {
@@ -36,7 +35,7 @@ async function main(): Promise<void> {
     });
     const setup = await createStore(config, log);
     const store = setup.store;
-    const app = await createApp({ config, log, store, hooks: setup, deployers: (ctx) => createDeployers(ctx) });
+    const app = await createApp({ config, log, store, hooks: setup });
     const port = await app.listen();
     log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');
     if (config.metricsPort !== undefined) {

@@ -1,22 +1,36 @@
-// Composition shared by bin/sapi.ts and the test harness: config + store +
-// deployers → Ctx → restify server.
+// The composition root, shared by bin/sapi.ts and the test harness. It
+// builds the object graph once, in dependency order, and hands each part
+// only what it uses:
+//
+//   config, log, store (from createStore)
+//     → metrics → instrumented store
+//     → downstream clients (VMAPI, CNAPI, IMGAPI, NAPI; observed by metrics)
+//     → instance records → deployers (instrumented)
+//     → model context (store, log, config, deployers, mode)
+//     → rollout manager → restify server and routes.
+//
+// Nothing is assigned into any of these after construction; the mode is
+// the one piece of state that changes (proto → full).
 
 import type Logger from 'bunyan';
 import type { Server } from 'restify';
 
 import type { SapiConfig } from './config.js';
+import { createClients, createDeployers, type Clients } from './deploy/index.js';
 import type { Deployer } from './deploy/deployer.js';
-import type { Ctx } from './model/context.js';
 import { instrumentDeployer, InstrumentedStore, Metrics } from './metrics.js';
+import type { Ctx } from './model/context.js';
+import { instanceRecords } from './model/instances.js';
 import { loadMode } from './model/mode.js';
-import { RolloutManager } from './rollout/runner.js';
 import type { InstanceType } from './model/types.js';
+import { RolloutManager } from './rollout/runner.js';
 import { createServer } from './server.js';
 import type { StoreSetup } from './stor/index.js';
 import type { Store } from './stor/store.js';
 
 export interface SapiApp {
     ctx: Ctx;
+    rollouts: RolloutManager;
     server: Server;
     metrics: Metrics;
     /** Serve /metrics (config metricsPort); resolves with the bound port. */
@@ -33,56 +47,51 @@ export interface AppDeps {
     store: Store;
     /** What createStore() set up besides the store (mode, migration, cache, progress). */
     hooks?: Omit<StoreSetup, 'store'>;
-    deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
+    /** Downstream clients to use instead of those the config names (tests). */
+    clients?: Clients;
 }
 
 export async function createApp(deps: AppDeps): Promise<SapiApp> {
-    const hooks = deps.hooks;
+    const { config, log, hooks } = deps;
+    const metrics = new Metrics(
+        {
+            ...(config.datacenter_name ? { datacenter: config.datacenter_name } : {}),
+            ...(config.instanceUuid ? { instance: config.instanceUuid } : {}),
+        },
+        hooks?.status,
+    );
+    const store = new InstrumentedStore(deps.store, metrics);
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
-    const mode =
-        hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true'
-            ? hooks.mode
-            : await loadMode(deps.store, deps.config.mode);
-    const metrics = new Metrics({
-        ...(deps.config.datacenter_name ? { datacenter: deps.config.datacenter_name } : {}),
-        ...(deps.config.instanceUuid ? { instance: deps.config.instanceUuid } : {}),
-    });
-    const ctx: Ctx = {
-        store: new InstrumentedStore(deps.store, metrics),
-        log: deps.log,
-        config: deps.config,
-        deployers: {},
-        mode: { current: mode, transitioning: false },
-        metrics,
-    };
-    if (deps.deployers) {
-        for (const [type, d] of Object.entries(deps.deployers(ctx))) {
-            ctx.deployers[type as keyof Ctx['deployers']] = instrumentDeployer(d, metrics);
-        }
+    const initial = hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true' ? hooks.mode : await loadMode(deps.store, config.mode);
+    const mode = { current: initial, transitioning: false };
+
+    const clients = deps.clients ?? createClients(config, log, (o) => metrics.downstreamCall(o));
+    const records = instanceRecords({ store, log });
+    const deployers: Partial<Record<InstanceType, Deployer>> = {};
+    for (const [type, d] of Object.entries(createDeployers({ deploy: config.deploy, log, records, clients }))) {
+        deployers[type as InstanceType] = instrumentDeployer(d, metrics);
     }
-    ctx.rollouts = new RolloutManager(ctx);
-    ctx.rollouts.onProgress((r) => metrics.rollout(r));
-    const rollouts = ctx.rollouts;
+    const ctx: Ctx = { store, log, config, deployers, mode };
+    const rollouts = new RolloutManager({ ctx, onProgress: (r) => metrics.rollout(r) });
+
     if (hooks?.resolved) {
         // Moray has not answered yet: the mode and the rollouts to resume follow once it does.
         hooks.resolved.then(
             async (m) => {
                 if (process.env.TEST_SAPI_PROTO_MODE !== 'true') {
-                    ctx.mode.current = m;
+                    mode.current = m;
                 }
                 await rollouts.resumeAll();
             },
-            (err: unknown) => deps.log.error({ err }, 'start-up on moray failed'),
+            (err: unknown) => log.error({ err }, 'start-up on moray failed'),
         ).catch((err: unknown) => deps.log.error({ err }, 'resuming rollouts failed'));
     } else {
         await rollouts.resumeAll();
     }
     const status = hooks?.status;
-    if (status) {
-        metrics.watchBuckets(status);
-    }
     const server = createServer({
         ctx,
+        rollouts,
         onRequestDone: (route, method, status, ms) => metrics.request(route, method, status, ms),
         ...(hooks?.migrateToFull ? { migrateToFull: hooks.migrateToFull } : {}),
         ...(hooks?.syncCache ? { syncCache: hooks.syncCache } : {}),
@@ -92,6 +101,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     let metricsServer: { close: () => Promise<void> } | null = null;
     return {
         ctx,
+        rollouts,
         server,
         metrics,
         listenMetrics: async (port = deps.config.metricsPort ?? 8881, host = deps.config.adminIp ?? deps.config.host) => {

@@ -7,10 +7,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 import type { DownstreamObservation } from './clients/http.js';
 import type { Deployer } from './deploy/deployer.js';
+import { notFound } from './errors.js';
 import type { Rollout } from './rollout/types.js';
 import type { BucketName } from './stor/buckets.js';
 import type { BucketStatus } from './stor/moray/buckets-init.js';
-import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './stor/store.js';
+import { ForwardingStore } from './stor/forwarding.js';
+import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './stor/store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
 
@@ -25,7 +27,8 @@ export class Metrics {
     private readonly rolloutItems: Gauge<'rollout' | 'service' | 'state'>;
     private readonly rolloutAverage: Gauge<'rollout' | 'service'>;
 
-    constructor(labels: Record<string, string> = {}) {
+    /** `bucketStatus`: Moray bucket setup and backfill progress, read at every scrape. */
+    constructor(labels: Record<string, string> = {}, bucketStatus?: () => Record<string, BucketStatus> | null) {
         this.registry.setDefaultLabels(labels);
         collectDefaultMetrics({ register: this.registry, prefix: 'sapi_' });
         const r = [this.registry];
@@ -37,6 +40,9 @@ export class Metrics {
         this.deployDuration = new Histogram({ name: 'sapi_deploy_duration_seconds', help: 'Deploy operations (create, upgrade, destroy) by instance type', labelNames: ['type', 'op', 'outcome'], buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600], registers: r });
         this.rolloutItems = new Gauge({ name: 'sapi_rollout_items', help: 'Rollout items by state', labelNames: ['rollout', 'service', 'state'], registers: r });
         this.rolloutAverage = new Gauge({ name: 'sapi_rollout_average_seconds', help: 'Running average item duration of a rollout', labelNames: ['rollout', 'service'], registers: r });
+        if (bucketStatus) {
+            this.watchBuckets(bucketStatus);
+        }
     }
 
     request(route: string, method: string, status: number, ms: number): void {
@@ -52,11 +58,7 @@ export class Metrics {
         }
     }
 
-    /**
-     * Moray bucket setup, reindex and backfill progress, read from
-     * `status` at every scrape.
-     */
-    watchBuckets(status: () => Record<string, BucketStatus> | null): void {
+    private watchBuckets(status: () => Record<string, BucketStatus> | null): void {
         const r = [this.registry];
         const each = (fn: (bucket: string, s: BucketStatus) => void): void => {
             for (const [bucket, s] of Object.entries(status() ?? {})) {
@@ -120,7 +122,7 @@ export class Metrics {
         const srv = http.createServer((req, res) => {
             if (req.method !== 'GET' || !req.url?.startsWith('/metrics')) {
                 res.writeHead(404, { 'content-type': 'application/json' });
-                res.end(JSON.stringify({ code: 'ResourceNotFound', message: `${req.url ?? ''} does not exist` }));
+                res.end(JSON.stringify(notFound(`${req.url ?? ''} does not exist`)));
                 return;
             }
             this.registry.metrics().then(
@@ -148,24 +150,12 @@ export class Metrics {
 }
 
 /** Times every store operation (a decorator: the backends stay unaware). */
-export class InstrumentedStore implements Store {
-    readonly findJson?: Store['findJson'];
-    readonly iterateJson?: Store['iterateJson'];
-
+export class InstrumentedStore extends ForwardingStore {
     constructor(
         readonly inner: Store,
         private readonly metrics: Metrics,
     ) {
-        // The optional fast paths exist here only when the backend has them.
-        const findJson = inner.findJson?.bind(inner);
-        if (findJson) {
-            this.findJson = (bucket, filter, page, omit) => this.timed('find', () => findJson(bucket, filter, page, omit));
-        }
-        this.iterateJson = inner.iterateJson?.bind(inner);
-    }
-
-    get name(): string {
-        return this.inner.name;
+        super();
     }
 
     private async timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -180,41 +170,41 @@ export class InstrumentedStore implements Store {
         }
     }
 
-    init(): Promise<void> {
-        return this.inner.init();
-    }
-    ping(): Promise<boolean> {
+    override ping(): Promise<boolean> {
         return this.timed('ping', () => this.inner.ping());
     }
-    get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+    override get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
         return this.timed('get', () => this.inner.get<T>(bucket, uuid));
     }
-    put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+    override put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
         return this.timed('put', () => this.inner.put(bucket, value, opts));
     }
-    del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+    override del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
         return this.timed('del', () => this.inner.del(bucket, uuid, opts));
     }
-    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+    override find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
         return this.timed('find', () => this.inner.find<T>(bucket, filter, page));
     }
-    iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
-        return this.inner.iterate<T>(bucket, filter, chunkSize);
-    }
-    count(bucket: BucketName, filter: Filter): Promise<number> {
+    override count(bucket: BucketName, filter: Filter): Promise<number> {
         return this.timed('count', () => this.inner.count(bucket, filter));
     }
-    batch(ops: BatchOp[]): Promise<void> {
+    override batch(ops: BatchOp[]): Promise<void> {
         return this.timed('batch', () => this.inner.batch(ops));
     }
-    getMeta(key: string): Promise<string | null> {
-        return this.inner.getMeta(key);
-    }
-    setMeta(key: string, value: string): Promise<void> {
-        return this.inner.setMeta(key, value);
-    }
-    close(): Promise<void> {
-        return this.inner.close();
+
+    /**
+     * The backend's JSON list fast path, when it has one now: a page is
+     * timed as a find; a stream, like iterate(), is not timed.
+     */
+    override offerJsonLists(): JsonLists | null {
+        const lists = super.offerJsonLists();
+        if (!lists) {
+            return null;
+        }
+        return {
+            findJson: (bucket, filter, page, omit) => this.timed('find', () => lists.findJson(bucket, filter, page, omit)),
+            iterateJson: (bucket, filter, chunkSize, omit) => lists.iterateJson(bucket, filter, chunkSize, omit),
+        };
     }
 }
 

@@ -7,14 +7,17 @@ import { hostname } from 'node:os';
 import restify, { type Request, type Response, type Server } from 'restify';
 
 import { mountAll } from './endpoints/index.js';
+import { methodNotAllowed, notFound } from './errors.js';
 import type { ServiceHooks } from './endpoints/service-routes.js';
 import type { Ctx } from './model/context.js';
+import type { RolloutManager } from './rollout/runner.js';
 
 export const SERVER_HEADER = 'sapi/2.1.2';
 export const API_VERSION = '3.0.0';
 
 export interface ServerDeps extends ServiceHooks {
     ctx: Ctx;
+    rollouts: RolloutManager;
     /** Called after each request (metrics). */
     onRequestDone?: (route: string, method: string, status: number, ms: number) => void;
 }
@@ -55,11 +58,11 @@ export function createServer(deps: ServerDeps): Server {
 
     // restify's own 404/405 bodies, in SAPI 2.1.2's words.
     server.on('NotFound', (req: Request, _res: Response, err: Error & { toJSON?: () => unknown }, cb: () => void) => {
-        err.toJSON = () => ({ code: 'ResourceNotFound', message: `${req.getPath()} does not exist` });
+        err.toJSON = () => notFound(`${req.getPath()} does not exist`).toJSON();
         cb();
     });
     server.on('MethodNotAllowed', (req: Request, _res: Response, err: Error & { toJSON?: () => unknown }, cb: () => void) => {
-        err.toJSON = () => ({ code: 'MethodNotAllowedError', message: `${req.method} is not allowed` });
+        err.toJSON = () => methodNotAllowed(String(req.method)).toJSON();
         cb();
     });
 
@@ -75,6 +78,6 @@ export function createServer(deps: ServerDeps): Server {
         deps.onRequestDone?.(name, req.method ?? '', res.statusCode, ms);
     });
 
-    mountAll(server, ctx, deps);
+    mountAll(server, ctx, deps.rollouts, deps);
     return server;
 }

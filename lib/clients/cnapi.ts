@@ -1,9 +1,8 @@
 // CNAPI client: servers, agent install/uninstall/refresh tasks, task polling
 // (agents-contract.md §0.6, §1) and the vm teardown-hook execute (§6.2).
 
-import { setTimeout as sleep } from 'node:timers/promises';
-
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
+import { poll } from '../poll.js';
 import {
     ServiceClient,
     type ServiceClientOptions,
@@ -268,72 +267,74 @@ export class CnapiClient extends ServiceClient {
         const deadlineMs = opts.deadlineMs ?? DEFAULT_TASK_DEADLINE_MS;
         const graceMs = opts.notFoundGraceMs ?? DEFAULT_NOT_FOUND_GRACE_MS;
         const maxErrors = opts.maxConsecutiveErrors ?? DEFAULT_MAX_CONSECUTIVE_ERRORS;
-        const started = Date.now();
-        const deadline = started + deadlineMs;
         let server = opts.server;
         let errors = 0;
         let notFoundSince: number | undefined;
         let last: CnapiTask | undefined;
 
-        for (;;) {
-            opts.signal?.throwIfAborted();
-            let task: CnapiTask | undefined;
-            try {
-                task = await this.getTask(id, { reqId: opts.reqId });
-            } catch (err) {
-                if (isDownstreamStatus(err, 404)) {
+        return poll<CnapiTask>({
+            intervalMs,
+            deadlineMs,
+            signal: opts.signal,
+            check: async () => {
+                let task: CnapiTask | undefined;
+                try {
+                    task = await this.getTask(id, { reqId: opts.reqId });
+                } catch (err) {
+                    if (isDownstreamStatus(err, 404)) {
+                        errors = 0;
+                        notFoundSince ??= Date.now();
+                        if (Date.now() - notFoundSince > graceMs) {
+                            throw taskError(
+                                agentTaskFailed(
+                                    `CNAPI task ${id} on server ${server ?? 'unknown'} was not found for ${secondsText(graceMs)} (the task record was never written)`,
+                                ),
+                                id,
+                                server,
+                                last,
+                            );
+                        }
+                    } else if (isTransientError(err)) {
+                        errors += 1;
+                        if (errors > maxErrors) {
+                            const e = err as SapiError;
+                            const status = e.statusCode === 503 || e.statusCode === 504 ? e.statusCode : 502;
+                            throw taskError(
+                                downstream(
+                                    status,
+                                    `CNAPI task ${id} on server ${server ?? 'unknown'}: giving up after ${errors} consecutive errors: ${e.message}`,
+                                    err,
+                                ),
+                                id,
+                                server,
+                                last,
+                            );
+                        }
+                    } else {
+                        throw err;
+                    }
+                }
+                if (task) {
+                    last = task;
+                    server = task.server_uuid || server;
                     errors = 0;
-                    notFoundSince ??= Date.now();
-                    if (Date.now() - notFoundSince > graceMs) {
+                    notFoundSince = undefined;
+                    if (task.status === 'complete') {
+                        return task;
+                    }
+                    if (task.status === 'failure') {
                         throw taskError(
-                            agentTaskFailed(
-                                `CNAPI task ${id} on server ${server ?? 'unknown'} was not found for ${secondsText(graceMs)} (the task record was never written)`,
-                            ),
+                            agentTaskFailed(`Task ${id} failed with error: ${taskErrorMessage(task)} (server ${server ?? 'unknown'})`),
                             id,
                             server,
-                            last,
+                            task,
                         );
                     }
-                } else if (isTransientError(err)) {
-                    errors += 1;
-                    if (errors > maxErrors) {
-                        const e = err as SapiError;
-                        const status = e.statusCode === 503 || e.statusCode === 504 ? e.statusCode : 502;
-                        throw taskError(
-                            downstream(
-                                status,
-                                `CNAPI task ${id} on server ${server ?? 'unknown'}: giving up after ${errors} consecutive errors: ${e.message}`,
-                                err,
-                            ),
-                            id,
-                            server,
-                            last,
-                        );
-                    }
-                } else {
-                    throw err;
                 }
-            }
-            if (task) {
-                last = task;
-                server = task.server_uuid || server;
-                errors = 0;
-                notFoundSince = undefined;
-                if (task.status === 'complete') {
-                    return task;
-                }
-                if (task.status === 'failure') {
-                    throw taskError(
-                        agentTaskFailed(`Task ${id} failed with error: ${taskErrorMessage(task)} (server ${server ?? 'unknown'})`),
-                        id,
-                        server,
-                        task,
-                    );
-                }
-            }
-            const now = Date.now();
-            if (now >= deadline) {
-                throw taskError(
+                return undefined;
+            },
+            onTimeout: () =>
+                taskError(
                     taskTimeout(
                         `CNAPI task ${id} on server ${server ?? 'unknown'} timed out after ${secondsText(deadlineMs)}` +
                             (last ? ` (status: ${last.status})` : ''),
@@ -341,10 +342,8 @@ export class CnapiClient extends ServiceClient {
                     id,
                     server,
                     last,
-                );
-            }
-            await sleep(Math.min(intervalMs, deadline - now), undefined, opts.signal ? { signal: opts.signal } : {});
-        }
+                ),
+        });
     }
 
     /**
@@ -361,32 +360,33 @@ export class CnapiClient extends ServiceClient {
         const intervalMs = opts.intervalMs ?? DEFAULT_TASK_INTERVAL_MS;
         const deadlineMs = opts.deadlineMs ?? 60 * 60 * 1000;
         const maxErrors = opts.maxConsecutiveErrors ?? DEFAULT_MAX_CONSECUTIVE_ERRORS;
-        const deadline = Date.now() + deadlineMs;
         let errors = 0;
         let seen: string | undefined;
-        for (;;) {
-            opts.signal?.throwIfAborted();
-            try {
-                const s = await this.getServer(server, { reqId: opts.reqId });
-                errors = 0;
-                const agent = (s.agents ?? []).find((a) => a.name === name);
-                seen = agent?.image_uuid;
-                if (agent && agent.image_uuid === imageUuid) {
-                    return agent;
+        return poll<CnapiAgent>({
+            intervalMs,
+            deadlineMs,
+            signal: opts.signal,
+            check: async () => {
+                try {
+                    const s = await this.getServer(server, { reqId: opts.reqId });
+                    errors = 0;
+                    const agent = (s.agents ?? []).find((a) => a.name === name);
+                    seen = agent?.image_uuid;
+                    if (agent && agent.image_uuid === imageUuid) {
+                        return agent;
+                    }
+                } catch (err) {
+                    if (!isTransientError(err) || ++errors > maxErrors) {
+                        throw err;
+                    }
                 }
-            } catch (err) {
-                if (!isTransientError(err) || ++errors > maxErrors) {
-                    throw err;
-                }
-            }
-            const now = Date.now();
-            if (now >= deadline) {
-                throw taskTimeout(
+                return undefined;
+            },
+            onTimeout: () =>
+                taskTimeout(
                     `${name} on server ${server} did not reach image ${imageUuid} within ${secondsText(deadlineMs)}` +
                         ` (server.agents has ${seen ?? 'no entry'})`,
-                );
-            }
-            await sleep(Math.min(intervalMs, deadline - now), undefined, opts.signal ? { signal: opts.signal } : {});
-        }
+                ),
+        });
     }
 }

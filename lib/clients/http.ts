@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 
-import { SapiError, downstream } from '../errors.js';
+import { SapiError, downstream, isDownstreamFailure, passedOn } from '../errors.js';
 
 export type ServiceName = 'CNAPI' | 'VMAPI' | 'IMGAPI' | 'NAPI' | 'SAPI';
 
@@ -31,6 +31,8 @@ export interface JsonClientOptions {
     /** Maximum sockets per host for the keep-alive agent. Default 50. */
     maxSockets?: number;
     userAgent?: string;
+    /** Called after every request (metrics). */
+    observe?: (o: DownstreamObservation) => void;
 }
 
 /** One downstream call, for metrics: status 0 means no HTTP answer. */
@@ -76,8 +78,8 @@ export interface DownstreamInfo {
 export class DownstreamHttpError extends SapiError {
     readonly downstream: DownstreamInfo;
 
-    constructor(statusCode: number, restCode: string, message: string, info: DownstreamInfo) {
-        super(statusCode, restCode, message);
+    constructor(message: string, info: DownstreamInfo) {
+        super(info.status >= 500 ? 'DownstreamError' : passedOn(info.status, info.code), message);
         this.downstream = info;
     }
 }
@@ -96,7 +98,7 @@ export function isDownstreamStatus(err: unknown, status: number): err is Downstr
  * 5xx (502). 4xx answers are not transient.
  */
 export function isTransientError(err: unknown): boolean {
-    return err instanceof SapiError && err.restCode === 'DownstreamError';
+    return isDownstreamFailure(err);
 }
 
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE']);
@@ -178,8 +180,8 @@ export class JsonClient {
     readonly url: string;
     readonly timeoutMs: number;
     private readonly base: URL;
-    /** Called after every request (metrics); set by the composition root. */
-    observe: ((o: DownstreamObservation) => void) | undefined;
+    /** Called after every request (metrics). */
+    private readonly observe: ((o: DownstreamObservation) => void) | undefined;
     private readonly agent: http.Agent;
     private readonly transport: typeof http | typeof https;
     private readonly log: ClientLog | undefined;
@@ -191,6 +193,7 @@ export class JsonClient {
         this.base = new URL(this.url);
         this.timeoutMs = opts.timeoutMs ?? 60_000;
         this.log = opts.log;
+        this.observe = opts.observe;
         const https_ = this.base.protocol === 'https:';
         this.transport = https_ ? https : http;
         const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 50 };
@@ -298,7 +301,7 @@ export class JsonClient {
 
         if (raw.status >= 500) {
             const msg = bodyMessage(body, raw.statusMessage || 'no message');
-            throw new DownstreamHttpError(502, 'DownstreamError', `${this.service} error ${raw.status}: ${msg}`, {
+            throw new DownstreamHttpError(`${this.service} error ${raw.status}: ${msg}`, {
                 service: this.service,
                 status: raw.status,
                 code: bodyCode(body),
@@ -308,7 +311,7 @@ export class JsonClient {
         if (raw.status >= 400) {
             const code = bodyCode(body);
             const msg = bodyMessage(body, `${this.service} answered ${raw.status} to ${method} ${path}`);
-            throw new DownstreamHttpError(raw.status, code ?? 'InvalidArgument', msg, {
+            throw new DownstreamHttpError(msg, {
                 service: this.service,
                 status: raw.status,
                 code,
@@ -416,6 +419,8 @@ export interface ServiceClientOptions {
     log?: ClientLog;
     /** Keep-alive sockets per host (config maxHttpSockets). */
     maxSockets?: number;
+    /** Called after every request (metrics). */
+    observe?: (o: DownstreamObservation) => void;
 }
 
 /** Base of the typed clients: one keep-alive JsonClient per service. */
@@ -428,6 +433,7 @@ export abstract class ServiceClient {
         if (opts.log) o.log = opts.log;
         if (headers) o.headers = headers;
         if (opts.maxSockets !== undefined) o.maxSockets = opts.maxSockets;
+        if (opts.observe) o.observe = opts.observe;
         this.http = new JsonClient(o);
     }
 

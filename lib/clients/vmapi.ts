@@ -1,9 +1,8 @@
 // VMAPI client: the calls SAPI makes for vm instances (agents-contract.md §6.1)
 // and workflow job polling.
 
-import { setTimeout as sleep } from 'node:timers/promises';
-
 import { downstream, taskTimeout, type SapiError } from '../errors.js';
+import { poll } from '../poll.js';
 import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, isTransientError, requiredString, secondsText, seg } from './http.js';
 
 // ---- wire shapes
@@ -179,38 +178,40 @@ export class VmapiClient extends ServiceClient {
         const intervalMs = opts.intervalMs ?? 5000;
         const deadlineMs = opts.deadlineMs ?? 60 * 60 * 1000;
         const maxErrors = opts.maxErrors ?? 5;
-        const deadline = Date.now() + deadlineMs;
         let errors = 0;
         let last: VmapiJob | undefined;
-        for (;;) {
-            opts.signal?.throwIfAborted();
-            try {
-                last = await this.getJob(jobUuid, { reqId: opts.reqId });
-                errors = 0;
-            } catch (err) {
-                // A 404 right after the job was accepted is treated like a
-                // transient error: WFAPI may answer before the job is visible.
-                if (!isTransientError(err) && !isDownstreamStatus(err, 404)) {
-                    throw err;
+        return poll<VmapiJob>({
+            intervalMs,
+            deadlineMs,
+            signal: opts.signal,
+            check: async () => {
+                try {
+                    last = await this.getJob(jobUuid, { reqId: opts.reqId });
+                    errors = 0;
+                } catch (err) {
+                    // A 404 right after the job was accepted is treated like a
+                    // transient error: WFAPI may answer before the job is visible.
+                    if (!isTransientError(err) && !isDownstreamStatus(err, 404)) {
+                        throw err;
+                    }
+                    errors += 1;
+                    if (errors >= maxErrors) {
+                        const e = err as SapiError;
+                        const status = e.statusCode === 503 || e.statusCode === 504 ? e.statusCode : 502;
+                        throw downstream(status, `VMAPI job ${jobUuid}: giving up after ${errors} errors: ${e.message}`, err);
+                    }
                 }
-                errors += 1;
-                if (errors >= maxErrors) {
-                    const e = err as SapiError;
-                    const status = e.statusCode === 503 || e.statusCode === 504 ? e.statusCode : 502;
-                    throw downstream(status, `VMAPI job ${jobUuid}: giving up after ${errors} errors: ${e.message}`, err);
+                if (last && FINISHED_EXECUTIONS.has(last.execution)) {
+                    return last;
                 }
-            }
-            if (last && FINISHED_EXECUTIONS.has(last.execution)) {
-                return last;
-            }
-            const now = Date.now();
-            if (now >= deadline) {
+                return undefined;
+            },
+            onTimeout: () => {
                 const what = last ? `job ${last.name} (${jobUuid})` : `job ${jobUuid}`;
-                throw taskTimeout(
+                return taskTimeout(
                     `VMAPI ${what} timed out after ${secondsText(deadlineMs)}` + (last ? ` (execution: ${last.execution})` : ''),
                 );
-            }
-            await sleep(Math.min(intervalMs, deadline - now), undefined, opts.signal ? { signal: opts.signal } : {});
-        }
+            },
+        });
     }
 }

@@ -7,14 +7,27 @@
 import type { CnapiAgent, CnapiClient, CnapiServer } from '../clients/cnapi.js';
 import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
-import { conflict, inContext, invalidArgument, notFound, step } from '../errors.js';
-import type { Ctx } from '../model/context.js';
+import {
+    inContext,
+    instanceExists,
+    invalidArgument,
+    notFound,
+    serverNotRunning,
+    serverNotSetup,
+    serverPreconditionFailed,
+    step,
+    unsupportedOperation,
+} from '../errors.js';
+import type { SapiConfig } from '../config.js';
+import type Logger from 'bunyan';
 import type { Dict, Instance, Service } from '../model/types.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
 import { ServerLocks } from './server-locks.js';
 
 export interface AgentDeployerOptions {
-    ctx: Ctx;
+    /** Task polling intervals and deadlines. */
+    deploy: SapiConfig['deploy'];
+    log: Logger;
     records: InstanceRecords;
     cnapi: CnapiClient;
     imgapi: ImgapiClient;
@@ -27,13 +40,15 @@ const SELF_UPDATING = 'cn-agent';
 export class AgentDeployer implements Deployer {
     readonly type = 'agent' as const;
     readonly locks: ServerLocks;
-    private readonly ctx: Ctx;
+    private readonly deploy: SapiConfig['deploy'];
+    private readonly log: Logger;
     private readonly records: InstanceRecords;
     private readonly cnapi: CnapiClient;
     private readonly imgapi: ImgapiClient;
 
     constructor(opts: AgentDeployerOptions) {
-        this.ctx = opts.ctx;
+        this.deploy = opts.deploy;
+        this.log = opts.log;
         this.records = opts.records;
         this.cnapi = opts.cnapi;
         this.imgapi = opts.imgapi;
@@ -50,8 +65,7 @@ export class AgentDeployer implements Deployer {
             // One instance per (service, server): no second install.
             const has = current.params?.image_uuid;
             if (has !== undefined && has !== image) {
-                throw conflict(
-                    'InstanceExists',
+                throw instanceExists(
                     `server ${server} already has ${name} instance ${current.uuid} at image ${has as string}; use UpgradeInstance to move it to ${image}`,
                 );
             }
@@ -101,7 +115,7 @@ export class AgentDeployer implements Deployer {
     async destroy(req: DeployReq, plan: InstancePlan): Promise<void> {
         const { server, name } = target(plan);
         if (name === SELF_UPDATING) {
-            throw conflict('UnsupportedOperationError', `${SELF_UPDATING} is never uninstalled through SAPI (server ${server})`);
+            throw unsupportedOperation(`${SELF_UPDATING} is never uninstalled through SAPI (server ${server})`);
         }
         const srv = await this.getServer(req, server);
         if (!srv || srv.setup === false || !agentEntry(srv, name)) {
@@ -111,8 +125,7 @@ export class AgentDeployer implements Deployer {
             return;
         }
         if (srv.status !== 'running') {
-            throw conflict(
-                'ServerNotRunning',
+            throw serverNotRunning(
                 `server ${server} is not running (status: ${String(srv.status)}); cannot uninstall ${name}` +
                     `; DELETE /servers/${server}/instances forgets its agent records without uninstalling`,
             );
@@ -124,7 +137,7 @@ export class AgentDeployer implements Deployer {
                 task = await this.cnapi.uninstallAgents(server, [name], { reqId: req.reqId });
             } catch (err) {
                 if (isDownstreamStatus(err, 412)) {
-                    throw conflict('PreconditionFailed', `cannot uninstall ${name} on server ${server}: ${err.message}`);
+                    throw serverPreconditionFailed(`cannot uninstall ${name} on server ${server}: ${err.message}`);
                 }
                 throw inContext(err, `uninstall of ${name} on server ${server}`);
             }
@@ -191,10 +204,10 @@ export class AgentDeployer implements Deployer {
             throw notFound(`server ${server} not found in CNAPI`);
         }
         if (srv.setup !== true) {
-            throw conflict('ServerNotSetup', `server ${server} is not set up; cannot ${what}`);
+            throw serverNotSetup(`server ${server} is not set up; cannot ${what}`);
         }
         if (srv.status !== 'running') {
-            throw conflict('ServerNotRunning', `server ${server} is not running (status: ${String(srv.status)}); cannot ${what}`);
+            throw serverNotRunning(`server ${server} is not running (status: ${String(srv.status)}); cannot ${what}`);
         }
         return srv;
     }
@@ -249,7 +262,7 @@ export class AgentDeployer implements Deployer {
     }
 
     private pollOpts(req: DeployReq, server: string, cnAgent: boolean): { intervalMs: number; deadlineMs: number; server: string; reqId: string } {
-        const d = this.ctx.config.deploy;
+        const d = this.deploy;
         return { intervalMs: d.taskPollIntervalMs, deadlineMs: cnAgent ? d.cnAgentTaskDeadlineMs : d.taskDeadlineMs, server, reqId: req.reqId };
     }
 
@@ -279,7 +292,7 @@ export class AgentDeployer implements Deployer {
         try {
             entry = agentEntry(await this.cnapi.getServer(server), name);
         } catch (err) {
-            this.ctx.log.warn({ err, server }, 'could not read server.agents after install; keeping SAPI records');
+            this.log.warn({ err, server }, 'could not read server.agents after install; keeping SAPI records');
         }
         const adopted = await this.records.findOnServer(plan.service.uuid, server);
         const uuid = entry?.uuid ?? adopted[0]?.uuid ?? plan.instance.uuid;

@@ -1,16 +1,18 @@
-// createDeployers(ctx): the deployer of each instance type whose Triton
-// services are configured (vm: vmapi; agent: cnapi + imgapi). A type
-// without one fails clearly in full mode (NoDeployer).
+// The downstream clients and the deployer of each instance type whose
+// Triton services are configured (vm: vmapi; agent: cnapi + imgapi). A
+// type without one fails clearly in full mode (NoDeployer).
+
+import type Logger from 'bunyan';
 
 import { CnapiClient } from '../clients/cnapi.js';
+import type { DownstreamObservation } from '../clients/http.js';
 import { ImgapiClient } from '../clients/imgapi.js';
 import { NapiClient } from '../clients/napi.js';
 import { VmapiClient } from '../clients/vmapi.js';
-import type { Ctx } from '../model/context.js';
-import { instanceRecords } from '../model/instances.js';
+import type { SapiConfig } from '../config.js';
 import type { InstanceType } from '../model/types.js';
 import { AgentDeployer } from './agent.js';
-import type { Deployer } from './deployer.js';
+import type { Deployer, InstanceRecords } from './deployer.js';
 import { VmDeployer } from './vm.js';
 
 export interface Clients {
@@ -20,33 +22,36 @@ export interface Clients {
     napi?: NapiClient;
 }
 
-export function createClients(ctx: Ctx): Clients {
-    const c = ctx.config;
-    const common = { timeoutMs: c.deploy.downstreamTimeoutMs, maxSockets: c.maxHttpSockets };
+/** A client for each Triton service the config names; `observe` sees every call (metrics). */
+export function createClients(config: SapiConfig, log: Logger, observe?: (o: DownstreamObservation) => void): Clients {
+    const common = {
+        timeoutMs: config.deploy.downstreamTimeoutMs,
+        maxSockets: config.maxHttpSockets,
+        ...(observe ? { observe } : {}),
+    };
     const clients: Clients = {};
-    if (c.vmapi?.url) clients.vmapi = new VmapiClient({ url: c.vmapi.url, ...common, log: ctx.log.child({ component: 'vmapi' }) });
-    if (c.cnapi?.url) clients.cnapi = new CnapiClient({ url: c.cnapi.url, ...common, log: ctx.log.child({ component: 'cnapi' }) });
-    if (c.imgapi?.url) clients.imgapi = new ImgapiClient({ url: c.imgapi.url, ...common, log: ctx.log.child({ component: 'imgapi' }) });
-    if (c.napi?.url) clients.napi = new NapiClient({ url: c.napi.url, ...common, log: ctx.log.child({ component: 'napi' }) });
-    const metrics = ctx.metrics;
-    if (metrics) {
-        for (const client of [clients.vmapi, clients.cnapi, clients.imgapi, clients.napi]) {
-            if (client) {
-                client.http.observe = (o) => metrics.downstreamCall(o);
-            }
-        }
-    }
+    if (config.vmapi?.url) clients.vmapi = new VmapiClient({ url: config.vmapi.url, ...common, log: log.child({ component: 'vmapi' }) });
+    if (config.cnapi?.url) clients.cnapi = new CnapiClient({ url: config.cnapi.url, ...common, log: log.child({ component: 'cnapi' }) });
+    if (config.imgapi?.url) clients.imgapi = new ImgapiClient({ url: config.imgapi.url, ...common, log: log.child({ component: 'imgapi' }) });
+    if (config.napi?.url) clients.napi = new NapiClient({ url: config.napi.url, ...common, log: log.child({ component: 'napi' }) });
     return clients;
 }
 
-export function createDeployers(ctx: Ctx, clients: Clients = createClients(ctx)): Partial<Record<InstanceType, Deployer>> {
-    const records = instanceRecords(ctx);
+export interface DeployerDeps {
+    deploy: SapiConfig['deploy'];
+    log: Logger;
+    records: InstanceRecords;
+    clients: Clients;
+}
+
+export function createDeployers(deps: DeployerDeps): Partial<Record<InstanceType, Deployer>> {
+    const { clients, records, deploy, log } = deps;
     const out: Partial<Record<InstanceType, Deployer>> = {};
     if (clients.vmapi) {
-        out.vm = new VmDeployer({ ctx, records, vmapi: clients.vmapi, imgapi: clients.imgapi, napi: clients.napi, cnapi: clients.cnapi });
+        out.vm = new VmDeployer({ deploy, records, vmapi: clients.vmapi, imgapi: clients.imgapi, napi: clients.napi, cnapi: clients.cnapi });
     }
     if (clients.cnapi && clients.imgapi) {
-        out.agent = new AgentDeployer({ ctx, records, cnapi: clients.cnapi, imgapi: clients.imgapi });
+        out.agent = new AgentDeployer({ deploy, log: log.child({ component: 'agent-deployer' }), records, cnapi: clients.cnapi, imgapi: clients.imgapi });
     }
     return out;
 }

@@ -10,14 +10,15 @@ import type { NapiClient } from '../clients/napi.js';
 import { jobError, jobErrorName, type VmapiClient, type VmapiJob } from '../clients/vmapi.js';
 import { destroyFailed, inContext, invalidArgument, provisionFailed, reprovisionFailed, step, type SapiError } from '../errors.js';
 import { copyInto } from '../model/attributes.js';
-import type { Ctx } from '../model/context.js';
+import type { SapiConfig } from '../config.js';
 import { buildPayload } from '../model/payload.js';
 import type { Dict, Instance } from '../model/types.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
 import { checkImage, checkNetworks, jobFailureText, liveVm, runTeardownHook, vmParams } from './vm-checks.js';
 
 export interface VmDeployerOptions {
-    ctx: Ctx;
+    /** Job polling intervals and deadlines. */
+    deploy: SapiConfig['deploy'];
     records: InstanceRecords;
     vmapi: VmapiClient;
     imgapi?: ImgapiClient | undefined;
@@ -143,7 +144,7 @@ export class VmDeployer implements Deployer {
 
     /** Polls the job with the configured interval and deadline; errors name the job. */
     private async wait(req: DeployReq, verb: JobVerb, uuid: string, jobUuid: string): Promise<VmapiJob> {
-        const d = this.opts.ctx.config.deploy;
+        const d = this.opts.deploy;
         return step(`waiting for the ${verb} of VM ${uuid}`, () =>
             this.vmapi.waitJob(jobUuid, { intervalMs: d.jobPollIntervalMs, deadlineMs: d.jobDeadlineMs, reqId: req.reqId }),
         );

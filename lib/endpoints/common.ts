@@ -4,10 +4,10 @@
 import type { Request, Response, Server } from 'restify';
 import semver from 'semver';
 
-import { internal, invalidVersion, isSapiError, SapiError, storeUnavailable } from '../errors.js';
+import { invalidVersion, isSapiError, toApiError } from '../errors.js';
 import type { ReqInfo } from '../model/context.js';
 import type { Dict, Instance, Service } from '../model/types.js';
-import { StoreUnavailableError } from '../stor/errors.js';
+import { StoreError, StoreUnavailableError } from '../stor/errors.js';
 
 export type Method = 'get' | 'post' | 'put' | 'del';
 
@@ -36,20 +36,23 @@ export function mount(server: Server, def: RouteDef, handler: Handler): void {
     server[def.method]({ path: def.path, name: def.name }, fn);
 }
 
+/**
+ * The one place a failure becomes an answer: SAPI errors as they are, and
+ * anything else (a store error the model did not translate, a bug) through
+ * toApiError, so a store that is down is 503 StoreUnavailable on every route.
+ */
 export function sendError(req: Request, res: Response, err: unknown): void {
-    let e: SapiError;
+    const e = toApiError(err);
     if (isSapiError(err)) {
-        e = err;
         if (e.statusCode >= 500) {
             req.log.error({ err: e, cause: e.cause }, 'request failed');
         }
     } else if (err instanceof StoreUnavailableError) {
-        // Any route's store call, translated or not: the store is down, not the request wrong.
         req.log.error({ err }, 'store unavailable');
-        e = storeUnavailable(err.message, err);
+    } else if (err instanceof StoreError) {
+        req.log.error({ err }, 'store error in handler');
     } else {
         req.log.error({ err }, 'unexpected error in handler');
-        e = internal(`internal error: ${(err as Error)?.message ?? String(err)}`, err);
     }
     if (res.headersSent) {
         // A streamed response cannot change its status any more.

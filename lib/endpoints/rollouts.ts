@@ -3,18 +3,10 @@
 
 import type { Server } from 'restify';
 
-import { internal, invalidArgument, missingKeys } from '../errors.js';
-import type { Ctx } from '../model/context.js';
+import { invalidArgument, missingKeys } from '../errors.js';
 import { isUuid } from '../model/validate.js';
 import type { RolloutManager, StartRollout } from '../rollout/runner.js';
 import { mount, paramsOf } from './common.js';
-
-function manager(ctx: Ctx): RolloutManager {
-    if (!ctx.rollouts) {
-        throw internal('rollouts are not available');
-    }
-    return ctx.rollouts;
-}
 
 function list(v: unknown, field: string): string[] | undefined {
     if (v === undefined || v === '') {
@@ -38,7 +30,7 @@ function int(v: unknown, field: string): number | undefined {
     return n;
 }
 
-export function mountRollouts(server: Server, ctx: Ctx): void {
+export function mountRollouts(server: Server, rollouts: RolloutManager): void {
     mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout' }, async (req, res, info) => {
         const p = paramsOf(req);
         const missing = ['service_uuid', 'image_uuid'].filter((k) => p[k] === undefined || p[k] === '');
@@ -63,19 +55,19 @@ export function mountRollouts(server: Server, ctx: Ctx): void {
         if (minFinished !== undefined) input.stall_min_finished = minFinished;
         const timeout = int(p.instance_timeout_ms, 'instance_timeout_ms');
         if (timeout !== undefined) input.instance_timeout_ms = timeout;
-        res.send(200, await manager(ctx).start(input, info.reqId));
+        res.send(200, await rollouts.start(input, info.reqId));
     });
     mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts' }, async (req, res) => {
         const svc = paramsOf(req).service_uuid;
         if (svc !== undefined && svc !== '' && !isUuid(svc)) {
             throw invalidArgument('service_uuid must be a UUID');
         }
-        res.send(200, await manager(ctx).list(typeof svc === 'string' && svc ? svc : undefined));
+        res.send(200, await rollouts.list(typeof svc === 'string' && svc ? svc : undefined));
     });
     mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout' }, async (req, res) => {
-        res.send(200, await manager(ctx).get(String(req.params.uuid)));
+        res.send(200, await rollouts.get(String(req.params.uuid)));
     });
     mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout' }, async (req, res) => {
-        res.send(200, await manager(ctx).cancel(String(req.params.uuid)));
+        res.send(200, await rollouts.cancel(String(req.params.uuid)));
     });
 }

@@ -3,10 +3,9 @@
 import bunyan from 'bunyan';
 import type { Server } from 'restify';
 
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, toApiError } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import { setMode } from '../model/mode.js';
-import { storeError } from '../model/objects.js';
 import type { BucketStatus } from '../stor/moray/buckets-init.js';
 import { mount, paramsOf } from './common.js';
 
@@ -69,7 +68,7 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
     mount(server, { method: 'post', path: '/cache', name: 'SyncCache' }, async (_req, res) => {
         if (ctx.mode.current === 'full' && hooks.syncCache) {
             await hooks.syncCache().catch((err: unknown) => {
-                throw storeError(err, 'application', 'cache');
+                throw toApiError(err, 'store');
             });
         }
         res.send(204);

@@ -1,25 +1,21 @@
-// What the model needs, built once in bin/ (or the test harness) and
-// passed down. The model never sees restify's req/res.
+// What the model needs, built once by the composition root (lib/app.ts)
+// and never changed afterwards. The model never sees restify's req/res.
 
 import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
 import type { Deployer } from '../deploy/deployer.js';
-import type { Metrics } from '../metrics.js';
-import type { RolloutManager } from '../rollout/runner.js';
 import type { Store } from '../stor/store.js';
 import type { InstanceType, Mode } from './types.js';
 
 export interface Ctx {
-    store: Store;
-    log: Logger;
-    config: SapiConfig;
-    deployers: Partial<Record<InstanceType, Deployer>>;
-    mode: ModeState;
-    /** Prometheus metrics (set by createApp). */
-    metrics?: Metrics;
-    /** Agent rollouts (set by createApp). */
-    rollouts?: RolloutManager;
+    readonly store: Store;
+    readonly log: Logger;
+    readonly config: SapiConfig;
+    /** The deployer of each instance type whose Triton services are configured. */
+    readonly deployers: Readonly<Partial<Record<InstanceType, Deployer>>>;
+    /** The current mode: state that changes (proto → full), not wiring. */
+    readonly mode: ModeState;
 }
 
 /** Per-request facts the model needs. */

@@ -7,139 +7,35 @@ import { randomUUID } from 'node:crypto';
 import { invalidArgument, missingKeys, missingParameter, noDeployer } from '../errors.js';
 import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
 import { BUCKETS, staleIndexCopies } from '../stor/buckets.js';
-import { EtagConflictError, NotFoundError } from '../stor/errors.js';
-import { and, eq, oneOf, type BatchOp, type Filter, type Store, type Stored } from '../stor/store.js';
+import { jsonLists } from '../stor/forwarding.js';
+import { and, eq, oneOf, type Filter, type Store, type Stored } from '../stor/store.js';
+import { adoptAgent } from './adoption.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import { loadParents } from './config-doc.js';
 import type { Ctx, ReqInfo } from './context.js';
+import { mergeParams, onServer, removeIfPresent, withIndexes, type RecordDeps } from './instance-records.js';
 import { findWithMaster, masterStore, listQuery, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
-import { BUCKET_OF, compact, find, insert, modify, mustGet, remove, storeError } from './objects.js';
+import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
 import type { Dict, Instance, Service } from './types.js';
 import { updateObject } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
 
-// ---- record helpers
+// ---- records
 
-/** Mirror params.server_uuid / params.image_uuid into the index fields. */
-export function withIndexes(inst: Instance): Instance {
-    const out = copyInto({}, inst) as Instance;
-    delete out.server_uuid;
-    delete out.image_uuid;
-    const p = isPlainObject(inst.params) ? inst.params : {};
-    if (typeof p.server_uuid === 'string') {
-        out.server_uuid = p.server_uuid;
-    }
-    if (typeof p.image_uuid === 'string') {
-        out.image_uuid = p.image_uuid;
-    }
-    return out;
-}
-
-/** The instances of a service on one server (agents: at most one after adoption). */
-async function onServer(ctx: Ctx, serviceUuid: string, serverUuid: string): Promise<Stored<Instance>[]> {
-    const found = await ctx.store.find<Instance>(BUCKET_OF.instance, and(eq('service_uuid', serviceUuid), eq('server_uuid', serverUuid)));
-    return found.items;
-}
-
-/** Delete a record; false when it was already gone. */
-async function removeIfPresent(ctx: Ctx, uuid: string): Promise<boolean> {
-    try {
-        await ctx.store.del(BUCKET_OF.instance, uuid);
-        return true;
-    } catch (err) {
-        if (err instanceof NotFoundError) {
-            return false;
-        }
-        throw storeError(err, 'instance', uuid);
-    }
-}
-
-/** Shallow-merge keys into params (the index fields follow). */
-async function mergeParams(ctx: Ctx, uuid: string, patch: Dict): Promise<Instance> {
-    const out = await modify<Instance>(ctx.store, 'instance', uuid, (cur) =>
-        withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }),
-    );
-    return out.value;
-}
-
-export function instanceRecords(ctx: Ctx): InstanceRecords {
+/** The record operations a deployer may use. */
+export function instanceRecords(deps: RecordDeps): InstanceRecords {
     return {
-        get: (uuid) => find<Instance>(ctx.store, 'instance', uuid),
-        insert: async (inst) => (await insert(ctx.store, 'instance', withIndexes(inst))).value,
+        get: (uuid) => find<Instance>(deps.store, 'instance', uuid),
+        insert: async (inst) => (await insert(deps.store, 'instance', withIndexes(inst))).value,
         remove: async (uuid) => {
-            await removeIfPresent(ctx, uuid);
+            await removeIfPresent(deps, uuid);
         },
-        setImage: (uuid, imageUuid) => mergeParams(ctx, uuid, { image_uuid: imageUuid }),
-        mergeParams: (uuid, patch) => mergeParams(ctx, uuid, patch),
-        adoptAgent: (inst) => adoptAgent(ctx, inst),
-        findOnServer: async (serviceUuid, serverUuid) => (await onServer(ctx, serviceUuid, serverUuid)).map((s) => s.value),
+        setImage: (uuid, imageUuid) => mergeParams(deps, uuid, { image_uuid: imageUuid }),
+        mergeParams: (uuid, patch) => mergeParams(deps, uuid, patch),
+        adoptAgent: (inst) => adoptAgent(deps, inst),
+        findOnServer: async (serviceUuid, serverUuid) => (await onServer(deps, serviceUuid, serverUuid)).map((s) => s.value),
     };
-}
-
-/**
- * Agent self-adoption: one instance per (service, server). The same uuid is
- * an upsert of params; a new uuid replaces every other instance of that
- * service on the server (SAPI 2.1.2 could leave several), carrying their
- * metadata and manifests over. An agent that does not say its server (older
- * agents register with just a service and a uuid) is recorded "unplaced":
- * an upsert by uuid, replacing nothing. Never calls CNAPI, never waits on a
- * lock.
- */
-export async function adoptAgent(ctx: Ctx, inst: Instance): Promise<Instance> {
-    const given = isPlainObject(inst.params) ? inst.params.server_uuid : undefined;
-    const server = typeof given === 'string' && given !== '' ? given : null;
-    for (let attempt = 0; ; attempt++) {
-        const existing = await find<Instance>(ctx.store, 'instance', inst.uuid);
-        if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
-            throw invalidArgument(`instance already exists: ${inst.uuid}`);
-        }
-        const siblings = server === null ? [] : (await onServer(ctx, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
-
-        const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
-        const params: Dict = {};
-        const metadata: Dict = {};
-        const manifests: Dict = {};
-        for (const s of siblings) {
-            copyInto(params, s.value.params);
-            copyInto(metadata, s.value.metadata);
-            copyInto(manifests, s.value.manifests);
-        }
-        copyInto(params, base.params);
-        copyInto(params, inst.params);
-        copyInto(metadata, base.metadata);
-        copyInto(metadata, inst.metadata);
-        copyInto(manifests, base.manifests);
-        copyInto(manifests, inst.manifests);
-        const next = withIndexes(
-            compact<Instance>({
-                uuid: inst.uuid,
-                service_uuid: inst.service_uuid,
-                params,
-                metadata: Object.keys(metadata).length > 0 || base.metadata ? metadata : undefined,
-                manifests: Object.keys(manifests).length > 0 || base.manifests ? (manifests as Record<string, string>) : undefined,
-                master: base.master ?? inst.master,
-                type: 'agent',
-            }),
-        );
-        const ops: BatchOp[] = siblings.map((s) => ({ op: 'del', bucket: BUCKET_OF.instance, uuid: s.value.uuid, etag: s.etag }));
-        ops.push({ op: 'put', bucket: BUCKET_OF.instance, value: next, etag: existing ? existing.etag : null });
-        try {
-            await ctx.store.batch(ops);
-            if (siblings.length > 0) {
-                ctx.log.info(
-                    { replaced: siblings.map((s) => s.value.uuid), uuid: inst.uuid, server_uuid: server },
-                    'agent self-adoption replaced the server instance',
-                );
-            }
-            return next;
-        } catch (err) {
-            if ((err instanceof EtagConflictError || err instanceof NotFoundError) && attempt < 20) {
-                continue;
-            }
-            throw storeError(err, 'instance', inst.uuid);
-        }
-    }
 }
 
 // ---- create
@@ -291,12 +187,14 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?:
         }
         return { total, stream: streamAll(stores, filter, lacksIndexCopies) };
     }
-    if (omit && !master && store.findJson && store.iterateJson) {
+    // Looked up per request: the backend (and so the fast path) can change.
+    const lists = omit && !master ? jsonLists(store) : null;
+    if (omit && lists) {
         if (page) {
-            return store.findJson(BUCKET_OF.instance, filter, page, omit);
+            return lists.findJson(BUCKET_OF.instance, filter, page, omit);
         }
         const total = await store.count(BUCKET_OF.instance, filter);
-        return { total, jsonStream: store.iterateJson(BUCKET_OF.instance, filter, 1000, omit) };
+        return { total, jsonStream: lists.iterateJson(BUCKET_OF.instance, filter, 1000, omit) };
     }
     if (page) {
         return findWithMaster<Instance>(ctx, params, BUCKET_OF.instance, filter, page);

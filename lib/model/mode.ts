@@ -2,9 +2,8 @@
 // deployers. The mode is persisted in the store; the only switch is
 // proto → full. TEST_SAPI_PROTO_MODE=true forces proto.
 
-import { invalidArgument, missingParameter } from '../errors.js';
+import { invalidArgument, missingParameter, toApiError } from '../errors.js';
 import type { Store } from '../stor/store.js';
-import { storeError } from './objects.js';
 import type { Ctx } from './context.js';
 import type { Mode } from './types.js';
 
@@ -43,7 +42,7 @@ export async function setMode(ctx: Ctx, raw: unknown, migrate?: () => Promise<vo
             await ctx.store.setMeta(MODE_KEY, 'full');
         } catch (err) {
             // The switch failed: still proto, on the embedded store.
-            throw storeError(err, 'application', 'mode');
+            throw toApiError(err, 'store');
         }
         ctx.mode.current = 'full';
         ctx.log.info('switched to full mode');

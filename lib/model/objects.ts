@@ -2,9 +2,9 @@
 // atomic read-modify-write (etag-conditional put, retried on conflict).
 
 import { BUCKETS, type BucketName } from '../stor/buckets.js';
-import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../stor/errors.js';
+import { EtagConflictError, NotFoundError } from '../stor/errors.js';
 import type { JsonObject, Store, Stored } from '../stor/store.js';
-import { internal, invalidArgument, noSuch, preconditionFailed, SapiError, storeUnavailable } from '../errors.js';
+import { invalidArgument, noSuch, preconditionFailed, toApiError, type SapiError } from '../errors.js';
 import type { Kind } from './types.js';
 
 export const BUCKET_OF: Record<Kind, BucketName> = {
@@ -14,21 +14,13 @@ export const BUCKET_OF: Record<Kind, BucketName> = {
     manifest: BUCKETS.manifests.name,
 };
 
-/** Translate a store error into an API error (once, here). */
+/**
+ * A store error about one object, as an API error that names the object
+ * ("no such <kind>: <uuid>"). The mapping itself is toApiError's, the same
+ * one every route's error answer goes through.
+ */
 export function storeError(err: unknown, kind: Kind, uuid: string): SapiError {
-    if (err instanceof SapiError) {
-        return err;
-    }
-    if (err instanceof NotFoundError) {
-        return noSuch(kind, uuid);
-    }
-    if (err instanceof EtagConflictError) {
-        return preconditionFailed(`${kind} ${uuid} was changed by another request (etag mismatch)`);
-    }
-    if (err instanceof StoreUnavailableError) {
-        return storeUnavailable(err.message, err);
-    }
-    return internal(`store error: ${(err as Error)?.message ?? String(err)}`, err);
+    return toApiError(err, { kind, uuid });
 }
 
 export async function find<T extends JsonObject>(store: Store, kind: Kind, uuid: string): Promise<Stored<T> | null> {

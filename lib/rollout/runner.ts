@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 
 import type Logger from 'bunyan';
 
-import { conflict, invalidArgument, isSapiError, noDeployer, noSuch } from '../errors.js';
+import { hasCode, invalidArgument, noDeployer, noSuch } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
 import { find } from '../model/objects.js';
@@ -46,24 +46,30 @@ export interface StartRollout {
 /** Emitted as progress is made (sapiadm watches it over REST; metrics use it). */
 export type RolloutListener = (r: Rollout) => void;
 
+export interface RolloutManagerDeps {
+    /** The model (rollouts upgrade instances as UpgradeInstance does). */
+    ctx: Ctx;
+    /** Told of every progress step (metrics). */
+    onProgress?: RolloutListener;
+}
+
 export class RolloutManager {
     private readonly running = new Map<string, { rollout: Rollout; cancel: boolean; done: Promise<void> }>();
-    private readonly listeners: RolloutListener[] = [];
+    private readonly ctx: Ctx;
+    private readonly onProgress: RolloutListener | undefined;
     private readonly log: Logger;
 
-    constructor(private readonly ctx: Ctx) {
-        this.log = ctx.log.child({ component: 'rollout' });
-    }
-
-    onProgress(fn: RolloutListener): void {
-        this.listeners.push(fn);
+    constructor(deps: RolloutManagerDeps) {
+        this.ctx = deps.ctx;
+        this.onProgress = deps.onProgress;
+        this.log = deps.ctx.log.child({ component: 'rollout' });
     }
 
     // ---- API
 
     async start(input: StartRollout, reqId: string): Promise<Rollout> {
         if (this.ctx.mode.current !== 'full') {
-            throw conflict('InvalidArgument', 'rollouts deploy agents and need full mode');
+            throw invalidArgument('rollouts deploy agents and need full mode');
         }
         if (!this.ctx.deployers.agent) {
             throw noDeployer('agent');
@@ -256,7 +262,7 @@ export class RolloutManager {
                     break;
                 } catch (err) {
                     // The server is busy with another agent operation: wait our turn.
-                    if (isSapiError(err) && err.restCode === 'OperationInProgress' && Date.now() + BUSY_RETRY_MS < deadline) {
+                    if (hasCode(err, 'OperationInProgress') && Date.now() + BUSY_RETRY_MS < deadline) {
                         await new Promise((res) => setTimeout(res, BUSY_RETRY_MS));
                         continue;
                     }
@@ -306,9 +312,7 @@ export class RolloutManager {
     }
 
     private emit(r: Rollout): void {
-        for (const fn of this.listeners) {
-            fn(r);
-        }
+        this.onProgress?.(r);
     }
 
     private readonly flushes = new Map<string, { timer: NodeJS.Timeout | null; chain: Promise<void> }>();

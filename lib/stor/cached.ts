@@ -6,20 +6,29 @@
 // POST /cache). A copy that has never been filled completely (a new cache
 // file) is never answered from: it would answer as if the DC were empty,
 // so until the first sync ends an unreachable Moray is a 503.
+//
+// The copy is written only where it differs from what Moray answered: a
+// read of an unchanged object, or a refresh of an unchanged bucket, writes
+// nothing. "Differs" compares the stored JSON text with the text the copy
+// would store, not etags: the copy's etag is a hash of its own text and
+// never equals Moray's etag, and keeping Moray's etag beside each row would
+// need a column the embedded store does not have (and batches return no
+// etags). The comparison is a primary-key read of the local file, cheaper
+// than the write it saves. Objects Moray no longer has are always deleted.
 
 import type Logger from 'bunyan';
 
 import { ALL_BUCKETS, type BucketName } from './buckets.js';
+import { copyChunks } from './copy.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
+import { ForwardingStore } from './forwarding.js';
 import type { SqliteStore } from './sqlite/index.js';
-import { copyBucket } from './copy.js';
-import { ALL, type BatchOp, type DelOptions, type Filter, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
+import { ALL, type BatchOp, type DelOptions, type Filter, type JsonLists, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
 
 /** Set in the local copy once a sync() has copied every bucket. */
 export const CACHE_FILLED_KEY = 'cache.filled_at';
 
-export class CachedStore implements Store {
-    readonly name: string;
+export class CachedStore extends ForwardingStore {
     private filled: boolean | null = null;
 
     constructor(
@@ -27,16 +36,29 @@ export class CachedStore implements Store {
         private readonly local: SqliteStore,
         private readonly log: Logger,
     ) {
-        this.name = `${primary.name}+LocalCache`;
+        super();
     }
 
-    async init(): Promise<void> {
+    /** The decorated store: Moray (ping() is forwarded to it as is). */
+    get inner(): Store {
+        return this.primary;
+    }
+
+    override get name(): string {
+        return `${this.primary.name}+LocalCache`;
+    }
+
+    override async init(): Promise<void> {
         await this.local.init();
         await this.primary.init();
     }
 
-    async ping(): Promise<boolean> {
-        return this.primary.ping();
+    /**
+     * None: lists come from Moray, or from the local copy while Moray is
+     * unreachable, and a fast path of either alone would skip that choice.
+     */
+    override offerJsonLists(): JsonLists | null {
+        return null;
     }
 
     /** Moray's answer; the local copy's while Moray is unreachable. */
@@ -60,7 +82,7 @@ export class CachedStore implements Store {
         return this.filled;
     }
 
-    get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+    override get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
         return this.orLocal(
             { bucket, uuid },
             async () => {
@@ -72,18 +94,18 @@ export class CachedStore implements Store {
         );
     }
 
-    async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+    override async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
         const out = await this.primary.put(bucket, value, opts);
         this.mirror(bucket, String(value.uuid), out);
         return out;
     }
 
-    async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+    override async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
         await this.primary.del(bucket, uuid, opts);
         this.mirror(bucket, uuid, null);
     }
 
-    async batch(ops: BatchOp[]): Promise<void> {
+    override async batch(ops: BatchOp[]): Promise<void> {
         await this.primary.batch(ops);
         for (const op of ops) {
             if (op.op === 'put') {
@@ -94,7 +116,7 @@ export class CachedStore implements Store {
         }
     }
 
-    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
+    override find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
         return this.orLocal(
             { bucket },
             () => this.primary.find<T>(bucket, filter, page),
@@ -103,7 +125,7 @@ export class CachedStore implements Store {
     }
 
     /** From Moray; from the local copy if Moray fails before the first chunk. */
-    async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
+    override async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
         let started = false;
         try {
             for await (const chunk of this.primary.iterate<T>(bucket, filter, chunkSize)) {
@@ -119,7 +141,7 @@ export class CachedStore implements Store {
         }
     }
 
-    count(bucket: BucketName, filter: Filter): Promise<number> {
+    override count(bucket: BucketName, filter: Filter): Promise<number> {
         return this.orLocal(
             { bucket },
             () => this.primary.count(bucket, filter),
@@ -127,7 +149,7 @@ export class CachedStore implements Store {
         );
     }
 
-    getMeta(key: string): Promise<string | null> {
+    override getMeta(key: string): Promise<string | null> {
         return this.orLocal(
             { meta: key },
             () => this.primary.getMeta(key),
@@ -135,22 +157,29 @@ export class CachedStore implements Store {
         );
     }
 
-    async setMeta(key: string, value: string): Promise<void> {
+    override async setMeta(key: string, value: string): Promise<void> {
         await this.primary.setMeta(key, value);
         await this.local.setMeta(key, value).catch(() => undefined);
     }
 
-    async close(): Promise<void> {
+    override async close(): Promise<void> {
         await this.primary.close();
         await this.local.close();
     }
 
-    /** Copy every object from Moray into the local cache; drop what Moray no longer has. */
-    async sync(): Promise<{ copied: number; dropped: number }> {
+    /**
+     * Copy every object from Moray into the local cache, writing only the
+     * rows that differ; drop what Moray no longer has. `copied`: objects
+     * read from Moray; `written`: rows of the copy inserted or updated.
+     */
+    async sync(): Promise<{ copied: number; written: number; dropped: number }> {
         let copied = 0;
+        let written = 0;
         let dropped = 0;
         for (const def of ALL_BUCKETS) {
-            const seen = await copyBucket(this.primary, this.local, def.name, 1000);
+            const seen = await copyChunks(this.primary, def.name, 1000, (values) => {
+                written += this.local.putIfChanged(def.name, values);
+            });
             copied += seen.size;
             for await (const chunk of this.local.iterate(def.name, ALL, 1000)) {
                 for (const s of chunk) {
@@ -164,15 +193,19 @@ export class CachedStore implements Store {
         }
         await this.local.setMeta(CACHE_FILLED_KEY, new Date().toISOString());
         this.filled = true;
-        this.log.info({ copied, dropped }, 'local cache refreshed from moray');
-        return { copied, dropped };
+        this.log.info({ copied, written, dropped }, 'local cache refreshed from moray');
+        return { copied, written, dropped };
     }
 
-    /** Best-effort write-through; a cache failure never fails the request. */
+    /**
+     * Best-effort write-through of what Moray holds now (null: nothing);
+     * a row that already holds it is not written again. A cache failure
+     * never fails the request.
+     */
     private mirror(bucket: BucketName, uuid: string, got: Stored | null): void {
         try {
             if (got) {
-                this.local.putUnchecked(bucket, got.value);
+                this.local.putIfChanged(bucket, [got.value]);
             } else {
                 this.local.delUnchecked(bucket, uuid);
             }

@@ -1,40 +1,45 @@
-// Multi-DC (sapi-api.md §8): a non-master DC also reads and writes the
-// master DC's Moray. Gets look locally, then in the master; objects with
+// Multi-DC: a DC that is not the master also reads and writes the master
+// DC's Moray. Gets look locally, then in the master; objects with
 // `master: true` are written to the master; deletes try local, then master.
-// Lists are local; `include_master` lists append the master's (model/lists).
+// Everything else (lists, counts, settings, ping) is local; lists that ask
+// for `include_master` append the master's themselves (model/lists).
 
 import type { BucketName } from './buckets.js';
 import { NotFoundError } from './errors.js';
-import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './store.js';
+import { ForwardingStore } from './forwarding.js';
+import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from './store.js';
 
-export class MultiDcStore implements Store {
-    readonly name: string;
-
+export class MultiDcStore extends ForwardingStore {
     constructor(
         readonly local: Store,
         readonly master: Store,
     ) {
-        this.name = `${local.name}+Master`;
+        super();
     }
 
-    async init(): Promise<void> {
+    /** Forwarded to: the local store. */
+    get inner(): Store {
+        return this.local;
+    }
+
+    override get name(): string {
+        return `${this.local.name}+Master`;
+    }
+
+    override async init(): Promise<void> {
         await this.local.init();
         await this.master.init();
     }
 
-    ping(): Promise<boolean> {
-        return this.local.ping();
-    }
-
-    async get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
+    override async get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
         return (await this.local.get<T>(bucket, uuid)) ?? this.master.get<T>(bucket, uuid);
     }
 
-    put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+    override put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
         return (value.master === true ? this.master : this.local).put(bucket, value, opts);
     }
 
-    async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+    override async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
         try {
             await this.local.del(bucket, uuid, opts);
         } catch (err) {
@@ -45,7 +50,7 @@ export class MultiDcStore implements Store {
         }
     }
 
-    async batch(ops: BatchOp[]): Promise<void> {
+    override async batch(ops: BatchOp[]): Promise<void> {
         const toMaster = ops.filter((o) => o.op === 'put' && o.value.master === true);
         if (toMaster.length > 0) {
             await this.master.batch(toMaster);
@@ -56,27 +61,7 @@ export class MultiDcStore implements Store {
         }
     }
 
-    find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
-        return this.local.find<T>(bucket, filter, page);
-    }
-
-    iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]> {
-        return this.local.iterate<T>(bucket, filter, chunkSize);
-    }
-
-    count(bucket: BucketName, filter: Filter): Promise<number> {
-        return this.local.count(bucket, filter);
-    }
-
-    getMeta(key: string): Promise<string | null> {
-        return this.local.getMeta(key);
-    }
-
-    setMeta(key: string, value: string): Promise<void> {
-        return this.local.setMeta(key, value);
-    }
-
-    async close(): Promise<void> {
+    override async close(): Promise<void> {
         await this.local.close();
         await this.master.close();
     }
@@ -84,9 +69,12 @@ export class MultiDcStore implements Store {
 
 /** The master store behind any decorators (cache, metrics), if multi-DC. */
 export function masterOf(store: Store): Store | null {
-    let s: Store | undefined = store;
-    while (s && !(s instanceof MultiDcStore)) {
-        s = (s as { inner?: Store }).inner;
+    let s: Store = store;
+    while (!(s instanceof MultiDcStore)) {
+        if (!(s instanceof ForwardingStore)) {
+            return null;
+        }
+        s = s.inner;
     }
-    return s instanceof MultiDcStore ? s.master : null;
+    return s.master;
 }

@@ -60,10 +60,25 @@ export interface Page<T extends JsonObject = JsonObject> {
     total: number;
 }
 
-/** Matches as JSON text (see Store.findJson). */
+/** Matches as JSON text (see JsonLists.findJson). */
 export interface JsonPage {
     json: string[];
     total: number;
+}
+
+/**
+ * A capability some backends offer besides Store (the embedded store
+ * does): the matches of find()/iterate() as JSON text, with the top-level
+ * keys `omit` removed, ready for the socket. It is not part of Store: reach
+ * it with jsonLists(store) (forwarding.ts), which sees through decorators
+ * and answers null when the backend serving now lacks it; callers then
+ * use find()/iterate().
+ */
+export interface JsonLists {
+    /** find(), each match as JSON text without the keys `omit`. */
+    findJson(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage>;
+    /** iterate(), each match as JSON text without the keys `omit`. */
+    iterateJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]>;
 }
 
 export interface PutOptions {
@@ -114,15 +129,6 @@ export interface Store {
     ): AsyncIterable<Stored<T>[]>;
 
     count(bucket: BucketName, filter: Filter): Promise<number>;
-
-    /**
-     * Optional fast paths for lists (the embedded store has them): the
-     * matches of find()/iterate() as JSON text, with the top-level keys
-     * `omit` removed, ready for the socket. Callers fall back to
-     * find()/iterate() when a backend lacks them.
-     */
-    findJson?(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage>;
-    iterateJson?(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]>;
 
     /** All operations or none. */
     batch(ops: BatchOp[]): Promise<void>;

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import { withIndexes } from '../../lib/model/instances.js';
+import { withIndexes } from '../../lib/model/instance-records.js';
 import { agentWorld, type AgentWorld } from '../lib/agent-world.js';
 
 async function installed(w: AgentWorld, name: string, server: string): Promise<{ uuid: string; params: Record<string, string> }> {

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 
 import { serializeInstance } from '../../lib/endpoints/common.js';
-import { withIndexes } from '../../lib/model/instances.js';
+import { withIndexes } from '../../lib/model/instance-records.js';
 import type { Instance } from '../../lib/model/types.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import { withIndexes } from '../../lib/model/instances.js';
+import { withIndexes } from '../../lib/model/instance-records.js';
 import type { Instance } from '../../lib/model/types.js';
 import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
 import type { JsonObject } from '../../lib/stor/store.js';

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import { withIndexes } from '../../lib/model/instances.js';
+import { withIndexes } from '../../lib/model/instance-records.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 
 import type { CnapiAgent } from '../../lib/clients/cnapi.js';
-import { withIndexes } from '../../lib/model/instances.js';
+import { withIndexes } from '../../lib/model/instance-records.js';
 import type { Instance } from '../../lib/model/types.js';
 import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';

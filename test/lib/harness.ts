@@ -10,10 +10,7 @@ import bunyan from 'bunyan';
 
 import { createApp, type SapiApp } from '../../lib/app.js';
 import { parseConfig, type SapiConfig } from '../../lib/config.js';
-import type { Deployer } from '../../lib/deploy/deployer.js';
-import { createDeployers } from '../../lib/deploy/index.js';
 import type { Ctx } from '../../lib/model/context.js';
-import type { InstanceType } from '../../lib/model/types.js';
 import { createStore, type CreateStoreOptions, type StoreSetup } from '../../lib/stor/index.js';
 import { SqliteStore } from '../../lib/stor/sqlite/index.js';
 import type { Store } from '../../lib/stor/store.js';
@@ -33,7 +30,6 @@ export interface StartOpts {
     /** Reuse a data directory (restart tests). */
     dir?: string;
     store?: Store;
-    deployers?: (ctx: Ctx) => Partial<Record<InstanceType, Deployer>>;
     keepDir?: boolean;
     /** Build the store as bin/sapi.ts does (createStore: sqlite or moray + cache). */
     viaCreateStore?: boolean;
@@ -65,7 +61,7 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
         await s.init();
         store = s;
     }
-    const app = await createApp({ config, log, store, deployers: opts.deployers ?? ((ctx) => createDeployers(ctx)), ...(hooks ? { hooks } : {}) });
+    const app = await createApp({ config, log, store, ...(hooks ? { hooks } : {}) });
     const port = await app.listen(0, '127.0.0.1');
     const url = `http://127.0.0.1:${port}`;
     return {

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 
 import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
-import type { BatchOp, DelOptions, Filter, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { whereClause } from './query.js';
 import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
 
@@ -27,7 +27,7 @@ export function etagOf(json: string): string {
     return createHash('sha1').update(json).digest('hex').slice(0, 20);
 }
 
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, JsonLists {
     readonly name = 'SqliteStorage';
     readonly path: string;
     private db: Database.Database | null = null;
@@ -143,19 +143,16 @@ export class SqliteStore implements Store {
         }
     }
 
-    private putSync<T extends JsonObject>(bucket: BucketName, value: T, expect: string | null | undefined): Stored<T> {
+    /** `json`: the value's JSON text, when the caller has it already. */
+    private putSync<T extends JsonObject>(bucket: BucketName, value: T, expect: string | null | undefined, json = JSON.stringify(value)): Stored<T> {
         const def = bucketDef(bucket);
-        const uuid = value.uuid;
-        if (typeof uuid !== 'string') {
-            throw new TypeError('stored objects need a string uuid');
-        }
+        const uuid = uuidOf(value);
         const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
             | { etag: string }
             | undefined;
         if (expect !== undefined && (current?.etag ?? null) !== expect) {
             throw new EtagConflictError(bucket, uuid, expect, current?.etag ?? null);
         }
-        const json = JSON.stringify(value);
         const etag = etagOf(json);
         const cols = indexColumns(def);
         const vals = cols.map((c) => indexFieldValue(def, value, c));
@@ -217,9 +214,27 @@ export class SqliteStore implements Store {
         return this.conn().transaction(fn)();
     }
 
-    /** Synchronous unconditional write (the local cache's write-through). */
-    putUnchecked(bucket: BucketName, value: JsonObject): void {
-        this.conn().transaction(() => this.putSync(bucket, value, undefined))();
+    /**
+     * Synchronous unconditional write of each of `values` (the local
+     * cache's write-through and refresh), in one transaction, except that a
+     * row already holding exactly that value is left alone: no write at
+     * all. Returns how many rows were written.
+     */
+    putIfChanged(bucket: BucketName, values: readonly JsonObject[]): number {
+        return this.conn().transaction(() => {
+            let written = 0;
+            for (const value of values) {
+                const json = JSON.stringify(value);
+                const row = this.stmt(`SELECT value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuidOf(value)) as
+                    | { value: string }
+                    | undefined;
+                if (row?.value !== json) {
+                    this.putSync(bucket, value, undefined, json);
+                    written++;
+                }
+            }
+            return written;
+        })();
     }
 
     /** Synchronous delete that ignores an absent object. */
@@ -350,6 +365,14 @@ export class SqliteStore implements Store {
         }
         return s;
     }
+}
+
+function uuidOf(value: JsonObject): string {
+    const uuid = value.uuid;
+    if (typeof uuid !== 'string') {
+        throw new TypeError('stored objects need a string uuid');
+    }
+    return uuid;
 }
 
 function jsonRemove(omit: readonly string[]): string {

@@ -1,0 +1,103 @@
+// Agent self-adoption: what an agent's own registration (its postinstall,
+// or a reinstall) does to SAPI's records.
+
+import { invalidArgument } from '../errors.js';
+import { EtagConflictError, NotFoundError } from '../stor/errors.js';
+import type { BatchOp } from '../stor/store.js';
+import { copyInto, isPlainObject } from './attributes.js';
+import { onServer, withIndexes, type RecordDeps } from './instance-records.js';
+import { BUCKET_OF, compact, find, storeError } from './objects.js';
+import type { Dict, Instance } from './types.js';
+
+/**
+ * Adoptions of one (service, server) run one after another in this process:
+ * each replaces what it read, so two running at once could both insert.
+ */
+const queues = new Map<string, Promise<unknown>>();
+
+function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = queues.get(key) ?? Promise.resolve();
+    const run = before.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    queues.set(key, tail);
+    void tail.then(() => {
+        if (queues.get(key) === tail) {
+            queues.delete(key);
+        }
+    });
+    return run;
+}
+
+/**
+ * Agent self-adoption: one instance per (service, server). The same uuid is
+ * an upsert of params; a new uuid replaces every other instance of that
+ * service on the server (SAPI 2.1.2 could leave several), carrying their
+ * metadata and manifests over. An agent that does not say its server (older
+ * agents register with just a service and a uuid) is recorded "unplaced":
+ * an upsert by uuid, replacing nothing. Never calls CNAPI and never waits
+ * for a server's install lock; it only waits for another adoption of the
+ * same service on the same server to be written.
+ */
+export async function adoptAgent(deps: RecordDeps, inst: Instance): Promise<Instance> {
+    const given = isPlainObject(inst.params) ? inst.params.server_uuid : undefined;
+    const server = typeof given === 'string' && given !== '' ? given : null;
+    if (server === null) {
+        return adoptOnce(deps, inst, null);
+    }
+    return serialized(`${inst.service_uuid}/${server}`, () => adoptOnce(deps, inst, server));
+}
+
+async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null): Promise<Instance> {
+    for (let attempt = 0; ; attempt++) {
+        const existing = await find<Instance>(deps.store, 'instance', inst.uuid);
+        if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
+            throw invalidArgument(`instance already exists: ${inst.uuid}`);
+        }
+        const siblings = server === null ? [] : (await onServer(deps, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
+
+        const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
+        const params: Dict = {};
+        const metadata: Dict = {};
+        const manifests: Dict = {};
+        for (const s of siblings) {
+            copyInto(params, s.value.params);
+            copyInto(metadata, s.value.metadata);
+            copyInto(manifests, s.value.manifests);
+        }
+        copyInto(params, base.params);
+        copyInto(params, inst.params);
+        copyInto(metadata, base.metadata);
+        copyInto(metadata, inst.metadata);
+        copyInto(manifests, base.manifests);
+        copyInto(manifests, inst.manifests);
+        const next = withIndexes(
+            compact<Instance>({
+                uuid: inst.uuid,
+                service_uuid: inst.service_uuid,
+                params,
+                metadata: Object.keys(metadata).length > 0 || base.metadata ? metadata : undefined,
+                manifests: Object.keys(manifests).length > 0 || base.manifests ? (manifests as Record<string, string>) : undefined,
+                master: base.master ?? inst.master,
+                type: 'agent',
+            }),
+        );
+        const ops: BatchOp[] = siblings.map((s) => ({ op: 'del', bucket: BUCKET_OF.instance, uuid: s.value.uuid, etag: s.etag }));
+        ops.push({ op: 'put', bucket: BUCKET_OF.instance, value: next, etag: existing ? existing.etag : null });
+        try {
+            await deps.store.batch(ops);
+            if (siblings.length > 0) {
+                deps.log.info(
+                    { replaced: siblings.map((s) => s.value.uuid), uuid: inst.uuid, server_uuid: server },
+                    'agent self-adoption replaced the server instance',
+                );
+            }
+            return next;
+        } catch (err) {
+            if ((err instanceof EtagConflictError || err instanceof NotFoundError) && attempt < 20) {
+                continue;
+            }
+            throw storeError(err, 'instance', inst.uuid);
+        }
+    }
+}
+

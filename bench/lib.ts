@@ -49,6 +49,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 export interface Reply {
     status: number;
     body: string;
+    headers: http.IncomingHttpHeaders;
 }
 
 export function request(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
@@ -67,7 +68,7 @@ export function request(base: string, method: string, path: string, body?: unkno
             (res) => {
                 const chunks: Buffer[] = [];
                 res.on('data', (c: Buffer) => chunks.push(c));
-                res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
                 res.on('error', reject);
             },
         );

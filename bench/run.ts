@@ -1,13 +1,19 @@
 // npm run bench: every benchmark, figures and ratios side by side.
-// BENCH=core,list selects; BENCH_SECONDS sets the load duration.
+// BENCH=start,core,list selects; BENCH_SECONDS sets the load duration.
 
 import { benchBackfill } from './backfill.js';
+import { benchColdStart } from './cold-start.js';
 import { benchCore } from './getconfig.js';
 import { benchListInstances } from './list-instances.js';
 import { benchRollout } from './rollout.js';
 
-const only = (process.env.BENCH ?? 'core,list,rollout,backfill').split(',');
+const only = (process.env.BENCH ?? 'start,core,list,rollout,backfill').split(',');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+
+if (only.includes('start')) {
+    console.log('== start: node dist/bin/sapi.js to its first answer (embedded store)');
+    await benchColdStart(Number(process.env.BENCH_START_RUNS ?? 5));
+}
 
 if (only.includes('core')) {
     console.log('== core: GetConfig and CreateInstance (embedded store)');

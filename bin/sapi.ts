@@ -1,48 +1,181 @@
 #!/usr/bin/env node
-// SAPI server: loadConfig → bunyan → createStore → createApp (the rest of the object graph) → listen.
+// SAPI server: arguments → loadConfig → bunyan → createStore → createApp
+// (the rest of the object graph) → listen → background work.
 // Config: `-f PATH`, else $SAPI_CONFIG, else built-in defaults (port 8080,
 // embedded store under ./data/).
+//
+// Start-up either serves or stops with one line on stderr that names the
+// config key, port or path at fault, and exit status 2. The server and its
+// dependencies are loaded only once the arguments and the config are good,
+// so a usage or config error answers at once.
 
-import bunyan from 'bunyan';
+import { parseArgs } from 'node:util';
 
-import { createApp } from '../lib/app.js';
-import { ConfigError, loadConfig } from '../lib/config.js';
-import { createStore } from '../lib/stor/index.js';
+import type Logger from 'bunyan';
 
-function configPath(argv: string[]): string | undefined {
-    const i = argv.indexOf('-f');
-    if (i >= 0) {
-        return argv[i + 1];
+import { bunyanLevel, ConfigError, loadConfig, type SapiConfig } from '../lib/config.js';
+import { packageVersion } from '../lib/version.js';
+
+const EXIT_STARTUP = 2;
+const USAGE = 'usage: sapi [-f CONFIG_FILE] [--help] [--version]';
+const HELP = `${USAGE}
+
+Serve Triton's Services API (SAPI).
+
+  -f, --file PATH   JSON config file (default: $SAPI_CONFIG, else built-in
+                    defaults: port 8080, embedded store ./data/sapi.sqlite)
+  -h, --help        print this help and exit
+  -V, --version     print the version and exit
+
+Exit status: 2 when start-up fails (usage, config, port, store), with one
+line on stderr saying why. SIGTERM or SIGINT: stop accepting, finish
+in-flight requests, close the store, exit 0.
+`;
+
+function fail(message: string): never {
+    process.stderr.write(`sapi: ${message}\n`);
+    process.exit(EXIT_STARTUP);
+}
+
+/**
+ * restify pulls in spdy, whose http-deceiver calls process.binding('http_parser')
+ * and so draws DEP0111 at every start. That one warning says nothing an
+ * operator can act on; every other warning is printed as usual.
+ */
+function quietDependencyWarnings(): void {
+    const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+    process.emitWarning = (warning: string | Error, ...rest: unknown[]): void => {
+        const opt = rest[0];
+        const code = typeof opt === 'object' && opt !== null ? (opt as { code?: unknown }).code : rest[1];
+        const text = typeof warning === 'string' ? warning : warning.message;
+        if (code === 'DEP0111' && text.includes("'http_parser'")) {
+            return;
+        }
+        emit(warning, ...rest);
+    };
+}
+
+
+/** The config path to read, or an exit for --help, --version and usage errors. */
+function parseCommandLine(argv: string[]): string | undefined {
+    let parsed;
+    try {
+        parsed = parseArgs({
+            args: argv,
+            options: {
+                file: { type: 'string', short: 'f' },
+                help: { type: 'boolean', short: 'h' },
+                version: { type: 'boolean', short: 'V' },
+            },
+            strict: true,
+            allowPositionals: false,
+        });
+    } catch (err) {
+        const code = (err as { code?: string }).code;
+        const msg = (err as Error).message;
+        const quoted = /'([^']*)'/.exec(msg)?.[1] ?? '';
+        if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /'-f'|'--file'|-f, --file/.test(msg)) {
+            fail(`option -f needs a config file path (${USAGE})`);
+        }
+        if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+            fail(`unknown option ${quoted} (${USAGE})`);
+        }
+        if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+            fail(`unexpected argument ${JSON.stringify(quoted)} (${USAGE})`);
+        }
+        fail(`${msg.split('\n')[0] ?? msg} (${USAGE})`);
+    }
+    const { values } = parsed;
+    if (values.help) {
+        process.stdout.write(HELP);
+        process.exit(0);
+    }
+    if (values.version) {
+        process.stdout.write(`${packageVersion()}\n`);
+        process.exit(0);
+    }
+    if (values.file !== undefined) {
+        if (values.file === '') {
+            fail(`option -f needs a config file path (${USAGE})`);
+        }
+        return values.file;
     }
     return process.env.SAPI_CONFIG || undefined;
 }
 
-async function main(): Promise<void> {
-    let config;
-    try {
-        config = loadConfig(configPath(process.argv.slice(2)));
-    } catch (err) {
-        if (err instanceof ConfigError) {
-            process.stderr.write(`sapi: ${err.message}\n`);
-            process.exit(2);
+/** One line for a failure during start-up: which key, port or path, and why. */
+function describe(err: unknown, config: SapiConfig | undefined, listening: string | undefined): string {
+    if (err instanceof ConfigError || (err as Error)?.name === 'StoreOpenError') {
+        return (err as Error).message;
+    }
+    const e = err as NodeJS.ErrnoException & { syscall?: string; address?: string; port?: number };
+    if (e?.syscall === 'listen' || listening) {
+        const where = listening ?? `${e.address ?? '?'}:${e.port ?? '?'}`;
+        if (e.code === 'EADDRINUSE') {
+            return `cannot listen on ${where}: the port is in use by another process`;
         }
-        throw err;
+        if (e.code === 'EACCES') {
+            return `cannot listen on ${where}: permission denied (a port below 1024 needs privileges)`;
+        }
+        if (e.code === 'EADDRNOTAVAIL') {
+            return `cannot listen on ${where}: no such address on this host`;
+        }
+        return `cannot listen on ${where}: ${e.message}`;
     }
-    const log = bunyan.createLogger({
-        name: 'sapi',
-        level: config.log_level as bunyan.LogLevel,
-        serializers: bunyan.stdSerializers,
-    });
-    const setup = await createStore(config, log);
-    const store = setup.store;
-    const app = await createApp({ config, log, store, hooks: setup });
-    const port = await app.listen();
-    log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');
-    if (config.metricsPort !== undefined) {
-        const mport = await app.listenMetrics();
-        log.info({ port: mport }, 'metrics listening on /metrics');
+    // better-sqlite3's errors carry SQLite's code (SQLITE_READONLY, SQLITE_CANTOPEN, ...).
+    if (typeof e?.code === 'string' && e.code.startsWith('SQLITE_') && config) {
+        return `store ${config.store.path}: ${e.message} (${e.code})`;
     }
+    const text = (err as Error)?.message ?? String(err);
+    return `start-up failed: ${text.split('\n')[0] ?? text}`;
+}
 
+async function main(): Promise<void> {
+    const path = parseCommandLine(process.argv.slice(2));
+    let config: SapiConfig | undefined;
+    let log: Logger | undefined;
+    let listening: string | undefined;
+    try {
+        config = loadConfig(path);
+        quietDependencyWarnings();
+        const [{ default: bunyan }, { createStore }] = await Promise.all([import('bunyan'), import('../lib/stor/index.js')]);
+        log = bunyan.createLogger({
+            name: 'sapi',
+            level: bunyanLevel(config.log_level),
+            serializers: bunyan.stdSerializers,
+        });
+        // The store first: one that is locked or unwritable fails before the
+        // server's modules are even loaded.
+        const setup = await createStore(config, log);
+        const store = setup.store;
+        let app;
+        try {
+            const { createApp } = await import('../lib/app.js');
+            app = await createApp({ config, log, store, hooks: setup });
+            listening = `${config.host}:${config.port} (config key "port")`;
+            const port = await app.listen();
+            log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');
+            if (config.metricsPort !== undefined) {
+                listening = `${config.adminIp ?? config.host}:${config.metricsPort} (config key "metricsPort")`;
+                const mport = await app.listenMetrics();
+                log.info({ port: mport }, 'metrics listening on /metrics');
+            }
+            listening = undefined;
+        } catch (err) {
+            // Let go of the store (and its lock) before exiting.
+            await (app ? app.close() : setup.close()).catch(() => undefined);
+            throw err;
+        }
+        handleSignals(app, log);
+    } catch (err) {
+        if (log && !(err instanceof ConfigError) && (err as Error)?.name !== 'StoreOpenError' && !listening) {
+            log.debug({ err }, 'start-up failed');
+        }
+        fail(describe(err, config, listening));
+    }
+}
+
+function handleSignals(app: { close(): Promise<void> }, log: Logger): void {
     let stopping = false;
     const stop = (signal: string): void => {
         if (stopping) {
@@ -62,7 +195,4 @@ async function main(): Promise<void> {
     process.on('SIGINT', () => stop('SIGINT'));
 }
 
-main().catch((err: unknown) => {
-    process.stderr.write(`sapi: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exit(1);
-});
+await main();

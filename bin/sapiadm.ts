@@ -2,6 +2,7 @@
 // sapiadm: the operator CLI over SAPI's REST API (commands in lib/cli/).
 
 import { run } from '../lib/cli/program.js';
+import { packageVersion } from '../lib/version.js';
 
 // `sapiadm ... | head`: a closed pipe ends the output quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -11,7 +12,13 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     throw err;
 });
 
-process.exitCode = await run(process.argv.slice(2), {
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`sapiadm (${packageVersion()})\n`);
+    process.exit(0);
+}
+
+process.exitCode = await run(argv, {
     stdout: process.stdout,
     stderr: process.stderr,
     stdin: process.stdin,

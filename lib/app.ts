@@ -3,10 +3,10 @@
 // only what it uses:
 //
 //   config, log, store (from createStore)
-//     → metrics → instrumented store
+//     → metrics → instrumented store, watched by GetConfig's cache
 //     → downstream clients (VMAPI, CNAPI, IMGAPI, NAPI; observed by metrics)
 //     → instance records → deployers (instrumented)
-//     → model context (store, log, config, deployers, mode)
+//     → model context (store, log, config, deployers, mode, config cache)
 //     → rollout manager → restify server and routes.
 //
 // Nothing is assigned into any of these after construction; the mode is
@@ -19,6 +19,7 @@ import type { SapiConfig } from './config.js';
 import { createClients, createDeployers, type Clients } from './deploy/index.js';
 import type { Deployer } from './deploy/deployer.js';
 import { instrumentDeployer, InstrumentedStore, Metrics } from './metrics.js';
+import { ConfigCache } from './model/config-cache.js';
 import type { Ctx } from './model/context.js';
 import { instanceRecords } from './model/instances.js';
 import { loadMode } from './model/mode.js';
@@ -60,7 +61,10 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
         },
         hooks?.status,
     );
-    const store = new InstrumentedStore(deps.store, metrics);
+    // GetConfig's cache sees every write made through `store`; on Moray,
+    // other processes write too, so its entries are re-checked after a bound.
+    const configs = new ConfigCache({ shared: config.store.backend === 'moray' });
+    const store = configs.watch(new InstrumentedStore(deps.store, metrics));
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
     const initial = hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true' ? hooks.mode : await loadMode(deps.store, config.mode);
     const mode = { current: initial, transitioning: false };
@@ -71,23 +75,40 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     for (const [type, d] of Object.entries(createDeployers({ deploy: config.deploy, log, records, clients }))) {
         deployers[type as InstanceType] = instrumentDeployer(d, metrics);
     }
-    const ctx: Ctx = { store, log, config, deployers, mode };
+    const ctx: Ctx = { store, log, config, deployers, mode, configs };
     const rollouts = new RolloutManager({ ctx, onProgress: (r) => metrics.rollout(r) });
 
-    if (hooks?.resolved) {
-        // Moray has not answered yet: the mode and the rollouts to resume follow once it does.
-        hooks.resolved.then(
-            async (m) => {
-                if (process.env.TEST_SAPI_PROTO_MODE !== 'true') {
-                    mode.current = m;
-                }
-                await rollouts.resumeAll();
-            },
-            (err: unknown) => log.error({ err }, 'start-up on moray failed'),
-        ).catch((err: unknown) => deps.log.error({ err }, 'resuming rollouts failed'));
-    } else {
-        await rollouts.resumeAll();
-    }
+    // Moray may not have answered yet: the mode follows once it does.
+    const storeReady: Promise<boolean> = hooks?.resolved
+        ? hooks.resolved.then(
+              (m) => {
+                  if (process.env.TEST_SAPI_PROTO_MODE !== 'true') {
+                      mode.current = m;
+                  }
+                  return true;
+              },
+              (err: unknown) => {
+                  log.error({ err }, 'start-up on moray failed');
+                  return false;
+              },
+          )
+        : Promise.resolve(true);
+    // Background work waits for the port: interrupted rollouts resume once
+    // the server is listening (and the store has decided the mode).
+    let started = false;
+    let closing = false;
+    let resuming: Promise<unknown> = Promise.resolve();
+    const startBackground = (): void => {
+        if (started) {
+            return;
+        }
+        started = true;
+        void storeReady.then((ok) => {
+            if (ok && !closing) {
+                resuming = rollouts.resumeAll().catch((err: unknown) => log.error({ err }, 'resuming rollouts failed'));
+            }
+        });
+    };
     const status = hooks?.status;
     const server = createServer({
         ctx,
@@ -116,14 +137,17 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                     server.removeListener('error', reject);
                     const addr = server.address() as unknown as { port: number } | null;
                     resolve(addr ? addr.port : port);
+                    startBackground();
                 });
             }),
         close: async () => {
+            closing = true;
             await new Promise<void>((resolve) => {
                 server.server.close(() => resolve());
                 server.server.closeIdleConnections();
             });
             hooks?.stop();
+            await resuming; // a resume still reading the store finishes first
             await metricsServer?.close();
             // The setup closes every store it opened; else ctx.store wraps deps.store.
             if (hooks) {

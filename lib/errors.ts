@@ -184,7 +184,7 @@ export const storeUnavailable = (message: string, cause?: unknown): SapiError =>
     new SapiError('StoreUnavailable', message, { cause });
 
 export const noDeployer = (type: string): SapiError =>
-    new SapiError('NoDeployer', `no deployer for instance type "${type}" in full mode`);
+    new SapiError('NoDeployer', `no deployer for instance type "${type}" in full mode: set ${type === 'agent' ? 'cnapi.url and imgapi.url' : 'vmapi.url'} in the config`);
 
 const DOWNSTREAM_BY_STATUS = { 502: 'DownstreamError', 503: 'DownstreamUnavailable', 504: 'DownstreamTimeout' } as const;
 

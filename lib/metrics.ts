@@ -6,7 +6,7 @@ import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { DownstreamObservation } from './clients/http.js';
-import type { Deployer } from './deploy/deployer.js';
+import type { DeployReq, Deployer } from './deploy/deployer.js';
 import { notFound } from './errors.js';
 import type { Rollout } from './rollout/types.js';
 import type { BucketName } from './stor/buckets.js';
@@ -30,7 +30,9 @@ export class Metrics {
     /** `bucketStatus`: Moray bucket setup and backfill progress, read at every scrape. */
     constructor(labels: Record<string, string> = {}, bucketStatus?: () => Record<string, BucketStatus> | null) {
         this.registry.setDefaultLabels(labels);
-        collectDefaultMetrics({ register: this.registry, prefix: 'sapi_' });
+        // Node's own metrics under their standard names (process_*, nodejs_*), as
+        // every Node exporter names them; SAPI's own metrics below are sapi_*.
+        collectDefaultMetrics({ register: this.registry });
         const r = [this.registry];
         this.requests = new Counter({ name: 'sapi_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'], registers: r });
         this.latency = new Histogram({ name: 'sapi_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['route', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: r });
@@ -104,12 +106,24 @@ export class Metrics {
         });
     }
 
+    /**
+     * A rollout's progress. Its series live while it runs: once it has
+     * ended they are removed, so finished rollouts do not pile up series.
+     */
     rollout(r: Rollout): void {
+        const labels = { rollout: r.uuid, service: r.service_name };
+        if (r.state !== 'running') {
+            for (const state of Object.keys(r.counts)) {
+                this.rolloutItems.remove({ ...labels, state });
+            }
+            this.rolloutAverage.remove(labels);
+            return;
+        }
         for (const [state, n] of Object.entries(r.counts)) {
-            this.rolloutItems.set({ rollout: r.uuid, service: r.service_name, state }, n);
+            this.rolloutItems.set({ ...labels, state }, n);
         }
         if (r.average_ms !== undefined) {
-            this.rolloutAverage.set({ rollout: r.uuid, service: r.service_name }, r.average_ms / 1000);
+            this.rolloutAverage.set(labels, r.average_ms / 1000);
         }
     }
 
@@ -208,25 +222,42 @@ export class InstrumentedStore extends ForwardingStore {
     }
 }
 
-/** Times create/adopt/upgrade/destroy of a deployer. */
+/**
+ * Times create/adopt/upgrade/destroy of a deployer. Each operation is
+ * counted once, when it ends: with outcome ok or error, or, when the
+ * caller's deadline aborts it first (req.signal), with outcome timeout at
+ * that moment, whether or not the deployer has stopped yet.
+ */
 export function instrumentDeployer(d: Deployer, metrics: Metrics): Deployer {
-    const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+    const timed = async <T>(op: string, req: DeployReq, fn: () => Promise<T>): Promise<T> => {
         const end = metrics.deployDuration.startTimer({ type: d.type, op });
+        let counted = false;
+        const count = (outcome: 'ok' | 'error' | 'timeout'): void => {
+            if (!counted) {
+                counted = true;
+                end({ outcome });
+            }
+        };
+        const onAbort = (): void => count('timeout');
+        if (req.signal?.aborted) onAbort();
+        req.signal?.addEventListener('abort', onAbort, { once: true });
         try {
             const out = await fn();
-            end({ outcome: 'ok' });
+            count('ok');
             return out;
         } catch (err) {
-            end({ outcome: 'error' });
+            count('error');
             throw err;
+        } finally {
+            req.signal?.removeEventListener('abort', onAbort);
         }
     };
     return {
         type: d.type,
-        create: (req, plan) => timed('create', () => d.create(req, plan)),
-        adopt: (req, plan) => timed('adopt', () => d.adopt(req, plan)),
-        upgrade: (req, plan, image) => timed('upgrade', () => d.upgrade(req, plan, image)),
-        destroy: (req, plan) => timed('destroy', () => d.destroy(req, plan)),
+        create: (req, plan) => timed('create', req, () => d.create(req, plan)),
+        adopt: (req, plan) => timed('adopt', req, () => d.adopt(req, plan)),
+        upgrade: (req, plan, image) => timed('upgrade', req, () => d.upgrade(req, plan, image)),
+        destroy: (req, plan) => timed('destroy', req, () => d.destroy(req, plan)),
         ...(d.checkImage ? { checkImage: d.checkImage.bind(d) } : {}),
         ...(d.checkServers ? { checkServers: d.checkServers.bind(d) } : {}),
     };

@@ -2,6 +2,8 @@
 // route name; `required` lists keys in 2.1.2's order (the error message
 // "missing required keys: a, b" follows it).
 
+import type { FromSchema } from 'json-schema-to-ts';
+
 import { flag, manifestsMap, obj, str, uuid } from './common.js';
 
 export const CreateApplication = {
@@ -141,7 +143,28 @@ export const ListManifests = {
     properties: paging,
 } as const;
 
-export const ALL_REQUEST_SCHEMAS = [
+/** Rollouts: the input as the route normalizes it (lists as arrays, numbers as numbers). */
+const uuidList = { type: 'array', items: uuid, 'x-message': 'must be a list of UUIDs' } as const;
+const positive = { type: 'number', exclusiveMinimum: 0, 'x-message': 'must be a positive number' } as const;
+
+export const CreateRollout = {
+    $id: 'CreateRollout',
+    type: 'object',
+    required: ['service_uuid', 'image_uuid'],
+    properties: {
+        service_uuid: uuid,
+        image_uuid: uuid,
+        concurrency: { type: 'integer', minimum: 1, maximum: 1000, 'x-message': 'must be an integer between 1 and 1000' },
+        servers: uuidList,
+        instances: uuidList,
+        stall_factor: positive,
+        stall_min_finished: positive,
+        instance_timeout_ms: positive,
+    },
+} as const;
+
+/** Every request schema, by route name (the schema's `$id`). */
+export const REQUEST_SCHEMAS = {
     CreateApplication,
     CreateService,
     CreateInstance,
@@ -154,4 +177,28 @@ export const ALL_REQUEST_SCHEMAS = [
     ListServices,
     ListInstances,
     ListManifests,
-];
+    CreateRollout,
+} as const;
+
+export type RequestId = keyof typeof REQUEST_SCHEMAS;
+
+/** The type of each request once it passed its schema: declared once, in the schema. */
+export interface Requests {
+    CreateApplication: FromSchema<typeof CreateApplication>;
+    CreateService: FromSchema<typeof CreateService>;
+    CreateInstance: FromSchema<typeof CreateInstance>;
+    CreateManifest: FromSchema<typeof CreateManifest>;
+    UpdateApplication: FromSchema<typeof UpdateApplication>;
+    UpdateService: FromSchema<typeof UpdateService>;
+    UpdateInstance: FromSchema<typeof UpdateInstance>;
+    UpgradeInstance: FromSchema<typeof UpgradeInstance>;
+    ListApplications: FromSchema<typeof ListApplications>;
+    ListServices: FromSchema<typeof ListServices>;
+    ListInstances: FromSchema<typeof ListInstances>;
+    ListManifests: FromSchema<typeof ListManifests>;
+    CreateRollout: FromSchema<typeof CreateRollout>;
+}
+
+export type RequestOf<K extends RequestId> = Requests[K];
+
+export const ALL_REQUEST_SCHEMAS = Object.values(REQUEST_SCHEMAS);

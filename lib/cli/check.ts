@@ -2,12 +2,15 @@
 // server.agents and, with --fix, make SAPI's records match the servers:
 // refresh server.agents first (it may be stale), re-read, then record, forget or
 // update instances (records only; nothing is installed or removed).
+// Refreshes run a bounded number at a time, each with its own time limit: a
+// server whose refresh does not finish in time is named and goes on stale,
+// and never holds up the others or the command.
 
 import type { Command } from 'commander';
 
 import type { CnapiClient } from '../clients/cnapi.js';
 import type { Instance } from '../model/types.js';
-import { mustUuid } from './args.js';
+import { mustUuid, positiveInt } from './args.js';
 import { readLine, type Cli } from './common.js';
 import { cnapiClient } from './downstream.js';
 import { analyzeDrift, LABELS, type DriftReport, type Finding, type Fix } from './drift.js';
@@ -19,7 +22,20 @@ interface CheckOpts {
     fix?: boolean;
     yes?: boolean;
     cnapiUrl?: string;
+    concurrency: string;
+    timeout: string;
 }
+
+/** How --fix refreshes server.agents. */
+interface RefreshLimits {
+    /** Servers refreshed at once. */
+    concurrency: number;
+    /** Per server: the refresh request and its task, together. */
+    timeoutMs: number;
+}
+
+const DEFAULT_REFRESH_CONCURRENCY = 20;
+const DEFAULT_REFRESH_TIMEOUT_S = 60;
 
 interface ActionResult {
     fix: Fix;
@@ -33,6 +49,8 @@ export function define(cli: Cli, cmd: Command): void {
         .argument('[SERVER...]', 'server UUIDs (default: servers with agent instances in SAPI or set up in CNAPI)')
         .option('--fix', 'after asking, refresh server.agents and make the SAPI records match the servers')
         .option('--yes', 'with --fix: do not ask')
+        .option('--concurrency <N>', 'with --fix: servers whose server.agents are refreshed at once', String(DEFAULT_REFRESH_CONCURRENCY))
+        .option('--timeout <SECONDS>', "with --fix: give up on one server's refresh after this long (it goes on stale)", String(DEFAULT_REFRESH_TIMEOUT_S))
         .option('--cnapi-url <URL>', 'CNAPI (default: $CNAPI_URL)')
         .addHelpText(
             'after',
@@ -57,6 +75,10 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
         )
         .action(async (servers: string[], o: CheckOpts, c: Command) => {
             const only = servers.length > 0 ? servers.map((s) => mustUuid(s, 'SERVER')) : undefined;
+            const limits: RefreshLimits = {
+                concurrency: positiveInt(o.concurrency, '--concurrency'),
+                timeoutMs: positiveInt(o.timeout, '--timeout') * 1000,
+            };
             const cnapi = cnapiClient(cli, o.cnapiUrl);
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
@@ -91,7 +113,7 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
             }
 
             if (!json) cli.out('Fixing:');
-            await refresh(cli, cnapi, before, json);
+            await refresh(cli, cnapi, before, json, limits);
             const plan = await gather();
             const results: ActionResult[] = [];
             for (const f of [...plan.general, ...plan.servers.flatMap((s) => s.findings)]) {
@@ -126,28 +148,77 @@ async function analyze(api: SapiApi, cnapi: CnapiClient, only: string[] | undefi
     return analyzeDrift(only ? { services, instances, servers, only } : { services, instances, servers });
 }
 
-/** CNAPI refresh-agents for the servers --fix will touch (a 404 means this CNAPI has no such route). */
-async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: boolean): Promise<void> {
+/**
+ * CNAPI refresh-agents for the servers --fix will touch (a 404 means this
+ * CNAPI has no such route): `limits.concurrency` at a time, each given up
+ * after `limits.timeoutMs`. Progress goes to stderr, so --json's stdout
+ * stays one document.
+ */
+async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: boolean, limits: RefreshLimits): Promise<void> {
     const say = (m: string): void => (json ? cli.warn(m) : cli.out(`  ${m}`));
     const targets = report.servers.filter((s) => s.state === 'setup' && s.findings.some((f) => f.fix)).map((s) => s.uuid);
     let unsupported = false;
-    await Promise.all(
-        targets.map(async (server) => {
-            try {
-                const task = await cnapi.refreshAgents(server);
-                if (!task) {
-                    unsupported = true;
-                    return;
+    let done = 0;
+    let failed = 0;
+    const progress = (): void => {
+        if (done % limits.concurrency === 0 || done === targets.length) {
+            cli.warn(`server.agents refresh: ${done}/${plural(targets.length, 'server')} done${failed > 0 ? `, ${failed} failed` : ''}`);
+        }
+    };
+    const one = async (server: string): Promise<void> => {
+        try {
+            const task = await withDeadline(limits.timeoutMs, async (signal) => {
+                const t = await cnapi.refreshAgents(server);
+                if (t) {
+                    await cnapi.pollTask(t.id, { server, intervalMs: 250, deadlineMs: limits.timeoutMs, notFoundGraceMs: 10_000, signal });
                 }
-                await cnapi.pollTask(task.id, { server, intervalMs: 250, deadlineMs: 120_000, notFoundGraceMs: 10_000 });
+                return t;
+            });
+            if (task) {
                 say(`refreshed server.agents of ${server}`);
-            } catch (err) {
-                say(`warning: could not refresh server.agents of ${server}: ${describeError(err)}; it may be stale`);
+            } else {
+                unsupported = true;
             }
-        }),
-    );
+        } catch (err) {
+            failed += 1;
+            const why = err instanceof RefreshTimeout ? `timed out after ${limits.timeoutMs / 1000}s (--timeout)` : describeError(err);
+            say(`warning: could not refresh server.agents of ${server}: ${why}; it may be stale`);
+        }
+        done += 1;
+        progress();
+    };
+    let next = 0;
+    const worker = async (): Promise<void> => {
+        while (next < targets.length) {
+            await one(targets[next++] as string);
+        }
+    };
+    await Promise.all(Array.from({ length: Math.min(limits.concurrency, targets.length) }, worker));
     if (unsupported) {
         say('warning: this CNAPI has no refresh-agents route (CNAPI-727): server.agents may be stale; going on with it as is');
+    }
+}
+
+class RefreshTimeout extends Error {}
+
+/**
+ * `work`, or a RefreshTimeout once `ms` have passed, whichever comes
+ * first; the signal given to `work` is aborted then, so what heeds it stops.
+ */
+async function withDeadline<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+            const err = new RefreshTimeout(`timed out after ${ms / 1000}s`);
+            ac.abort(err);
+            reject(err);
+        }, ms);
+    });
+    try {
+        return await Promise.race([work(ac.signal), late]);
+    } finally {
+        clearTimeout(timer);
     }
 }
 

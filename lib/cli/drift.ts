@@ -31,7 +31,7 @@ export type Fix =
     | { op: 'adopt'; service_uuid: string; service: string; uuid?: string; server_uuid: string; image_uuid?: string }
     /** DELETE /instances/:uuid without Accept-Version (record only). */
     | { op: 'forget'; instance: string; service: string; server_uuid: string }
-    /** DELETE /servers/:uuid/instances (TRITON-416). */
+    /** DELETE /servers/:uuid/instances: forget every agent instance of a server (records only). */
     | { op: 'forget-server'; server_uuid: string }
     /** PUT /instances/:uuid {params: {image_uuid}}. */
     | { op: 'set-image'; instance: string; image_uuid: string }

@@ -1,5 +1,6 @@
 // sapiadm instances: search (by server, image, service, type, application),
-// get, create, update, upgrade, delete, and forget-server (TRITON-416).
+// get, create, update, upgrade, delete, and forget-server (drop the records of
+// every agent instance of a deleted or wiped server, without calling CNAPI).
 
 import type { Command } from 'commander';
 

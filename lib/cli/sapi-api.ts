@@ -1,7 +1,7 @@
 // sapiadm's SAPI client: the REST API with `Accept-Version: ~2` (the view
 // that shows `type` and drives CNAPI/VMAPI in full mode), plus a v1 client
 // (no Accept-Version) for record-only agent calls, as an agent's own
-// postinstall makes them (agents-contract.md §0.2, §2.5).
+// postinstall makes them (a v1 request on an agent only records, never deploys).
 
 import { JsonClient, type QueryValue } from '../clients/http.js';
 import type { Application, Dict, Instance, Manifest, Service } from '../model/types.js';

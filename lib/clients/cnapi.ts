@@ -1,5 +1,5 @@
 // CNAPI client: servers, agent install/uninstall/refresh tasks, task polling
-// (agents-contract.md §0.6, §1) and the vm teardown-hook execute (§6.2).
+// and the vm teardown-hook execute (a zlogin command run on the VM's server).
 
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
 import { poll } from '../poll.js';
@@ -16,7 +16,7 @@ import {
 
 // ---- wire shapes
 
-/** One `server.agents` entry (§1.6). `uuid` is absent when the CN has no uuid file. */
+/** One `server.agents` entry (GET /servers/:uuid). `uuid` is absent when the CN has no uuid file. */
 export interface CnapiAgent {
     name: string;
     version?: string;
@@ -94,7 +94,7 @@ export interface ListServersOptions extends CallOptions {
 }
 
 export interface PollOptions extends CallOptions {
-    /** Between polls. Default 1500 ms (§0.6: every 1–2 s). */
+    /** Between polls. Default 1500 ms (a task is polled every 1–2 s). */
     intervalMs?: number;
     /** Overall wait. Default 30 min (give 60 min for cn-agent). */
     deadlineMs?: number;
@@ -221,7 +221,7 @@ export class CnapiClient extends ServiceClient {
     }
 
     /**
-     * POST /servers/:uuid/refresh-agents (§0.10; no CNAPI has it today).
+     * POST /servers/:uuid/refresh-agents (for a future CNAPI; no CNAPI has it today).
      * null when the route does not exist; an unknown server still throws.
      */
     async refreshAgents(server: string, opts: CallOptions = {}): Promise<{ id: string } | null> {
@@ -347,8 +347,9 @@ export class CnapiClient extends ServiceClient {
     }
 
     /**
-     * cn-agent updates itself after its task finished (§0.6, §2.1 step 3):
-     * polls GET /servers/:uuid until `agents[name].image_uuid === imageUuid`.
+     * cn-agent updates itself after its task finished (cn-agent-update installs
+     * the new cn-agent once the CNAPI task is done), so this polls
+     * GET /servers/:uuid until `agents[name].image_uuid === imageUuid`.
      * Resolves with that agent entry; deadline → 504 TaskTimeoutError.
      */
     async waitForAgentImage(

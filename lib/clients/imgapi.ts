@@ -1,5 +1,6 @@
 // IMGAPI client: the local DC IMGAPI image lookup the agent deployer needs
-// before install-agent (agents-contract.md §6.4).
+// before install-agent (the image must be there, active, and named like the
+// agent service, since cn-agent takes the agent's name from the image).
 
 import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, seg } from './http.js';
 

@@ -1,5 +1,6 @@
 // NAPI client: network lookup by name, to reject an unknown network name
-// before a VMAPI job fails on it (agents-contract.md §6.5).
+// before a VMAPI job fails on it (SAPI 2.1.2 made no NAPI call and left the
+// name to VMAPI).
 
 import { ServiceClient, type ServiceClientOptions } from './http.js';
 

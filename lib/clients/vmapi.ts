@@ -1,5 +1,5 @@
-// VMAPI client: the calls SAPI makes for vm instances (agents-contract.md §6.1)
-// and workflow job polling.
+// VMAPI client: the calls SAPI makes for vm instances (getVm, createVm,
+// reprovision, deleteVm, as SAPI 2.1.2 makes them) and workflow job polling.
 
 import { downstream, taskTimeout, type SapiError } from '../errors.js';
 import { poll } from '../poll.js';

@@ -1,10 +1,10 @@
 // The agent deployer: CNAPI → cn-agent installs, upgrades and uninstalls
-// agents (agents-contract.md §0). SAPI is the intent; CNAPI server.agents
+// agents. SAPI is the intent; CNAPI server.agents
 // the cache of what is installed. Agents adopt themselves into SAPI during
 // their install (model/instances.ts adoptAgent); this deployer never
 // pre-creates a record and reconciles with server.agents afterwards.
 
-import type { CnapiAgent, CnapiClient, CnapiServer } from '../clients/cnapi.js';
+import type { CnapiAgent, CnapiClient, CnapiServer, PollOptions } from '../clients/cnapi.js';
 import { isDownstreamStatus } from '../clients/http.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import {
@@ -34,7 +34,10 @@ export interface AgentDeployerOptions {
     locks?: ServerLocks;
 }
 
-/** Agents whose own update restarts the task runner (§2.1 step 3). */
+/**
+ * The agent whose own update restarts the task runner: cn-agent hands its
+ * install to cn-agent-update, so the CNAPI task ends before the new cn-agent runs.
+ */
 const SELF_UPDATING = 'cn-agent';
 
 export class AgentDeployer implements Deployer {
@@ -120,7 +123,7 @@ export class AgentDeployer implements Deployer {
         const srv = await this.getServer(req, server);
         if (!srv || srv.setup === false || !agentEntry(srv, name)) {
             // Server gone or wiped, or the agent already absent: the record goes.
-            req.log.info({ server, name, serverKnown: Boolean(srv) }, 'agent not installed: removing the record only');
+            req.log.info({ server, agent: name, serverKnown: Boolean(srv) }, 'agent not installed: removing the record only');
             await this.records.remove(plan.instance.uuid);
             return;
         }
@@ -154,7 +157,7 @@ export class AgentDeployer implements Deployer {
 
     /**
      * Install (or upgrade to) `image` on the plan's server under the
-     * server's lock: POST install-agent, wait for it (§0.6), then `record`;
+     * server's lock: POST install-agent, wait for it (waitInstalled), then `record`;
      * on failure `undo`. Async: answers at once with the CNAPI task id and
      * finishes in the background (the lock is held until then).
      */
@@ -171,7 +174,7 @@ export class AgentDeployer implements Deployer {
             const task = await step(`${verb} of ${name} on server ${server}`, () =>
                 this.cnapi.installAgent(server, image, { reqId: req.reqId }),
             );
-            req.log.info({ server, name, image, task: task.id }, `agent ${verb} started`);
+            req.log.info({ server, agent: name, image, task: task.id }, `agent ${verb} started`);
             const finish = async (): Promise<Instance> => {
                 try {
                     await this.waitInstalled(req, task.id, server, name, image);
@@ -197,7 +200,7 @@ export class AgentDeployer implements Deployer {
         }
     }
 
-    /** §0.4: the server must exist, be set up and running. */
+    /** Before an install: the server must exist in CNAPI (else 404), be set up and running (else 409). */
     private async checkServer(req: DeployReq, server: string, what: string): Promise<CnapiServer> {
         const srv = await this.getServer(req, server);
         if (!srv) {
@@ -261,12 +264,21 @@ export class AgentDeployer implements Deployer {
         }
     }
 
-    private pollOpts(req: DeployReq, server: string, cnAgent: boolean): { intervalMs: number; deadlineMs: number; server: string; reqId: string } {
+    private pollOpts(req: DeployReq, server: string, cnAgent: boolean): PollOptions & { intervalMs: number; deadlineMs: number } {
         const d = this.deploy;
-        return { intervalMs: d.taskPollIntervalMs, deadlineMs: cnAgent ? d.cnAgentTaskDeadlineMs : d.taskDeadlineMs, server, reqId: req.reqId };
+        return {
+            intervalMs: d.taskPollIntervalMs,
+            deadlineMs: cnAgent ? d.cnAgentTaskDeadlineMs : d.taskDeadlineMs,
+            server,
+            reqId: req.reqId,
+            ...(req.signal ? { signal: req.signal } : {}),
+        };
     }
 
-    /** §0.6: poll the task; for cn-agent watch server.agents instead. */
+    /**
+     * Poll the task; for cn-agent, whose task ends before the new cn-agent
+     * runs, watch server.agents until it reports the new image instead.
+     */
     private async waitInstalled(req: DeployReq, taskId: string, server: string, name: string, image: string): Promise<void> {
         if (name !== SELF_UPDATING) {
             await this.cnapi.pollTask(taskId, this.pollOpts(req, server, false));
@@ -276,15 +288,19 @@ export class AgentDeployer implements Deployer {
         try {
             await this.cnapi.pollTask(taskId, opts);
         } catch (err) {
+            if (req.signal?.aborted) {
+                throw err;
+            }
             // The hand-off to cn-agent-update often ends the task in error;
             // server.agents is the truth for cn-agent.
             req.log.warn({ err, task: taskId, server }, 'cn-agent task did not complete cleanly; watching server.agents');
         }
-        await this.cnapi.waitForAgentImage(server, name, image, { intervalMs: opts.intervalMs, deadlineMs: opts.deadlineMs, reqId: req.reqId });
+        const { intervalMs, deadlineMs, reqId, signal } = opts;
+        await this.cnapi.waitForAgentImage(server, name, image, { intervalMs, deadlineMs, reqId, ...(signal ? { signal } : {}) });
     }
 
     /**
-     * §0.4 after the task: exactly one instance for (service, server), with
+     * After the task: exactly one instance for (service, server), with
      * the uuid the node reports in server.agents (the node's uuid wins).
      */
     private async reconcile(plan: InstancePlan, server: string, image: string, name: string): Promise<Instance> {

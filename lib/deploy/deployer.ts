@@ -18,6 +18,11 @@ export interface DeployReq {
     imageChecked?: boolean;
     /** The server was already checked (rollouts check all their servers at once). */
     serverChecked?: boolean;
+    /**
+     * Aborted when the caller's deadline passes (a rollout item's timeout):
+     * the operation stops waiting and rejects with the signal's reason.
+     */
+    signal?: AbortSignal;
 }
 
 export interface InstancePlan {

@@ -1,5 +1,5 @@
-// One agent operation per server at a time (cn-agent runs agent tasks one
-// by one; agents-contract §0.5). A second request gets 409
+// One agent operation per server at a time (cn-agent runs a server's agent
+// tasks one by one, so a second task would only queue). A second request gets 409
 // OperationInProgress naming the running operation.
 
 import { operationInProgress } from '../errors.js';

@@ -1,7 +1,8 @@
-// The vm deployer: VMAPI provisions, reprovisions and destroys zones
-// (sapi-api.md §2.7, agents-contract.md §6). Records go through
-// InstanceRecords so that a failed create leaves no record, a failed upgrade
-// the old one and a failed delete the record (docs/full-mode-vm.md).
+// The vm deployer (full mode): VMAPI provisions, reprovisions and destroys
+// zones, with SAPI 2.1.2's VMAPI calls and job polling, the CNAPI teardown
+// hook, and optional IMGAPI image and NAPI network-name checks first.
+// Records go through InstanceRecords so that a failed create leaves no
+// record, a failed upgrade the old one and a failed delete the record.
 
 import type { CnapiClient } from '../clients/cnapi.js';
 import { isDownstreamStatus } from '../clients/http.js';

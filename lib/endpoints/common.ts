@@ -62,7 +62,7 @@ export function sendError(req: Request, res: Response, err: unknown): void {
     res.send(e.statusCode, e);
 }
 
-/** Path param > query param > body field (sapi-api.md §1.4). */
+/** One parameter bag: a name given twice takes path param > query param > body field. */
 export function paramsOf(req: Request): Dict {
     const body = isObj(req.body) ? (req.body as Dict) : {};
     const query = isObj(req.query) ? (req.query as Dict) : {};
@@ -74,7 +74,7 @@ function isObj(v: unknown): boolean {
     return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-// ---- Accept-Version (§1.3)
+// ---- Accept-Version (absent means ~1; the v2 view shows services' and instances' `type`)
 
 const V1 = '1.0.0';
 const V2 = '2.0.0';
@@ -100,7 +100,7 @@ export function apiView(req: Request): boolean {
     return v2;
 }
 
-// ---- serialization (§3)
+// ---- serialization (services and instances as a fixed key set; `type` only in the v2 view)
 
 export function serializeService(svc: Service, v2: boolean): Dict {
     const out: Dict = {
@@ -147,7 +147,7 @@ function dropUndefined(o: Dict): Dict {
     return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }
 
-// ---- ETags (issue: no lost updates; D9)
+// ---- ETags: sent quoted; If-Match makes a write conditional so no update is lost
 
 export function quoteEtag(tag: string): string {
     return `"${tag}"`;

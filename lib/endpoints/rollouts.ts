@@ -3,59 +3,35 @@
 
 import type { Server } from 'restify';
 
-import { invalidArgument, missingKeys } from '../errors.js';
+import { invalidArgument } from '../errors.js';
 import { isUuid } from '../model/validate.js';
-import type { RolloutManager, StartRollout } from '../rollout/runner.js';
+import { rolloutInput, type RolloutManager } from '../rollout/runner.js';
 import { mount, paramsOf } from './common.js';
 
-function list(v: unknown, field: string): string[] | undefined {
-    if (v === undefined || v === '') {
-        return undefined;
+/** Query and form values are strings: lists may come comma-separated, numbers as text. */
+function normalize(p: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(p)) {
+        if (v === undefined || v === '') {
+            continue;
+        }
+        if ((k === 'servers' || k === 'instances') && typeof v === 'string') {
+            out[k] = v
+                .split(',')
+                .map((x) => x.trim())
+                .filter(Boolean);
+        } else if (['concurrency', 'stall_factor', 'stall_min_finished', 'instance_timeout_ms'].includes(k) && typeof v === 'string' && /^\d+(\.\d+)?$/.test(v)) {
+            out[k] = Number(v);
+        } else {
+            out[k] = v;
+        }
     }
-    const out = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',') : null;
-    if (!out || !out.every((x) => typeof x === 'string')) {
-        throw invalidArgument(`${field} must be a list of UUIDs`);
-    }
-    return (out).map((x) => x.trim()).filter(Boolean);
-}
-
-function int(v: unknown, field: string): number | undefined {
-    if (v === undefined || v === '') {
-        return undefined;
-    }
-    const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
-    if (!Number.isFinite(n) || n <= 0) {
-        throw invalidArgument(`${field} must be a positive number`);
-    }
-    return n;
+    return out;
 }
 
 export function mountRollouts(server: Server, rollouts: RolloutManager): void {
     mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout' }, async (req, res, info) => {
-        const p = paramsOf(req);
-        const missing = ['service_uuid', 'image_uuid'].filter((k) => p[k] === undefined || p[k] === '');
-        if (missing.length > 0) {
-            throw missingKeys(missing);
-        }
-        for (const k of ['service_uuid', 'image_uuid']) {
-            if (!isUuid(p[k])) {
-                throw invalidArgument(`${k} must be a UUID`);
-            }
-        }
-        const input: StartRollout = { service_uuid: p.service_uuid as string, image_uuid: p.image_uuid as string };
-        const concurrency = int(p.concurrency, 'concurrency');
-        if (concurrency !== undefined) input.concurrency = concurrency;
-        const servers = list(p.servers, 'servers');
-        if (servers) input.servers = servers;
-        const instances = list(p.instances, 'instances');
-        if (instances) input.instances = instances;
-        const stall = int(p.stall_factor, 'stall_factor');
-        if (stall !== undefined) input.stall_factor = stall;
-        const minFinished = int(p.stall_min_finished, 'stall_min_finished');
-        if (minFinished !== undefined) input.stall_min_finished = minFinished;
-        const timeout = int(p.instance_timeout_ms, 'instance_timeout_ms');
-        if (timeout !== undefined) input.instance_timeout_ms = timeout;
-        res.send(200, await rollouts.start(input, info.reqId));
+        res.send(200, await rollouts.start(rolloutInput(normalize(paramsOf(req))), info.reqId));
     });
     mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts' }, async (req, res) => {
         const svc = paramsOf(req).service_uuid;

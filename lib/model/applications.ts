@@ -35,13 +35,13 @@ export async function createApplication(ctx: Ctx, params: Dict): Promise<Applica
     validateRequest('CreateApplication', params);
     await checkManifestRefs(ctx.store, params.manifests);
     const app = compact<Application>({
-        uuid: (params.uuid as string | undefined) ?? randomUUID(),
-        name: params.name as string,
-        owner_uuid: params.owner_uuid as string,
-        params: params.params as Dict | undefined,
-        metadata: params.metadata as Dict | undefined,
-        metadata_schema: params.metadata_schema as Dict | undefined,
-        manifests: params.manifests as Record<string, string> | undefined,
+        uuid: (params.uuid) ?? randomUUID(),
+        name: params.name,
+        owner_uuid: params.owner_uuid,
+        params: params.params,
+        metadata: params.metadata,
+        metadata_schema: params.metadata_schema,
+        manifests: params.manifests,
         master: flagValue(params.master) ? true : undefined,
     });
     checkMetadataSchema(app);

@@ -1,5 +1,6 @@
-// GetConfig: the document config-agent renders manifests from
-// (sapi-api.md §5.3), and its ETag (§5.4).
+// GetConfig: the document config-agent renders manifests from (the merged
+// manifests as full objects, the merged metadata plus SERVER_UUID, ZONE_UUID
+// and INSTANCE_UUID, without user-script), and its ETag.
 
 import { createHash } from 'node:crypto';
 
@@ -27,7 +28,20 @@ export async function loadParents(ctx: Ctx, serviceUuid: string): Promise<{ serv
     return { service: svc.value, application: app.value };
 }
 
+/** The uuids a config document was assembled from, besides its instance's. */
+export interface ConfigSources {
+    service: string;
+    application: string;
+    /** The manifests of the merged map, each once. */
+    manifests: string[];
+}
+
 export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
+    return (await assembleConfig(ctx, uuid)).doc;
+}
+
+/** The GetConfig document of an instance, and what it was assembled from. */
+export async function assembleConfig(ctx: Ctx, uuid: string): Promise<{ doc: ConfigDoc; sources: ConfigSources }> {
     const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
     const { service, application } = await loadParents(ctx, inst.service_uuid);
     const merged = mergeAttributes(application, service, inst);
@@ -52,10 +66,17 @@ export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
     metadata.SERVER_UUID = merged.params.server_uuid || ctx.config.server_uuid || ctx.config.serverUuid;
     metadata.ZONE_UUID = inst.uuid;
     metadata.INSTANCE_UUID = inst.uuid;
-    return { manifests, metadata };
+    return {
+        doc: { manifests, metadata },
+        sources: { service: inst.service_uuid, application: service.application_uuid, manifests: [...cache.keys()] },
+    };
 }
 
-/** §5.4: sha1 of the sorted "path,value" strings of the flattened doc. */
+/**
+ * The GetConfig ETag: sha1 of the JSON of the sorted "path,value" strings of
+ * the flattened doc (array elements keep their parent's path, nulls add
+ * nothing), so key and manifest order do not change it.
+ */
 export function configEtag(doc: unknown): string {
     const out: string[] = [];
     const walk = (v: unknown, path: string | null): void => {

@@ -16,6 +16,19 @@ export interface Ctx {
     readonly deployers: Readonly<Partial<Record<InstanceType, Deployer>>>;
     /** The current mode: state that changes (proto → full), not wiring. */
     readonly mode: ModeState;
+    /** GetConfig's documents kept between requests (lib/model/config-cache.ts); absent: assembled every time. */
+    readonly configs?: ConfigAnswers;
+}
+
+/** An instance's GetConfig ETag, and its document as JSON (null when not asked for and not kept). */
+export interface ConfigAnswer {
+    etag: string;
+    body: Buffer | null;
+}
+
+export interface ConfigAnswers {
+    /** The config of `uuid`; with `withBody`, its JSON too. */
+    get(ctx: Ctx, uuid: string, withBody: boolean): Promise<ConfigAnswer>;
 }
 
 /** Per-request facts the model needs. */

@@ -47,14 +47,14 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
         throw missingKeys(['uuid']);
     }
     await checkManifestRefs(ctx.store, params.manifests);
-    const svcUuid = params.service_uuid as string;
+    const svcUuid = params.service_uuid;
     const { service, application } = await loadParents(ctx, svcUuid);
     const draft = compact<Instance>({
-        uuid: (params.uuid as string | undefined) ?? randomUUID(),
+        uuid: (params.uuid) ?? randomUUID(),
         service_uuid: svcUuid,
         params: isPlainObject(params.params) ? copyInto({}, params.params) : undefined,
-        metadata: params.metadata as Dict | undefined,
-        manifests: params.manifests as Record<string, string> | undefined,
+        metadata: params.metadata,
+        manifests: params.manifests,
         master: flagValue(params.master) ? true : undefined,
         type: service.type,
     });
@@ -89,8 +89,9 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
 
     if (service.type === 'agent') {
-        // Agents' own postinstall (v1, no Accept-Version) only records
-        // (agents-contract §0.2); so does proto mode.
+        // A v1 request (what every agent's own postinstall sends: no
+        // Accept-Version) only records, or an agent registering itself would
+        // start a second install on its server mid-install; so does proto mode.
         // Adoption (`exists: true`) never deploys but checks server.agents
         // whenever CNAPI is there (full mode), whatever the version.
         if (exists && full && ctx.deployers.agent && !unplaced) {
@@ -119,7 +120,8 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
 /**
  * Whether a request on an existing instance goes through its deployer: in
  * full mode, always for vm; for agents only in the v2 view (a v1 request,
- * like an agent's own postinstall, only records; agents-contract §0.2).
+ * like an agent's own postinstall, only records: deploying it would start a
+ * second install on a server that is already installing that agent).
  */
 function deploys(ctx: Ctx, req: ReqInfo, inst: Instance): boolean {
     return ctx.mode.current === 'full' && (inst.type === 'vm' || req.v2);
@@ -244,13 +246,13 @@ export async function upgradeInstance(
     req: ReqInfo,
     uuid: string,
     params: Dict,
-    opts: { imageChecked?: boolean; serverChecked?: boolean } = {},
+    opts: { imageChecked?: boolean; serverChecked?: boolean; signal?: AbortSignal } = {},
 ): Promise<CreateResult> {
     if (params.image_uuid === undefined || params.image_uuid === '') {
         throw missingParameter('missing image_uuid');
     }
     validateRequest('UpgradeInstance', params);
-    const imageUuid = params.image_uuid as string;
+    const imageUuid = params.image_uuid;
     const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
     if (!deploys(ctx, req, inst)) {
         // Proto mode, or a v1 request on an agent: the record follows the intent.
@@ -271,7 +273,11 @@ export async function deleteInstance(ctx: Ctx, req: ReqInfo, uuid: string): Prom
     await deployer.destroy({ reqId: req.reqId, log: req.log, async: false }, await planFor(ctx, inst));
 }
 
-/** TRITON-416: forget every agent instance of a server (records only). */
+/**
+ * Forget every agent instance of a server: records only, CNAPI is not called
+ * (CNAPI calls this when a server is deleted or factory-reset); vm instances
+ * are not touched.
+ */
 export async function deleteServerInstances(
     ctx: Ctx,
     serverUuid: string,

@@ -7,6 +7,7 @@ import type { Filter, JsonObject, PageRequest, Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
 import type { Dict } from './types.js';
 import { flagValue, validateRequest } from './validate.js';
+import type { RequestId } from '../../schemas/requests.js';
 
 export const MAX_LIMIT = 1000;
 
@@ -46,7 +47,7 @@ const PAGING_KEYS = ['limit', 'marker', 'include_master'] as const;
  * the route's schema. Empty values are ignored (2.1.2), filters and paging
  * alike.
  */
-export function listQuery(schemaId: string, params: Dict, filterKeys: readonly string[]): Dict {
+export function listQuery(schemaId: RequestId, params: Dict, filterKeys: readonly string[]): Dict {
     const q = nonEmpty(params, filterKeys);
     validateRequest(schemaId, { ...nonEmpty(params, PAGING_KEYS), ...q });
     return q;
@@ -66,7 +67,7 @@ export interface ListResult<T> {
 
 /**
  * Multi-DC: with `include_master` and a master configured, lists append the
- * master DC's objects (sapi-api.md §8); otherwise the flag is inert.
+ * master DC's objects; otherwise the flag is inert.
  */
 export function masterStore(ctx: Ctx, params: Dict): Store | null {
     if (!flagValue(params.include_master)) {

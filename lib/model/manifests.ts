@@ -15,17 +15,17 @@ import { flagValue, validateRequest } from './validate.js';
 
 export async function createManifest(ctx: Ctx, params: Dict): Promise<Manifest> {
     validateRequest('CreateManifest', params);
-    const version = params.version === undefined ? '1.0.0' : (params.version as string);
+    const version = params.version === undefined ? '1.0.0' : (params.version);
     if (!semver.valid(version)) {
         throw invalidArgument('invalid version');
     }
     const manifest = compact<Manifest>({
-        uuid: (params.uuid as string | undefined) ?? randomUUID(),
-        name: params.name as string,
-        path: params.path as string,
+        uuid: (params.uuid) ?? randomUUID(),
+        name: params.name,
+        path: params.path,
         template: params.template,
-        post_cmd: params.post_cmd as string | undefined,
-        post_cmd_linux: params.post_cmd_linux as string | undefined,
+        post_cmd: params.post_cmd,
+        post_cmd_linux: params.post_cmd_linux,
         version,
         master: flagValue(params.master) ? true : undefined,
     });
@@ -41,7 +41,7 @@ export async function listManifests(ctx: Ctx, params: Dict = {}): Promise<ListRe
     return findWithMaster<Manifest>(ctx, params, BUCKET_OF.manifest, ALL, parsePaging(params));
 }
 
-/** Every manifest uuid referenced must exist (D1: 404, nothing written). */
+/** Every manifest uuid referenced must exist: else 404 `no such manifest: <uuid>`, nothing written. */
 export async function checkManifestRefs(store: Store, manifests: unknown): Promise<void> {
     if (!manifests || typeof manifests !== 'object') {
         return;
@@ -53,7 +53,10 @@ export async function checkManifestRefs(store: Store, manifests: unknown): Promi
     }
 }
 
-/** D7: a manifest still referenced is not deleted. */
+/**
+ * A manifest still referenced by an application, service or instance is not
+ * deleted: 409 `manifest is in use by <kind> <uuid>`, nothing removed.
+ */
 export async function deleteManifest(ctx: Ctx, uuid: string): Promise<void> {
     await mustGet(ctx.store, 'manifest', uuid);
     for (const kind of ['application', 'service', 'instance'] as const) {

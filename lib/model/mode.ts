@@ -1,4 +1,4 @@
-// Modes (sapi-api.md §1.2): proto records only; full deploys through the
+// Modes: proto records only; full deploys through the
 // deployers. The mode is persisted in the store; the only switch is
 // proto → full. TEST_SAPI_PROTO_MODE=true forces proto.
 

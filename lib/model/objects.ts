@@ -98,7 +98,8 @@ export async function modify<T extends JsonObject & { uuid: string }>(
 }
 
 /** Drop undefined values, keeping key order (stored objects omit them). */
-export function compact<T extends Record<string, unknown>>(obj: T): T {
+/** `obj` without its undefined fields (an optional field is absent, never undefined). */
+export function compact<T extends Record<string, unknown>>(obj: { [K in keyof T]: T[K] | undefined }): T {
     // fromEntries defines own data properties (safe for any key name).
     return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }

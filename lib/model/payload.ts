@@ -1,5 +1,6 @@
-// GetInstancePayload: the VMAPI createVm payload of a vm instance
-// (sapi-api.md §5.2); full-mode CreateInstance sends the same object.
+// GetInstancePayload: the VMAPI createVm payload of a vm instance (merged
+// params, forced owner/uuid/brand, filtered customer_metadata, rewritten
+// networks); full-mode CreateInstance sends the same object.
 
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import type { Application, Dict, Instance, Service } from './types.js';

@@ -27,17 +27,17 @@ export async function createService(ctx: Ctx, params: Dict): Promise<Service> {
     validateRequest('CreateService', params);
     const type = parseType(params.type);
     await checkManifestRefs(ctx.store, params.manifests);
-    const appUuid = params.application_uuid as string;
+    const appUuid = params.application_uuid;
     if (!(await find<Application>(ctx.store, 'application', appUuid))) {
         throw noSuch('application', appUuid);
     }
     const svc = compact<Service>({
-        uuid: (params.uuid as string | undefined) ?? randomUUID(),
-        name: params.name as string,
+        uuid: (params.uuid) ?? randomUUID(),
+        name: params.name,
         application_uuid: appUuid,
-        params: params.params as Dict | undefined,
-        metadata: params.metadata as Dict | undefined,
-        manifests: params.manifests as Record<string, string> | undefined,
+        params: params.params,
+        metadata: params.metadata,
+        manifests: params.manifests,
         master: flagValue(params.master) ? true : undefined,
         type,
     });

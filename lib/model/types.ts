@@ -1,4 +1,4 @@
-// The domain objects, as stored and as returned (sapi-api.md §3).
+// The domain objects, as stored and as returned.
 
 export type InstanceType = 'vm' | 'agent';
 export type Mode = 'proto' | 'full';

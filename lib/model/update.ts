@@ -1,4 +1,6 @@
-// Update actions on the inheritable maps (sapi-api.md §4).
+// Update actions on the inheritable maps (params, metadata, manifests, and an
+// application's metadata_schema): update merges key by key, replace swaps
+// the whole map, delete removes the named keys.
 
 import { invalidArgument } from '../errors.js';
 import type { JsonObject, Stored } from '../stor/store.js';
@@ -9,6 +11,7 @@ import { checkManifestRefs } from './manifests.js';
 import { modify } from './objects.js';
 import type { Dict, Kind } from './types.js';
 import { validateRequest } from './validate.js';
+import type { RequestId } from '../../schemas/requests.js';
 
 export type UpdateAction = 'update' | 'replace' | 'delete';
 
@@ -25,7 +28,7 @@ export function parseAction(raw: unknown): UpdateAction {
 
 /**
  * What an update request is validated as. Action delete reads only the keys
- * of each map ("removed whatever its value", §4), so for it the map values
+ * of each map (a named key is removed whatever its value), so for it the map values
  * are neither type-checked nor checked as manifest references.
  */
 export function validatedShape(action: UpdateAction, body: Dict): Dict {
@@ -72,14 +75,14 @@ export function applyUpdate<T extends Dict>(obj: T, action: UpdateAction, change
     return out;
 }
 
-/** Update fields that are falsy are "left alone" (§4): drop them before validating. */
+/** Update fields that are falsy are left alone (not changed): drop them before validating. */
 export function withoutFalsy(body: Dict): Dict {
     return Object.fromEntries(Object.entries(body).filter(([, v]) => Boolean(v)));
 }
 
 export interface UpdateSpec<T> {
     kind: Kind;
-    schemaId: string;
+    schemaId: RequestId;
     /** The inheritable maps the action applies to. */
     fields: readonly string[];
     /** Other body keys the update reads (e.g. owner_uuid). */
@@ -89,7 +92,7 @@ export interface UpdateSpec<T> {
 }
 
 /**
- * PUT /<kind>/:uuid (§4): validate, check manifest references, then apply
+ * PUT /<kind>/:uuid: validate, check manifest references, then apply
  * the action atomically (etag-conditional, retried; If-Match honoured).
  */
 export async function updateObject<T extends JsonObject & { uuid: string }>(

@@ -5,10 +5,15 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import formatsPlugin from 'ajv-formats';
 
 import { UUID_RE } from '../../schemas/common.js';
-import { ALL_REQUEST_SCHEMAS } from '../../schemas/requests.js';
+import { REQUEST_SCHEMAS, type RequestId, type RequestOf } from '../../schemas/requests.js';
 import { invalidArgument, missingKeys, type FieldError } from '../errors.js';
 
-type SchemaWithRequired = { $id: string; required?: readonly string[] };
+type SchemaWithRequired = {
+    $id: string;
+    required?: readonly string[];
+    /** A property may name its own message (`x-message`) for any error inside it. */
+    properties?: Record<string, { 'x-message'?: string }>;
+};
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 // ajv-formats is CommonJS; its default export is the plugin function.
@@ -17,17 +22,20 @@ addFormats(ajv);
 const uuidRe = new RegExp(UUID_RE);
 ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });
 
-const validators = new Map<string, { fn: ValidateFunction; required: readonly string[] }>();
-for (const schema of ALL_REQUEST_SCHEMAS as readonly SchemaWithRequired[]) {
-    validators.set(schema.$id, { fn: ajv.compile(schema), required: schema.required ?? [] });
+const validators = new Map<string, { fn: ValidateFunction; schema: SchemaWithRequired }>();
+for (const schema of Object.values(REQUEST_SCHEMAS) as readonly SchemaWithRequired[]) {
+    validators.set(schema.$id, { fn: ajv.compile(schema), schema });
 }
 
 export function isUuid(s: unknown): s is string {
     return typeof s === 'string' && uuidRe.test(s);
 }
 
-/** Throws a 409 MissingParameter / InvalidArgument for a bad request. */
-export function validateRequest(schemaId: string, params: Record<string, unknown>): void {
+/**
+ * Throws a 409 MissingParameter / InvalidArgument for a bad request; once it
+ * returns, `params` has the type its schema declares.
+ */
+export function validateRequest<K extends RequestId>(schemaId: K, params: Record<string, unknown>): asserts params is Record<string, unknown> & RequestOf<K> {
     const v = validators.get(schemaId);
     if (!v) {
         throw new Error(`no request schema ${schemaId}`);
@@ -40,15 +48,20 @@ export function validateRequest(schemaId: string, params: Record<string, unknown
         errors.filter((e) => e.keyword === 'required').map((e) => (e.params as { missingProperty: string }).missingProperty),
     );
     if (missing.size > 0) {
-        throw missingKeys(v.required.filter((k) => missing.has(k)));
+        throw missingKeys((v.schema.required ?? []).filter((k) => missing.has(k)));
     }
-    const details = errors.filter((e) => e.keyword !== 'required' && e.keyword !== 'if').map(fieldError);
+    const details = errors.filter((e) => e.keyword !== 'required' && e.keyword !== 'if').map((e) => fieldError(e, v.schema));
     const first = details[0];
     throw invalidArgument(first ? first.message : 'invalid request', details);
 }
 
-function fieldError(e: ErrorObject): FieldError {
+function fieldError(e: ErrorObject, schema: SchemaWithRequired): FieldError {
     const field = e.instancePath.replace(/^\//, '').split('/').join('.') || '(body)';
+    const top = e.instancePath.split('/')[1];
+    const own = top === undefined ? undefined : schema.properties?.[top]?.['x-message'];
+    if (top !== undefined && own !== undefined) {
+        return { field: top, code: 'Invalid', message: `${top} ${own}` };
+    }
     let message: string;
     switch (e.keyword) {
         case 'format':

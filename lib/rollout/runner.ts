@@ -15,8 +15,9 @@ import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
 import { find } from '../model/objects.js';
 import type { Instance, Service } from '../model/types.js';
-import { isUuid } from '../model/validate.js';
-import { BUCKETS } from '../stor/buckets.js';
+import { validateRequest } from '../model/validate.js';
+import type { RequestOf } from '../../schemas/requests.js';
+import { BUCKETS, indexFieldValue } from '../stor/buckets.js';
 import { and, eq } from '../stor/store.js';
 import {
     DEFAULT_CONCURRENCY,
@@ -32,15 +33,13 @@ const BUCKET = BUCKETS.rollouts.name;
 const BUSY_RETRY_MS = 100;
 const PERSIST_INTERVAL_MS = 500;
 
-export interface StartRollout {
-    service_uuid: string;
-    image_uuid: string;
-    concurrency?: number;
-    servers?: string[];
-    instances?: string[];
-    stall_factor?: number;
-    stall_min_finished?: number;
-    instance_timeout_ms?: number;
+/** What a rollout is started with: the CreateRollout request schema's type. */
+export type StartRollout = RequestOf<'CreateRollout'>;
+
+/** Check a rollout request against its schema (409 with the field named). */
+export function rolloutInput(params: Record<string, unknown>): StartRollout {
+    validateRequest('CreateRollout', params);
+    return params;
 }
 
 /** Emitted as progress is made (sapiadm watches it over REST; metrics use it). */
@@ -67,7 +66,9 @@ export class RolloutManager {
 
     // ---- API
 
-    async start(input: StartRollout, reqId: string): Promise<Rollout> {
+    async start(raw: StartRollout, reqId: string): Promise<Rollout> {
+        // Callers other than the route (sapiadm's tests, resumption) are held to the same schema.
+        const input = rolloutInput({ ...raw });
         if (this.ctx.mode.current !== 'full') {
             throw invalidArgument('rollouts deploy agents and need full mode');
         }
@@ -82,21 +83,13 @@ export class RolloutManager {
             throw invalidArgument(`service ${svc.value.name} is not an agent service`);
         }
         const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
-        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
-            throw invalidArgument('concurrency must be an integer between 1 and 1000');
-        }
-        for (const list of [input.servers, input.instances]) {
-            if (list && !list.every(isUuid)) {
-                throw invalidArgument('servers and instances must be lists of UUIDs');
-            }
-        }
         let targets: Instance[] = [];
         for await (const chunk of this.ctx.store.iterate<Instance>(BUCKETS.instances.name, eq('service_uuid', svc.value.uuid))) {
             targets.push(...chunk.map((c) => c.value));
         }
         if (input.servers) {
             const want = new Set(input.servers);
-            targets = targets.filter((i) => want.has(String(i.server_uuid)));
+            targets = targets.filter((i) => want.has(serverOf(i)));
         }
         if (input.instances) {
             const want = new Set(input.instances);
@@ -119,7 +112,7 @@ export class RolloutManager {
             created_at: now,
             counts: emptyCounts(),
             warnings: [],
-            items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: String(i.server_uuid ?? ''), state: 'pending', attempts: 0 })),
+            items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: serverOf(i), state: 'pending', attempts: 0 })),
         };
         // All servers checked in one CNAPI call: the ones that cannot take an
         // upgrade now fail at once, clearly, instead of one by one later.
@@ -176,6 +169,7 @@ export class RolloutManager {
         }
         recount(live.rollout);
         await this.persist(live.rollout, true);
+        this.emit(live.rollout);
         return live.rollout;
     }
 
@@ -239,6 +233,7 @@ export class RolloutManager {
         await this.persist(r, true);
         this.running.delete(r.uuid);
         this.log.info({ rollout: r.uuid, state: r.state, counts: r.counts, average_ms: r.average_ms }, 'rollout finished');
+        this.emit(r);
     }
 
     private async runItem(r: Rollout, item: RolloutItem, reqId: string): Promise<void> {
@@ -249,18 +244,27 @@ export class RolloutManager {
         delete item.error;
         recount(r);
         void this.persist(r);
+        this.emit(r);
         const info: ReqInfo = { v2: true, reqId: `${reqId}/${item.instance_uuid}`, log: this.log };
         const deadline = start + r.instance_timeout_ms;
+        // At the deadline the upgrade is aborted, not left running: it stops
+        // waiting on CNAPI, gives the server's lock back, and is counted
+        // (as timed out) when the item ends.
+        const timeout = new AbortController();
+        const timer = setTimeout(
+            () => timeout.abort(new Error(`instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`)),
+            r.instance_timeout_ms,
+        );
         try {
             for (;;) {
                 try {
-                    await withTimeout(
-                        upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, { imageChecked: true, serverChecked: r.resumed_at === undefined }),
-                        deadline - Date.now(),
-                        `instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`,
-                    );
+                    const opts = { imageChecked: true, serverChecked: r.resumed_at === undefined, signal: timeout.signal };
+                    await untilAborted(upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, opts), timeout.signal);
                     break;
                 } catch (err) {
+                    if (timeout.signal.aborted) {
+                        throw timeout.signal.reason;
+                    }
                     // The server is busy with another agent operation: wait our turn.
                     if (hasCode(err, 'OperationInProgress') && Date.now() + BUSY_RETRY_MS < deadline) {
                         await new Promise((res) => setTimeout(res, BUSY_RETRY_MS));
@@ -274,6 +278,8 @@ export class RolloutManager {
             item.state = 'failed';
             item.error = (err as Error).message;
             this.log.warn({ rollout: r.uuid, instance: item.instance_uuid, server: item.server_uuid, err }, 'rollout item failed');
+        } finally {
+            clearTimeout(timer);
         }
         item.finished_at = new Date().toISOString();
         item.duration_ms = Date.now() - start;
@@ -286,7 +292,11 @@ export class RolloutManager {
         this.emit(r);
     }
 
-    /** Flag items running far longer than the average (RFD 82). */
+    /**
+     * Flag items running over stall_factor times the average of the finished
+     * ones (once stall_min_finished have finished): an install can hang on a
+     * badly set up CN, and the operator should hear of it.
+     */
     private checkStalls(r: Rollout): void {
         const finished = r.items.filter((i) => i.state === 'succeeded').length;
         if (r.average_ms === undefined || finished < r.stall_min_finished) {
@@ -368,14 +378,22 @@ function recount(r: Rollout): void {
     r.counts = c;
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(message)), Math.max(ms, 0));
+/** `p`, or the signal's reason as soon as it aborts (whether or not `p` heeds the signal). */
+async function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
-        return await Promise.race([p, timeout]);
+        return await Promise.race([p, aborted]);
     } finally {
-        clearTimeout(timer);
+        if (onAbort) signal.removeEventListener('abort', onAbort);
     }
+}
+
+/** The server an instance is on, wherever its record keeps it (SAPI 2.1.2's records: only in params). */
+function serverOf(i: Instance): string {
+    return indexFieldValue(BUCKETS.instances, i, 'server_uuid') ?? '';
 }

@@ -22,7 +22,6 @@ import { ALL_BUCKETS } from './buckets.js';
 import { CACHE_FILLED_KEY, CachedStore } from './cached.js';
 import { copyBucket } from './copy.js';
 import type { BucketStatus } from './moray/buckets-init.js';
-import { MorayStore } from './moray/index.js';
 import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
 import type { Store } from './store.js';
@@ -69,8 +68,10 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         return { store: local, stop: () => undefined, close: () => local.close() };
     }
     const waitMs = opts.morayWaitMs ?? 10_000;
+    // The moray client is loaded only for this backend (it adds to every start).
+    const { MorayStore } = await import('./moray/index.js');
 
-    const m = config.moray ?? {};
+    const m: Partial<NonNullable<SapiConfig['moray']>> = config.moray ?? {};
     const moray = new MorayStore({
         connect: {
             ...(m.host ? { host: m.host, port: m.port ?? 2020 } : {}),

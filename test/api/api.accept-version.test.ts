@@ -1,4 +1,4 @@
-// Accept-Version (§1.3): absent = v1; ranges pick the v1 or v2 view; unsupported ranges are 400 InvalidVersion.
+// Accept-Version: absent = v1; ranges pick the v1 or v2 view; unsupported ranges are 400 InvalidVersion.
 
 import { randomUUID } from 'node:crypto';
 

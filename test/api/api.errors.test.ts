@@ -1,4 +1,4 @@
-// Error answers common to every route: bad JSON, unknown paths and methods, non-uuid path ids (D4), wrong types (D5), handler failures (D6).
+// Error answers common to every route: bad JSON, unknown paths and methods, non-uuid path ids (404, never a file path), wrong types (409, never a crash), handler failures (500 InternalError, not a crash).
 
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';

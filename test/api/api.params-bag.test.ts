@@ -1,4 +1,4 @@
-// The parameter bag (§1.4): path > query > body, creates entirely from the query string, form-urlencoded bodies with bracket syntax.
+// The parameter bag: path > query > body, creates entirely from the query string, form-urlencoded bodies with bracket syntax.
 
 import { randomUUID } from 'node:crypto';
 

@@ -1,4 +1,4 @@
-// POST /cache (§2.4): SyncCache answers 204 with no body — immediately in proto mode, and in full mode on a store without a cache.
+// POST /cache: SyncCache answers 204 with no body — immediately in proto mode, and in full mode on a store without a cache.
 
 import t from 'tap';
 

@@ -1,4 +1,4 @@
-// GetConfigs ETag (§5.4, D9): a quoted sha1 of the sorted flattened document, honoured by If-None-Match (304) and If-Match (412).
+// GetConfigs ETag: a quoted sha1 of the sorted flattened document, honoured by If-None-Match (304) and If-Match (412).
 
 import { createHash, randomUUID } from 'node:crypto';
 
@@ -10,7 +10,7 @@ import { startSapi, type Harness } from '../lib/harness.js';
 
 const SAPI_SERVER = '44454c4c-3700-1039-8050-b2c04f544432';
 
-// ---- §5.4, written out again here so the test does not trust the server's code
+// ---- the ETag rule, written out again here so the test does not trust the server's code
 
 function flatten(v: unknown, path: string | null, out: string[]): void {
     if (v === null || v === undefined) {

@@ -1,4 +1,4 @@
-// Agent self-adoption (sapi-api §2.7, agents-contract §0.3): an agent's own v1 POST /instances always lands, one instance per (service, server).
+// Agent self-adoption: an agent's own v1 POST /instances always lands (never blocked by a server lock, never calling CNAPI), one instance per (service, server).
 
 import { randomUUID } from 'node:crypto';
 
@@ -103,7 +103,7 @@ t.test('an agent without params.server_uuid: recorded unplaced when record-only,
     t.teardown(h.close);
     const app = await anApplication(h);
     const svc = await anAgentService(h, app.uuid);
-    // What agents older than AGENT-1087 send from their postinstall: no params, no Accept-Version.
+    // What older agents' postinstall sends (before it passed server_uuid and image_uuid): no params, no Accept-Version.
     const uuid = randomUUID();
     const old = await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, uuid } });
     t.equal(old.status, 200, 'proto mode, v1: recorded');

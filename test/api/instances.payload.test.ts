@@ -1,4 +1,4 @@
-// GetInstancePayload (§5.2): the VMAPI createVm payload — merged params, forced identity and brand, filtered customer_metadata, rewritten networks.
+// GetInstancePayload: the VMAPI createVm payload — merged params, forced identity and brand, filtered customer_metadata, rewritten networks.
 
 import { randomUUID } from 'node:crypto';
 

@@ -1,5 +1,6 @@
 // Full mode, vm instances: adoption (`exists: true`) records a VM VMAPI
-// already has and provisions nothing (sapi-api.md §2.7, §9 D12).
+// already has and provisions nothing (2.1.2 lost the flag and provisioned an
+// unknown uuid).
 
 import { randomUUID } from 'node:crypto';
 

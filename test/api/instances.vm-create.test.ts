@@ -1,6 +1,6 @@
-// Full mode, vm instances: synchronous CreateInstance through VMAPI
-// (sapi-api.md §2.7, agents-contract.md §6.1/§6.5), and CreateService never
-// asking IMGAPI (SAPI-285).
+// Full mode, vm instances: synchronous CreateInstance through VMAPI (with the
+// IMGAPI image and NAPI network-name checks), and CreateService never asking
+// IMGAPI (SAPI 2.1.2 dropped that image check long ago).
 
 import { randomUUID } from 'node:crypto';
 

@@ -1,6 +1,6 @@
 // Full mode, vm instances: DeleteInstance destroys the VM through VMAPI,
 // then removes the record; a VM already gone is not an error; any failure
-// keeps the record (sapi-api.md §2.7, agents-contract.md §6.1).
+// keeps the record.
 
 import { randomUUID } from 'node:crypto';
 

@@ -1,6 +1,5 @@
 // Full mode, vm instances: the `teardown-hook` param runs in the zone
-// through CNAPI's execute before the VM is destroyed (sapi-api.md §2.7,
-// agents-contract.md §6.2).
+// through CNAPI's execute before the VM is destroyed.
 
 import t from 'tap';
 

@@ -1,5 +1,5 @@
 // Full mode, vm instances: UpgradeInstance reprovisions through VMAPI;
-// params.image_uuid changes only when the job succeeded (sapi-api.md §2.7).
+// params.image_uuid changes only when the job succeeded.
 
 import { randomUUID } from 'node:crypto';
 

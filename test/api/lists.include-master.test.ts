@@ -1,4 +1,4 @@
-// include_master (§8) on every list: accepted ("true"/"false" strings too) and inert when no master Moray is configured.
+// include_master on every list: accepted ("true"/"false" strings too) and inert when no master Moray is configured.
 
 import t from 'tap';
 

@@ -1,4 +1,4 @@
-// D8: every list is in a stable order — creation time ascending — whatever the uuids, and updates do not reorder.
+// Every list is in a stable order — creation time ascending — whatever the uuids, and updates do not reorder.
 
 import t from 'tap';
 

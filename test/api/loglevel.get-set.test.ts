@@ -1,4 +1,4 @@
-// GET/POST /loglevel (§2.3, D11): read and change the bunyan level at run time; an unknown level is 409, not a crash.
+// GET/POST /loglevel: read and change the bunyan level at run time; an unknown level is 409, not a crash.
 
 import bunyan from 'bunyan';
 import t from 'tap';

@@ -1,4 +1,4 @@
-// Manifests: create/list/get/delete, version default and check, post_cmd_linux (D13), D3, D7 and D10.
+// Manifests: create/list/get/delete, version default and check, post_cmd_linux stored, a 404 with a body for a missing one, no delete while in use, 409 for a duplicate uuid.
 
 import { randomUUID } from 'node:crypto';
 

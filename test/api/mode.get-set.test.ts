@@ -1,4 +1,4 @@
-// GET/POST /mode (§2.2, §1.2): a bare JSON string, the one-way proto → full switch that survives restarts, and what full mode without deployers does.
+// GET/POST /mode: a bare JSON string, the one-way proto → full switch that survives restarts, and what full mode without deployers does.
 
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// The official client (sdc-clients 13 SAPI, Accept-Version ~2) against the server: every method of agents-contract §4 works end to end.
+// The official client (sdc-clients 13 SAPI, Accept-Version ~2) against the server: every method of its lib/sapi.js works end to end.
 
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

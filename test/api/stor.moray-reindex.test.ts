@@ -150,7 +150,8 @@ async function checkSearches(t: Test, store: Store, l: Legacy, when: string): Pr
     t.equal(await store.count(APPLICATIONS, eq('owner_uuid', l.app.owner_uuid)), 1, `${when}: application by owner_uuid`);
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+/** Waits for `cond`; the limit only turns a hang into a clear message (a wait takes milliseconds). */
+async function until(what: string, cond: () => boolean, ms = 60_000): Promise<void> {
     const end = Date.now() + ms;
     while (!cond()) {
         if (Date.now() > end) {

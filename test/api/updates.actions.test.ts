@@ -1,4 +1,4 @@
-// PUT /applications|services|instances/:uuid: the update, replace and delete actions (§4), for each kind, and their errors.
+// PUT /applications|services|instances/:uuid: the update, replace and delete actions, for each kind, and their errors.
 
 import { randomUUID } from 'node:crypto';
 

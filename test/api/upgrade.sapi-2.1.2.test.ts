@@ -517,13 +517,13 @@ t.test('moray down at start-up with an empty cache: 503, then recovery', async (
         }
 
         await fake.start();
-        const deadline = Date.now() + 20_000;
+        // Until it has recovered (tap's timeout bounds the wait; the client's reconnect backs off).
         let r = await listInstances(h, '');
-        while (!(r.status === 200 && uuidsOf(r.body).length === ALL_INSTANCES.length) && Date.now() < deadline) {
+        while (!(r.status === 200 && uuidsOf(r.body).length === ALL_INSTANCES.length)) {
             await new Promise((res) => setTimeout(res, 250));
             r = await listInstances(h, '');
         }
-        t.comment(`${p} recovered (or gave up) ${Date.now() - started} ms after start`);
+        t.comment(`${p} recovered ${Date.now() - started} ms after start`);
         await instancesEqualDump(t, h, `${p} after moray came back`);
         t.equal((await h.call('GET', '/mode')).body, 'full', `${p} after moray came back: mode full`);
         t.equal((await h.call('GET', `/configs/${vm.uuid}`)).status, 200, `${p} after moray came back: GetConfigs 200`);
@@ -539,7 +539,7 @@ t.test('the backfill shows in /ping and /metrics; a filled cache then answers wh
     const h = await boot(t, fake, cache);
     const port = await h.app.listenMetrics(0, '127.0.0.1');
     const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (let i = 0; i < 200 && fake.held('batch') === 0; i++) {
+    while (fake.held('batch') === 0) {
         await new Promise((r) => setTimeout(r, 20));
     }
     const during = await h.call('GET', '/ping');
@@ -553,7 +553,7 @@ t.test('the backfill shows in /ping and /metrics; a filled cache then answers wh
 
     release();
     let ping = await h.call('GET', '/ping');
-    for (let i = 0; i < 200 && ping.body.storUpgrade !== undefined; i++) {
+    while (ping.body.storUpgrade !== undefined) {
         await new Promise((r) => setTimeout(r, 50));
         ping = await h.call('GET', '/ping');
     }

@@ -5,6 +5,8 @@
 // On SAPI 2.1.2's data it reports unplaced agent instances (no
 // params.server_uuid) and duplicate instances of one agent on one server,
 // and --fix places the first and keeps only the reported one of the second.
+// --fix refreshes --concurrency servers at a time with progress on stderr;
+// a refresh that does not end within --timeout is named and left behind.
 
 import { randomUUID } from 'node:crypto';
 
@@ -15,7 +17,7 @@ import { agentWorld } from '../lib/agent-world.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
-import { agentsWithoutParams, applications, duplicatePairs, imageOf, instances, serverOf, services, type DumpInstance } from '../lib/sapi-212-dump.js';
+import { duplicatePairs, storeAs212, type DumpInstance } from '../lib/sapi-212-dump.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
 
 t.test('drift report, --fix --yes, clean afterwards', async (t) => {
@@ -146,40 +148,7 @@ t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and f
     const cnapi = await startFakeCnapi({ taskDurationMs: 5 });
     t.teardown(() => cnapi.close());
 
-    const dump = instances();
-    const svcs = new Map(services().map((s) => [s.uuid as string, s]));
-    for (const a of applications()) await h.store.put('sapi_applications', a);
-    for (const s of svcs.values()) await h.store.put('sapi_services', s);
-    for (const i of dump) await h.store.put('sapi_instances', i);
-    const nameOf = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { name: string }).name;
-    const svcImage = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { params: { image_uuid: string } }).params.image_uuid;
-
-    // CNAPI: one server.agents entry per agent name, the first instance
-    // recorded there; the agents registered without params run on servers
-    // that have no entry of their name.
-    const agentsOn = new Map<string, CnapiAgent[]>();
-    const install = (server: string, i: DumpInstance): void => {
-        const list = agentsOn.get(server) ?? [];
-        if (!list.some((a) => a.name === nameOf(i))) {
-            list.push({ name: nameOf(i), version: '1.0.0', uuid: i.uuid, image_uuid: imageOf(i) ?? svcImage(i) });
-            agentsOn.set(server, list);
-        }
-    };
-    for (const i of dump) {
-        const server = serverOf(i);
-        if (i.type === 'agent' && server) install(server, i);
-    }
-    const unplaced = agentsWithoutParams();
-    const placedAt = new Map<string, string>();
-    for (const i of unplaced) {
-        let server = [...agentsOn.keys()].find((s) => !(agentsOn.get(s) ?? []).some((a) => a.name === nameOf(i)));
-        if (!server) {
-            server = randomUUID();
-            agentsOn.set(server, []);
-        }
-        install(server, i);
-        placedAt.set(i.uuid, server);
-    }
+    const { svcs, nameOf, svcImage, agentsOn, unplaced, placedAt } = await storeAs212(h.store);
     for (const [uuid, agents] of agentsOn) cnapi.addServer({ uuid, agents });
     // One more agent instance without params that no server runs.
     const stray = { uuid: randomUUID(), service_uuid: (unplaced[0] as DumpInstance).service_uuid, type: 'agent' };
@@ -270,4 +239,71 @@ t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and f
     const afterReport = after.json.report as Report;
     t.same(afterReport.duplicates, [], 'no duplicates left');
     t.same(afterReport.unplaced, [{ instance: stray.uuid, service: nameOf(stray as DumpInstance) }], 'only the stray instance is unplaced');
+});
+
+t.test('--fix on many servers: a bounded number of refreshes at once, progress on stderr, a stuck refresh named and left behind', async (t) => {
+    const w = await agentWorld({ agents: ['vm-agent'] });
+    t.teardown(w.close);
+    const VM = w.svc['vm-agent'] as { uuid: string; image: string };
+    // Six servers running vm-agent that SAPI has no record of (fixable: recorded from server.agents).
+    const servers = Array.from(
+        { length: 6 },
+        () => w.cnapi.addServer({ agents: [{ name: 'vm-agent', version: '1.0.1', image_uuid: VM.image, uuid: randomUUID() }] }).uuid,
+    );
+    const STUCK = servers[3] as string;
+    w.cnapi.planTaskOn(STUCK, 'hang'); // its refresh task never ends
+    w.cnapi.clearRequests();
+    const opts = { url: w.h.url, env: { CNAPI_URL: w.cnapi.url } };
+
+    const r = await sapiadm(['--json', 'check', 'server-agents', '--fix', '--yes', '--concurrency', '2', '--timeout', '5'], opts);
+    exits(t, r, 0, 'every record fixed, the stuck server from server.agents as it was');
+    t.ok(r.json, '--json: stdout is the one JSON document', { stdout: r.stdout });
+    t.equal(r.json.after.drift, 0);
+    t.equal((r.json.actions as { ok: boolean }[]).filter((a) => a.ok).length, 6, 'all six servers recorded');
+    t.match(r.stderr, `warning: could not refresh server.agents of ${STUCK}: timed out after 5s (--timeout); it may be stale`, 'the stuck server is named');
+    for (const s of servers.filter((s) => s !== STUCK)) {
+        t.match(r.stderr, `refreshed server.agents of ${s}`);
+    }
+    const progress = r.stderr.split('\n').filter((l) => l.startsWith('server.agents refresh: '));
+    t.same(
+        progress.map((l) => /: (\d+)\/6 servers done/.exec(l)?.[1]),
+        ['2', '4', '6'],
+        'a progress line every --concurrency servers and at the end',
+        { stderr: r.stderr },
+    );
+    t.equal(progress.at(-1), 'server.agents refresh: 6/6 servers done, 1 failed');
+
+    // In flight per server: from its POST refresh-agents to its last poll of the task.
+    const taskServer = new Map(w.cnapi.state.taskLog.map((e) => [e.id, e.server_uuid]));
+    const reqs = w.cnapi.requests.map((q) => ({
+        post: q.routeKey === 'POST /servers/:uuid/refresh-agents' ? (q.path.split('/')[2] as string) : undefined,
+        poll: q.routeKey === 'GET /tasks/:id' ? taskServer.get(q.path.split('/')[2] as string) : undefined,
+    }));
+    const lastPoll = new Map<string, number>();
+    reqs.forEach((q, i) => q.poll && lastPoll.set(q.poll, i));
+    let most = 0;
+    reqs.forEach((q, i) => {
+        if (!q.post) return;
+        const open = [...lastPoll.entries()].filter(([s, last]) => last > i && reqs.findIndex((x) => x.post === s) <= i).length;
+        most = Math.max(most, open);
+    });
+    t.equal(reqs.filter((q) => q.post).length, 6, 'one refresh per server');
+    t.ok(most >= 1 && most <= 2, `at most --concurrency 2 refreshes in flight (saw ${most})`);
+
+    t.test('a refresh request CNAPI never answers: named, and the command goes on (text mode)', async (t) => {
+        const A = servers[0] as string;
+        // Drift again on A: its record forgotten (v1: the record only).
+        const onA = await w.h.call('GET', `/instances?service_uuid=${VM.uuid}`, { version: '~2' });
+        for (const i of onA.body as { uuid: string; params: { server_uuid: string } }[]) {
+            if (i.params.server_uuid === A) t.equal((await w.h.call('DELETE', `/instances/${i.uuid}`)).status, 204);
+        }
+        w.cnapi.hang('POST /servers/:uuid/refresh-agents');
+        t.teardown(() => w.cnapi.unhang());
+        const text = await sapiadm(['check', 'server-agents', A, '--fix', '--yes', '--timeout', '1'], opts);
+        exits(t, text, 0);
+        t.match(text.stdout, `warning: could not refresh server.agents of ${A}: timed out after 1s (--timeout); it may be stale`);
+        t.match(text.stdout, `recorded vm-agent instance`);
+        t.notMatch(text.stdout, 'server.agents refresh:', 'progress is not in stdout');
+        t.match(text.stderr, /^server\.agents refresh: 1\/1 server done, 1 failed$/m);
+    });
 });

@@ -9,7 +9,6 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import type { CnapiAgent } from '../../lib/clients/cnapi.js';
 import { withIndexes } from '../../lib/model/instance-records.js';
 import type { Instance } from '../../lib/model/types.js';
 import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
@@ -18,7 +17,7 @@ import { startFakeVmapi } from '../lib/fake-vmapi.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
-import { agentsWithoutParams, applications, imageOf, instances, serverOf, services, type DumpInstance } from '../lib/sapi-212-dump.js';
+import { imageOf, serverOf, storeAs212, type DumpInstance } from '../lib/sapi-212-dump.js';
 
 t.test('migrate backfills legacy records', async (t) => {
     const h = await startSapi();
@@ -118,39 +117,7 @@ t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies'
     t.teardown(() => vmapi.close());
 
     // The store exactly as 2.1.2 left it: no top-level index copies anywhere.
-    const dump = instances();
-    const svcs = new Map(services().map((s) => [s.uuid as string, s]));
-    for (const a of applications()) await h.store.put('sapi_applications', a);
-    for (const s of svcs.values()) await h.store.put('sapi_services', s);
-    for (const i of dump) await h.store.put('sapi_instances', i);
-    const nameOf = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { name: string }).name;
-    const svcImage = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { params: { image_uuid: string } }).params.image_uuid;
-
-    // CNAPI: each server's agents as recorded (one entry per agent name);
-    // the agents registered without params are installed somewhere too.
-    const agentsOn = new Map<string, CnapiAgent[]>();
-    const install = (server: string, i: DumpInstance): void => {
-        const list = agentsOn.get(server) ?? [];
-        if (!list.some((a) => a.name === nameOf(i))) {
-            list.push({ name: nameOf(i), version: '1.0.0', uuid: i.uuid, image_uuid: imageOf(i) ?? svcImage(i) });
-            agentsOn.set(server, list);
-        }
-    };
-    for (const i of dump) {
-        const server = serverOf(i);
-        if (i.type === 'agent' && server) install(server, i);
-    }
-    const unplaced = agentsWithoutParams();
-    const placedAt = new Map<string, string>();
-    for (const i of unplaced) {
-        let server = [...agentsOn.keys()].find((s) => !(agentsOn.get(s) ?? []).some((a) => a.name === nameOf(i)));
-        if (!server) {
-            server = randomUUID();
-            agentsOn.set(server, []);
-        }
-        install(server, i);
-        placedAt.set(i.uuid, server);
-    }
+    const { dump, nameOf, svcImage, agentsOn, unplaced, placedAt } = await storeAs212(h.store);
     for (const [uuid, agents] of agentsOn) cnapi.addServer({ uuid, agents });
     // VMAPI knows every vm; 22 of them have no params.image_uuid in SAPI.
     const vmImage = new Map<string, string>();

@@ -5,7 +5,7 @@
 import { startFakeCnapi, type FakeCnapi } from './fake-cnapi.js';
 import { startFakeImgapi, type FakeImgapi } from './fake-imgapi.js';
 import { anApplication, aService } from './fixtures.js';
-import { startSapi, type Harness } from './harness.js';
+import { startSapi, type Harness, type StartOpts } from './harness.js';
 
 export interface AgentWorld {
     h: Harness;
@@ -18,7 +18,9 @@ export interface AgentWorld {
     close(): Promise<void>;
 }
 
-export async function agentWorld(opts: { agents?: string[]; taskDurationMs?: number; deploy?: Record<string, unknown> } = {}): Promise<AgentWorld> {
+export async function agentWorld(
+    opts: { agents?: string[]; taskDurationMs?: number; deploy?: Record<string, unknown>; log?: StartOpts['log'] } = {},
+): Promise<AgentWorld> {
     const imgapi = await startFakeImgapi();
     const cnapi = await startFakeCnapi({
         taskDurationMs: opts.taskDurationMs ?? 30,
@@ -33,6 +35,7 @@ export async function agentWorld(opts: { agents?: string[]; taskDurationMs?: num
             imgapi: { url: imgapi.url },
             deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 3000, cnAgentTaskDeadlineMs: 3000, ...opts.deploy },
         },
+        ...(opts.log ? { log: opts.log } : {}),
     });
     cnapi.sapiUrl = h.url;
     const app = (await anApplication(h)).uuid as string;

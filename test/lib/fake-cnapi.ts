@@ -1,7 +1,7 @@
-// Fake CNAPI (+ the cn-agent behind it): the server and task routes of
-// agents-contract.md §1, with cn-agent's per-server serial task queue (§2.0),
-// agent install/uninstall/refresh (§2.1–2.4) and, optionally, the agent's
-// SAPI self-adoption during an install (§2.5).
+// Fake CNAPI (+ the cn-agent behind it): the server and task routes SAPI
+// uses, with cn-agent's per-server serial task queue, agent
+// install/uninstall/refresh and, optionally, the agent's SAPI
+// self-adoption during an install (its postinstall's POST /instances).
 
 import { randomUUID } from 'node:crypto';
 
@@ -126,6 +126,8 @@ export class FakeCnapi extends FakeHttpServer {
     /** Plans for the next task on one server (taken before the global ones). */
     private readonly serverPlans = new Map<string, TaskPlan[]>();
     private readonly queues = new Map<string, Promise<void>>();
+    /** Hung tasks, each waiting for its release (with the plan it goes on with). */
+    private readonly hung: ((then: TaskPlan | undefined) => void)[] = [];
 
     constructor(opts: FakeCnapiOptions = {}) {
         super({ name: 'CNAPI', headers: { server: `cnapi/${opts.version ?? '1.26.4'}` }, log: opts.log });
@@ -200,12 +202,11 @@ export class FakeCnapi extends FakeHttpServer {
         this.state.nodeAgents.set(serverUuid, clone(agents));
     }
 
-    /** The next `count` tasks fail with `message` (history shape of §1.8). */
+    /** The next `count` tasks fail with `message` (as CNAPI records it: history[0].event.error.message). */
     failNextTask(message: string, count = 1): void {
         for (let i = 0; i < count; i++) this.plans.push({ kind: 'fail', message });
     }
 
-    /** The next `count` tasks stay `active` forever (and block their server's queue). */
     /** The next task on this server fails with `message` (or hangs with 'hang'). */
     planTaskOn(serverUuid: string, plan: { fail: string } | 'hang'): void {
         const list = this.serverPlans.get(serverUuid) ?? [];
@@ -213,8 +214,16 @@ export class FakeCnapi extends FakeHttpServer {
         this.serverPlans.set(serverUuid, list);
     }
 
+    /** The next `count` tasks stay `active` (and block their server's queue) until releaseHungTasks(). */
     hangNextTask(count = 1): void {
         for (let i = 0; i < count; i++) this.plans.push({ kind: 'hang' });
+    }
+
+    /** Hung tasks go on now: they run as usual, or fail with `fail` when given. */
+    releaseHungTasks(plan: { fail?: string } = {}): void {
+        for (const release of this.hung.splice(0)) {
+            release(plan.fail === undefined ? undefined : { kind: 'fail', message: plan.fail });
+        }
     }
 
     /** The next `count` tasks are never written: 200 {id}, then GET /tasks/:id is 404 forever. */
@@ -289,7 +298,7 @@ export class FakeCnapi extends FakeHttpServer {
         });
     }
 
-    /** §1.0 ensure handlers, in order: moray, server, workflow, serverRunning. */
+    /** CNAPI's ensure handlers for /servers/:uuid routes, in order: moray, server, workflow, serverRunning. */
     private ensure(req: FakeRequest, needs: { workflow?: boolean; running?: boolean }): CnapiServer {
         if (!this.state.moray) {
             throw new FakeHttpError(500, 'InternalError', 'Precondition failed: no connection moray');
@@ -468,10 +477,14 @@ export class FakeCnapi extends FakeHttpServer {
             return;
         }
         if (plan?.kind === 'hang') {
-            await new Promise<void>((resolve) => {
-                this.life.signal.addEventListener('abort', () => resolve(), { once: true });
+            const then = await new Promise<{ released: boolean; plan?: TaskPlan | undefined }>((resolve) => {
+                this.life.signal.addEventListener('abort', () => resolve({ released: false }), { once: true });
+                this.hung.push((p) => resolve({ released: true, plan: p }));
             });
-            return;
+            if (!then.released || this.closing) {
+                return;
+            }
+            plan = then.plan;
         }
         // taskDurationMs is the whole task: the install work (image fetch,
         // the agent's self-adoption) comes out of the second half.
@@ -597,7 +610,7 @@ export class FakeCnapi extends FakeHttpServer {
         install();
     }
 
-    /** The agent's postinstall adopt_instance (§2.5). */
+    /** The agent's postinstall adopt_instance (GET the service by name, then POST /instances; up to adoptTries tries). */
     private async adopt(serverUuid: string, agent: string, uuid: string, imageUuid: string): Promise<void> {
         const sapi = (this.sapiUrl as string).replace(/\/+$/, '');
         for (let attempt = 1; attempt <= this.adoptTries; attempt++) {

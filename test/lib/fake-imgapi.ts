@@ -1,5 +1,5 @@
-// Fake local IMGAPI: GET /images/:uuid with the agent image manifest of
-// agents-contract.md §6.4, 404 otherwise.
+// Fake local IMGAPI: GET /images/:uuid with an agent image manifest (name,
+// version, state, files), 404 otherwise.
 
 import { createHash, randomUUID } from 'node:crypto';
 

@@ -1,4 +1,4 @@
-// Fake NAPI: GET /networks[?name=] (agents-contract.md §6.5).
+// Fake NAPI: GET /networks[?name=] (an unknown name gives an empty list).
 
 import { randomUUID } from 'node:crypto';
 

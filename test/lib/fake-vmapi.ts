@@ -1,4 +1,4 @@
-// Fake VMAPI: the VM and job routes SAPI uses (agents-contract.md §6.1), with
+// Fake VMAPI: the VM and job routes SAPI uses, with
 // workflow jobs that run asynchronously and can be made to fail or hang.
 
 import { randomUUID } from 'node:crypto';
@@ -44,6 +44,8 @@ export class FakeVmapi extends FakeHttpServer {
     jobDurationMs: number;
     defaultServerUuid: string;
     private readonly plans: JobPlan[] = [];
+    /** While set, jobs wait in `running` (after their first step) until it resolves. */
+    private hold: Promise<void> | null = null;
 
     constructor(opts: FakeVmapiOptions = {}) {
         super({ name: 'VMAPI', log: opts.log });
@@ -93,6 +95,20 @@ export class FakeVmapi extends FakeHttpServer {
     /** The next job stays `running` forever. */
     hangNextJob(): void {
         this.plans.push({ kind: 'hang' });
+    }
+
+    /**
+     * Jobs stay `running` (after their first step) until the returned
+     * function is called; then they finish as planned.
+     */
+    holdJobs(): () => void {
+        let release = (): void => undefined;
+        const hold = new Promise<void>((resolve) => (release = resolve));
+        this.hold = hold;
+        return () => {
+            if (this.hold === hold) this.hold = null;
+            release();
+        };
     }
 
     // ---- routes
@@ -192,6 +208,9 @@ export class FakeVmapi extends FakeHttpServer {
             job.chain_results = [stepResult(chain.steps[0] ?? '')];
             if (plan?.kind === 'hang') {
                 return;
+            }
+            if (this.hold) {
+                await this.hold;
             }
             await this.delay(this.jobDurationMs / 2);
             if (plan?.kind === 'fail') {

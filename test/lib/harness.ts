@@ -35,6 +35,8 @@ export interface StartOpts {
     viaCreateStore?: boolean;
     /** With viaCreateStore: how long start-up waits for Moray, and so on. */
     storeOptions?: CreateStoreOptions;
+    /** The app's logger (default: testLog()). */
+    log?: bunyan;
 }
 
 export function testLog(): bunyan {
@@ -49,7 +51,7 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
         store: { backend: 'sqlite', path: join(dir, 'sapi.sqlite') },
         ...opts.config,
     });
-    const log = testLog();
+    const log = opts.log ?? testLog();
     let store = opts.store;
     let hooks: StoreSetup | undefined;
     if (!store && opts.viaCreateStore) {

@@ -5,6 +5,7 @@
 // per row, in the dump's _id order); the other helpers compute what SAPI
 // must answer from the dumped values themselves.
 
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -204,4 +205,53 @@ function dropNulls(o: JsonObject): JsonObject {
 /** Objects keyed by uuid. */
 export function byUuid<T extends JsonObject>(list: T[]): Map<string, T> {
     return new Map(list.map((o) => [String(o.uuid), o]));
+}
+
+/**
+ * The embedded store as SAPI 2.1.2 left it (no top-level index copies), and
+ * a CNAPI view of the same DC: each server's agents as recorded (one entry
+ * per agent name, the first instance recorded there), and the agents that
+ * registered without params installed on some server that has no agent of
+ * their name (`placedAt`).
+ */
+export async function storeAs212(store: { put(bucket: 'sapi_applications' | 'sapi_services' | 'sapi_instances', value: JsonObject): Promise<unknown> }): Promise<{
+    dump: DumpInstance[];
+    svcs: Map<string, JsonObject>;
+    nameOf: (i: DumpInstance) => string;
+    svcImage: (i: DumpInstance) => string;
+    agentsOn: Map<string, { name: string; version: string; uuid: string; image_uuid: string }[]>;
+    unplaced: DumpInstance[];
+    placedAt: Map<string, string>;
+}> {
+    const dump = instances();
+    const svcs = new Map(services().map((s) => [s.uuid as string, s]));
+    for (const a of applications()) await store.put('sapi_applications', a);
+    for (const sv of svcs.values()) await store.put('sapi_services', sv);
+    for (const i of dump) await store.put('sapi_instances', i);
+    const nameOf = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { name: string }).name;
+    const svcImage = (i: DumpInstance): string => (svcs.get(i.service_uuid) as { params: { image_uuid: string } }).params.image_uuid;
+    const agentsOn = new Map<string, { name: string; version: string; uuid: string; image_uuid: string }[]>();
+    const install = (server: string, i: DumpInstance): void => {
+        const list = agentsOn.get(server) ?? [];
+        if (!list.some((a) => a.name === nameOf(i))) {
+            list.push({ name: nameOf(i), version: '1.0.0', uuid: i.uuid, image_uuid: imageOf(i) ?? svcImage(i) });
+            agentsOn.set(server, list);
+        }
+    };
+    for (const i of dump) {
+        const server = serverOf(i);
+        if (i.type === 'agent' && server) install(server, i);
+    }
+    const unplaced = agentsWithoutParams();
+    const placedAt = new Map<string, string>();
+    for (const i of unplaced) {
+        let server = [...agentsOn.keys()].find((sv) => !(agentsOn.get(sv) ?? []).some((a) => a.name === nameOf(i)));
+        if (!server) {
+            server = randomUUID();
+            agentsOn.set(server, []);
+        }
+        install(server, i);
+        placedAt.set(i.uuid, server);
+    }
+    return { dump, svcs, nameOf, svcImage, agentsOn, unplaced, placedAt };
 }

@@ -1,5 +1,5 @@
 // CnapiClient against the fake CNAPI: servers, agent tasks, task polling
-// (agents-contract.md §0.6) and the fake CN's SAPI self-adoption (§2.5).
+// and the fake CN's SAPI self-adoption (the agent's postinstall POST /instances).
 
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -13,7 +13,7 @@ import { SapiError } from '../../lib/errors.js';
 import { startFakeCnapi, type FakeCnapi, type FakeCnapiOptions } from '../lib/fake-cnapi.js';
 import { startFakeImgapi } from '../lib/fake-imgapi.js';
 
-const FAST = { intervalMs: 10, deadlineMs: 3000 };
+const FAST = { intervalMs: 10, deadlineMs: 30_000 };
 
 /** The part of a tap Test that setup() needs. */
 interface HasTeardown {
@@ -187,8 +187,9 @@ void t.test('a hung task times out with TaskTimeoutError naming task, server and
         restCode: 'TaskTimeoutError',
         message: `CNAPI task ${id} on server ${server.uuid} timed out after 0.3s (status: active)`,
     });
+    // Not before the deadline (how long after it depends on the machine's load).
     const took = Date.now() - started;
-    t.ok(took >= 290 && took < 1000, `waited the deadline (${took} ms)`);
+    t.ok(took >= 290, `waited the deadline (${took} ms)`);
 });
 
 void t.test('a task that is never written: 404 forever fails after the grace period', async (t) => {
@@ -216,22 +217,24 @@ void t.test('transient errors while polling: tolerated up to maxConsecutiveError
 
     // 5 errors in a row are fine.
     for (let i = 0; i < 5; i++) cnapi.failNext('GET /tasks/:id', 500);
-    const ok = await client.pollTask((await client.installAgent(server.uuid, image)).id, { intervalMs: 5, deadlineMs: 3000 });
+    const ok = await client.pollTask((await client.installAgent(server.uuid, image)).id, { intervalMs: 5, deadlineMs: 30_000 });
     t.equal(ok.status, 'complete');
 
     // The 6th gives up, with the last error's status.
     for (let i = 0; i < 6; i++) cnapi.failNext('GET /tasks/:id', 500, { code: 'InternalError', message: 'error fetching task from moray' });
     const { id } = await client.installAgent(server.uuid, image);
-    const err = await rejection(client.pollTask(id, { intervalMs: 5, deadlineMs: 3000 }));
+    const err = await rejection(client.pollTask(id, { intervalMs: 5, deadlineMs: 30_000 }));
     t.match(err, {
         statusCode: 502,
         restCode: 'DownstreamError',
         message: `CNAPI task ${id} on server unknown: giving up after 6 consecutive errors: CNAPI error 500: error fetching task from moray`,
     });
 
-    // CNAPI briefly down while polling: 503s are tolerated too.
+    // CNAPI briefly down while polling: 503s are tolerated too. (The error
+    // budget is ample: how many polls fail while it is down depends on the
+    // machine's speed.)
     const second = await client.installAgent(server.uuid, image);
-    const polling = client.pollTask(second.id, { intervalMs: 20, deadlineMs: 3000, server: server.uuid });
+    const polling = client.pollTask(second.id, { intervalMs: 20, deadlineMs: 30_000, server: server.uuid, maxConsecutiveErrors: 1000 });
     await cnapi.down();
     await new Promise((r) => setTimeout(r, 60));
     await cnapi.up();
@@ -240,7 +243,7 @@ void t.test('transient errors while polling: tolerated up to maxConsecutiveError
     // Down for good: 503 after the tolerated errors.
     const third = await client.installAgent(server.uuid, image);
     await cnapi.down();
-    await t.rejects(client.pollTask(third.id, { intervalMs: 5, deadlineMs: 3000, server: server.uuid, maxConsecutiveErrors: 2 }), {
+    await t.rejects(client.pollTask(third.id, { intervalMs: 5, deadlineMs: 30_000, server: server.uuid, maxConsecutiveErrors: 2 }), {
         statusCode: 503,
         message: new RegExp(`^CNAPI task ${third.id} on server ${server.uuid}: giving up after 3 consecutive errors: CNAPI unavailable`),
     });
@@ -316,7 +319,7 @@ void t.test('cn-agent self-update: the task completes before server.agents chang
         before?.image_uuid,
         'still the old cn-agent right after the task',
     );
-    const agent = await client.waitForAgentImage(server.uuid, 'cn-agent', image, { intervalMs: 20, deadlineMs: 2000 });
+    const agent = await client.waitForAgentImage(server.uuid, 'cn-agent', image, { intervalMs: 20, deadlineMs: 30_000 });
     t.same(agent, { name: 'cn-agent', version: '2.14.0', image_uuid: image, uuid: before?.uuid });
 
     await t.rejects(client.waitForAgentImage(server.uuid, 'cn-agent', randomUUID(), { intervalMs: 20, deadlineMs: 100 }), {
@@ -336,11 +339,11 @@ void t.test('agent tasks run one at a time per server, in parallel across server
     const t1 = await client.installAgent(a.uuid, image);
     const t2 = await client.installAgent(a.uuid, image);
     const t3 = await client.installAgent(b.uuid, image);
-    const done = (id: string): Promise<number> => client.pollTask(id, { intervalMs: 5, deadlineMs: 3000 }).then(() => Date.now() - started);
-    const [d1, d2, d3] = await Promise.all([done(t1.id), done(t2.id), done(t3.id)]);
-    t.ok(d1 >= 110, `first task takes one duration (${d1})`);
-    t.ok(d2 >= 230, `second task on the same server waited for the first (${d2})`);
-    t.ok(d3 < d2, `a task on another server did not wait (${d3} < ${d2})`);
+    const done = (id: string): Promise<number> => client.pollTask(id, { intervalMs: 5, deadlineMs: 30_000 }).then(() => Date.now() - started);
+    const [d1, d2] = await Promise.all([done(t1.id), done(t2.id), done(t3.id)]);
+    // Lower bounds only: a task cannot end before its duration has passed.
+    t.ok((d1 ?? 0) >= 110, `first task takes one duration (${d1})`);
+    t.ok((d2 ?? 0) >= 230, `second task on the same server waited for the first (${d2})`);
     const second = cnapi.state.tasks.get(t2.id);
     const first = cnapi.state.tasks.get(t1.id);
     t.ok(
@@ -349,6 +352,15 @@ void t.test('agent tasks run one at a time per server, in parallel across server
     );
     t.match(cnapi.state.tasks.get(t2.id), { status: 'complete' });
     await cnapi.idle();
+
+    // A server whose task never ends holds up its own queue only.
+    cnapi.planTaskOn(a.uuid, 'hang');
+    const stuck = await client.installAgent(a.uuid, image);
+    const queued = await client.installAgent(a.uuid, image);
+    const other = await client.installAgent(b.uuid, image);
+    t.match(await client.pollTask(other.id, { intervalMs: 5, deadlineMs: 30_000 }), { status: 'complete' }, 'a task on another server did not wait');
+    t.match(cnapi.state.tasks.get(stuck.id), { status: 'active' });
+    t.match(cnapi.state.tasks.get(queued.id), { status: 'active' }, 'the one behind the stuck task still waits');
 });
 
 void t.test('execute (teardown hook), delete and factory-reset routes', async (t) => {

@@ -11,7 +11,7 @@ import { startFakeImgapi } from '../lib/fake-imgapi.js';
 import { startFakeNapi } from '../lib/fake-napi.js';
 import { startFakeVmapi, type FakeVmapi, type FakeVmapiOptions } from '../lib/fake-vmapi.js';
 
-const FAST = { intervalMs: 10, deadlineMs: 3000 };
+const FAST = { intervalMs: 10, deadlineMs: 30_000 };
 
 interface HasTeardown {
     teardown(fn: () => unknown): void;
@@ -123,22 +123,21 @@ void t.test('waitJob: a hung job times out; transient errors are tolerated up to
     const { vmapi, client } = await setup(t);
     vmapi.hangNextJob();
     const ref = await client.createVm(payload());
-    const started = Date.now();
+    // The job never ends: the 504 naming 0.25s is the deadline giving up.
     await t.rejects(client.waitJob(ref.job_uuid, { intervalMs: 20, deadlineMs: 250 }), {
         statusCode: 504,
         restCode: 'TaskTimeoutError',
         message: `VMAPI job provision-8.5.0 (${ref.job_uuid}) timed out after 0.25s (execution: running)`,
     });
-    t.ok(Date.now() - started < 1000);
 
     // Four errors in a row are fine (2.1.2 gives up at the 5th).
     const ok = await client.createVm(payload());
     for (let i = 0; i < 4; i++) vmapi.failNext('GET /jobs/:uuid', 503);
-    t.equal((await client.waitJob(ok.job_uuid, { intervalMs: 5, deadlineMs: 3000 })).execution, 'succeeded');
+    t.equal((await client.waitJob(ok.job_uuid, { intervalMs: 5, deadlineMs: 30_000 })).execution, 'succeeded');
 
     const bad = await client.createVm(payload());
     for (let i = 0; i < 5; i++) vmapi.failNext('GET /jobs/:uuid', 500, { code: 'InternalError', message: 'wfapi down' });
-    await t.rejects(client.waitJob(bad.job_uuid, { intervalMs: 5, deadlineMs: 3000 }), {
+    await t.rejects(client.waitJob(bad.job_uuid, { intervalMs: 5, deadlineMs: 30_000 }), {
         statusCode: 502,
         restCode: 'DownstreamError',
         message: `VMAPI job ${bad.job_uuid}: giving up after 5 errors: VMAPI error 500: wfapi down`,
@@ -146,7 +145,7 @@ void t.test('waitJob: a hung job times out; transient errors are tolerated up to
 
     // VMAPI down altogether.
     await vmapi.down();
-    await t.rejects(client.waitJob(bad.job_uuid, { intervalMs: 5, deadlineMs: 3000, maxErrors: 2 }), {
+    await t.rejects(client.waitJob(bad.job_uuid, { intervalMs: 5, deadlineMs: 30_000, maxErrors: 2 }), {
         statusCode: 503,
         message: /^VMAPI job .*: giving up after 2 errors: VMAPI unavailable: /,
     });

@@ -93,7 +93,9 @@ t.test('mergeAttributes: params, metadata and manifests each merge application â
 
     const noInst = mergeAttributes(app, svc);
     t.strictSame(noInst.params, { a: 'app', b: 'svc', c: 'svc' }, 'without an instance: application â†’ service');
-    const bare = mergeAttributes({ uuid: app.uuid, name: 'x', owner_uuid: app.uuid }, { ...svc, params: undefined }, { ...inst, params: undefined });
+    const { params: _svcParams, ...svcBare } = svc;
+    const { params: _instParams, ...instBare } = inst;
+    const bare = mergeAttributes({ uuid: app.uuid, name: 'x', owner_uuid: app.uuid }, svcBare, instBare);
     t.strictSame(bare.params, {}, 'absent maps merge to {}');
     t.strictSame(app.params, { a: 'app', b: 'app', c: 'app' }, 'the application is not modified');
 });

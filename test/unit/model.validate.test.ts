@@ -5,6 +5,7 @@
 import t from 'tap';
 
 import { SapiError } from '../../lib/errors.js';
+import type { RequestId } from '../../schemas/requests.js';
 import { flagValue, isUuid, validateRequest } from '../../lib/model/validate.js';
 import { isSapiError } from '../lib/model-ctx.js';
 
@@ -12,7 +13,7 @@ const UUID = '930896af-bf8c-48d4-885c-6573a94b1853';
 
 function failure(schemaId: string, params: Record<string, unknown>): unknown {
     try {
-        validateRequest(schemaId, params);
+        validateRequest(schemaId as RequestId, params);
     } catch (err) {
         return err;
     }

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import { fsReason, lockStore, StoreOpenError, type StoreLock } from './lock.js';
 import { whereClause } from './query.js';
 import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
 
@@ -31,6 +32,8 @@ export class SqliteStore implements Store, JsonLists {
     readonly name = 'SqliteStorage';
     readonly path: string;
     private db: Database.Database | null = null;
+    /** This process's hold on the store file (lock.ts); none for ':memory:'. */
+    private lock: StoreLock | null = null;
 
     constructor(opts: SqliteStoreOptions) {
         this.path = opts.path;
@@ -42,9 +45,26 @@ export class SqliteStore implements Store, JsonLists {
         if (this.db) {
             return Promise.resolve();
         }
-        if (this.path !== ':memory:') {
-            mkdirSync(dirname(this.path), { recursive: true });
+        try {
+            if (this.path !== ':memory:') {
+                try {
+                    mkdirSync(dirname(this.path), { recursive: true });
+                } catch (err) {
+                    throw new StoreOpenError(`cannot create the store directory ${dirname(this.path)}: ${fsReason(err)}`, this.path);
+                }
+                // Before SQLite touches the file: another process may be serving it.
+                this.lock = lockStore(this.path);
+            }
+            this.db = this.open();
+        } catch (err) {
+            this.lock?.release();
+            this.lock = null;
+            return Promise.reject(asError(err));
         }
+        return Promise.resolve();
+    }
+
+    private open(): Database.Database {
         const db = new Database(this.path);
         db.pragma('journal_mode = WAL');
         // NORMAL in WAL mode survives a process crash (SIGKILL) without
@@ -57,8 +77,7 @@ export class SqliteStore implements Store, JsonLists {
                 this.upgradeBucket(db, def);
             }
         })();
-        this.db = db;
-        return Promise.resolve();
+        return db;
     }
 
     /** Create the table, or add index columns of a newer bucket version and backfill them. */
@@ -95,6 +114,8 @@ export class SqliteStore implements Store, JsonLists {
             this.db.close();
             this.db = null;
         }
+        this.lock?.release();
+        this.lock = null;
         return Promise.resolve();
     }
 

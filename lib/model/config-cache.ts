@@ -1,0 +1,374 @@
+// GetConfig's cache: each instance's config document, kept as its ETag and
+// its JSON, so that config-agent's poll (If-None-Match with the tag it
+// holds, nearly always answered 304) and an unchanged 200 cost a map lookup
+// instead of four to six store reads, a merge and a hash.
+//
+// What keeps it exact. Every write this process makes to the instances,
+// services, applications and manifests buckets goes through the store
+// watch() returns (the composition root hands that store to every part of
+// the service that writes), which reports it with noteWrite() once the write
+// has settled, whether it succeeded or not. Each report advances a write
+// counter, and:
+//   - a write of an instance drops that instance's entry;
+//   - a write of a service, application or manifest records the counter
+//     against that object. An entry remembers the counter as it was when its
+//     assembly began and the objects it was assembled from; it is stale once
+//     one of those objects has a recorded write above that value. A write to
+//     an application that a hundred thousand documents include thus costs
+//     one map update, and each of those entries is found stale when next read.
+// An assembly overtaken by a write to its instance or to one of its sources
+// still answers its own request (which began before that write ended) but is
+// not kept; a request joins an assembly already running for the same
+// instance only if no write has been reported since that assembly began.
+//
+// Other writers. On the embedded store this process is the only writer: an
+// entry stays valid until one of the writes above. On Moray, other SAPI
+// processes (and SAPI 2.1.2) write the same buckets unseen, so an entry is
+// answered from for at most SHARED_STORE_REVALIDATE_MS after its assembly
+// began; then the next request assembles it again, from Moray, or from the
+// local copy while Moray is unreachable, exactly as without this cache.
+//
+// Bounds. At most maxEntries entries, the least recently used dropped first.
+// The JSON of the most recently used entries is kept within maxBodyBytes; an
+// entry without it still answers 304s and If-Match, and a 200 from it
+// assembles again. Once more than MAX_RECORDED_WRITES objects have recorded
+// writes, the cache and the record are emptied together.
+
+import type { BucketName } from '../stor/buckets.js';
+import { ForwardingStore } from '../stor/forwarding.js';
+import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from '../stor/store.js';
+import { assembleConfig, configEtag, type ConfigSources } from './config-doc.js';
+import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';
+import { BUCKET_OF } from './objects.js';
+
+/** On a store other processes also write (Moray): how long an entry is answered from. */
+export const SHARED_STORE_REVALIDATE_MS = 1000;
+/** Entries kept by default: every instance of a DC of 200,000 (an entry without its JSON is about 200 bytes). */
+export const DEFAULT_MAX_ENTRIES = 200_000;
+/** Documents' JSON kept by default, in bytes. */
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/** Services, applications and manifests with a recorded write before the cache starts afresh. */
+const MAX_RECORDED_WRITES = 100_000;
+
+export interface ConfigCacheOptions {
+    /** Other processes write the same store (Moray): entries are re-assembled after revalidateMs. */
+    shared: boolean;
+    maxEntries?: number;
+    maxBodyBytes?: number;
+    /** With `shared`, how long an entry is answered from (default SHARED_STORE_REVALIDATE_MS). */
+    revalidateMs?: number;
+    /** A monotonic clock in milliseconds (tests replace it). */
+    now?: () => number;
+}
+
+/** The objects entries were assembled from; one object for every entry with the same ones. */
+interface Sources {
+    id: string;
+    /** `<bucket>/<uuid>` of the service, the application and each manifest. */
+    keys: string[];
+    refs: number;
+}
+
+interface Entry {
+    etag: string;
+    /** The JSON answered with a 200; null when not kept (see maxBodyBytes). */
+    body: Buffer | null;
+    /** Its length. */
+    bytes: number;
+    sources: Sources;
+    /** The write counter when its assembly began. */
+    seq: number;
+    /** The clock when its assembly began. */
+    at: number;
+}
+
+/** Assemblies of one instance under way, and the counter at the last write of it meanwhile. */
+interface Running {
+    count: number;
+    lastWrite: number;
+}
+
+const INSTANCES: BucketName = BUCKET_OF.instance;
+const WATCHED: ReadonlySet<string> = new Set<string>([BUCKET_OF.instance, BUCKET_OF.service, BUCKET_OF.application, BUCKET_OF.manifest]);
+
+export class ConfigCache implements ConfigAnswers {
+    readonly shared: boolean;
+    readonly maxEntries: number;
+    readonly maxBodyBytes: number;
+    private readonly revalidateMs: number;
+    private readonly now: () => number;
+
+    /** Entries by instance uuid, least recently used first. */
+    private readonly entries = new Map<string, Entry>();
+    /** The entries that hold their JSON, least recently used first. */
+    private readonly bodies = new Map<string, Entry>();
+    private bodyBytes = 0;
+    private readonly sourceSets = new Map<string, Sources>();
+    /** `<bucket>/<uuid>` of services, applications, manifests → the counter after their last write. */
+    private readonly written = new Map<string, number>();
+    private readonly running = new Map<string, Running>();
+    private readonly assemblies = new Map<string, { seq: number; promise: Promise<ConfigAnswer> }>();
+    /** The write counter. */
+    private seq = 0;
+    /** The counter after the last write of a service, application or manifest. */
+    private lastSourceWrite = 0;
+    /** Entries and assemblies that began below this counter value are never answered from. */
+    private floor = 0;
+
+    constructor(opts: ConfigCacheOptions) {
+        this.shared = opts.shared;
+        this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+        this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+        this.revalidateMs = opts.revalidateMs ?? SHARED_STORE_REVALIDATE_MS;
+        this.now = opts.now ?? (() => performance.now());
+    }
+
+    /** `store`, reporting to this cache every write it carries. */
+    watch(store: Store): Store {
+        return new WatchedStore(store, this);
+    }
+
+    get size(): number {
+        return this.entries.size;
+    }
+
+    /**
+     * The config of `uuid` if an entry answers for it now: with its JSON
+     * when `withBody` (else the JSON only if kept), or null.
+     */
+    lookup(uuid: string, withBody: boolean): ConfigAnswer | null {
+        const e = this.entries.get(uuid);
+        if (e === undefined) {
+            return null;
+        }
+        if (!this.answers(e)) {
+            this.remove(uuid);
+            return null;
+        }
+        if (withBody && e.body === null) {
+            return null;
+        }
+        this.entries.delete(uuid);
+        this.entries.set(uuid, e);
+        if (e.body !== null) {
+            this.bodies.delete(uuid);
+            this.bodies.set(uuid, e);
+        }
+        return { etag: e.etag, body: e.body };
+    }
+
+    /** The config of `uuid`, from its entry, else assembled (its JSON always included then). */
+    async get(ctx: Ctx, uuid: string, withBody: boolean): Promise<ConfigAnswer> {
+        return this.lookup(uuid, withBody) ?? this.assemble(ctx, uuid);
+    }
+
+    /** Called by the watched store once a write of `bucket` settles. */
+    noteWrite(bucket: BucketName, uuid: string): void {
+        if (!WATCHED.has(bucket)) {
+            return;
+        }
+        this.seq++;
+        if (bucket === INSTANCES) {
+            this.remove(uuid);
+            const run = this.running.get(uuid);
+            if (run !== undefined) {
+                run.lastWrite = this.seq;
+            }
+            return;
+        }
+        this.written.set(`${bucket}/${uuid}`, this.seq);
+        this.lastSourceWrite = this.seq;
+        if (this.written.size > MAX_RECORDED_WRITES) {
+            // Whatever began before now is dropped with the record it was checked against.
+            this.floor = this.seq;
+            this.written.clear();
+            for (const k of [...this.entries.keys()]) {
+                this.remove(k);
+            }
+        }
+    }
+
+    /** Whether an entry may be answered from now. */
+    private answers(e: Entry): boolean {
+        if (e.seq < this.floor || (this.shared && this.now() - e.at >= this.revalidateMs)) {
+            return false;
+        }
+        return this.lastSourceWrite <= e.seq || this.unwritten(e.sources.keys, e.seq);
+    }
+
+    /** No recorded write of any of `keys` above counter value `seq`. */
+    private unwritten(keys: readonly string[], seq: number): boolean {
+        for (const k of keys) {
+            if ((this.written.get(k) ?? 0) > seq) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private assemble(ctx: Ctx, uuid: string): Promise<ConfigAnswer> {
+        const pending = this.assemblies.get(uuid);
+        if (pending !== undefined && pending.seq === this.seq) {
+            return pending.promise;
+        }
+        const seq = this.seq;
+        let run = this.running.get(uuid);
+        if (run === undefined) {
+            run = { count: 0, lastWrite: 0 };
+            this.running.set(uuid, run);
+        }
+        run.count++;
+        const mine = run;
+        const promise = this.assembleOnce(ctx, uuid, seq, this.now(), mine).finally(() => {
+            if (--mine.count === 0) {
+                this.running.delete(uuid);
+            }
+            if (this.assemblies.get(uuid)?.promise === promise) {
+                this.assemblies.delete(uuid);
+            }
+        });
+        this.assemblies.set(uuid, { seq, promise });
+        return promise;
+    }
+
+    private async assembleOnce(ctx: Ctx, uuid: string, seq: number, at: number, run: Running): Promise<ConfigAnswer> {
+        let assembled: Awaited<ReturnType<typeof assembleConfig>>;
+        try {
+            assembled = await assembleConfig(ctx, uuid);
+        } catch (err) {
+            // An entry older than this attempt answers no more than the attempt did.
+            const old = this.entries.get(uuid);
+            if (old !== undefined && old.seq <= seq) {
+                this.remove(uuid);
+            }
+            throw err;
+        }
+        const etag = configEtag(assembled.doc);
+        const body = toBuffer(JSON.stringify(assembled.doc));
+        const sources = this.intern(assembled.sources);
+        if (seq >= this.floor && run.lastWrite <= seq && (this.lastSourceWrite <= seq || this.unwritten(sources.keys, seq))) {
+            this.insert(uuid, { etag, body, bytes: body.length, sources, seq, at });
+        } else {
+            this.release(sources);
+        }
+        return { etag, body };
+    }
+
+    private insert(uuid: string, e: Entry): void {
+        this.remove(uuid);
+        this.entries.set(uuid, e);
+        if (e.body !== null) {
+            if (e.bytes > this.maxBodyBytes) {
+                e.body = null;
+            } else {
+                this.bodies.set(uuid, e);
+                this.bodyBytes += e.bytes;
+                for (const [k, old] of this.bodies) {
+                    if (this.bodyBytes <= this.maxBodyBytes) {
+                        break;
+                    }
+                    this.dropBody(k, old);
+                }
+            }
+        }
+        for (const k of this.entries.keys()) {
+            if (this.entries.size <= this.maxEntries) {
+                break;
+            }
+            this.remove(k);
+        }
+    }
+
+    private remove(uuid: string): void {
+        const e = this.entries.get(uuid);
+        if (e === undefined) {
+            return;
+        }
+        this.entries.delete(uuid);
+        this.release(e.sources);
+        this.dropBody(uuid, e);
+    }
+
+    private dropBody(uuid: string, e: Entry): void {
+        if (e.body !== null) {
+            this.bodies.delete(uuid);
+            this.bodyBytes -= e.bytes;
+            e.body = null;
+        }
+    }
+
+    private intern(s: ConfigSources): Sources {
+        const id = `${s.service} ${s.application} ${s.manifests.join(' ')}`;
+        let got = this.sourceSets.get(id);
+        if (got === undefined) {
+            got = {
+                id,
+                keys: [
+                    `${BUCKET_OF.service}/${s.service}`,
+                    `${BUCKET_OF.application}/${s.application}`,
+                    ...s.manifests.map((m) => `${BUCKET_OF.manifest}/${m}`),
+                ],
+                refs: 0,
+            };
+            this.sourceSets.set(id, got);
+        }
+        got.refs++;
+        return got;
+    }
+
+    private release(s: Sources): void {
+        if (--s.refs === 0) {
+            this.sourceSets.delete(s.id);
+        }
+    }
+}
+
+/**
+ * `text` in UTF-8, in memory of its own: outside the JavaScript heap, and
+ * not a slice of a shared pool that a kept body would hold on to.
+ */
+function toBuffer(text: string): Buffer {
+    const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
+    buf.write(text, 'utf8');
+    return buf;
+}
+
+/** The store every write of the service goes through: each one is reported to the cache once settled. */
+class WatchedStore extends ForwardingStore {
+    constructor(
+        private readonly store: Store,
+        private readonly cache: ConfigCache,
+    ) {
+        super();
+    }
+
+    get inner(): Store {
+        return this.store;
+    }
+
+    override async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
+        try {
+            return await this.store.put(bucket, value, opts);
+        } finally {
+            this.cache.noteWrite(bucket, String(value.uuid));
+        }
+    }
+
+    override async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
+        try {
+            await this.store.del(bucket, uuid, opts);
+        } finally {
+            this.cache.noteWrite(bucket, uuid);
+        }
+    }
+
+    override async batch(ops: BatchOp[]): Promise<void> {
+        try {
+            await this.store.batch(ops);
+        } finally {
+            for (const op of ops) {
+                this.cache.noteWrite(op.bucket, op.op === 'put' ? String(op.value.uuid) : op.uuid);
+            }
+        }
+    }
+}

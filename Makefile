@@ -1,7 +1,7 @@
 # Thin wrapper over npm (as VMAPI's Makefile). There is no eng submodule
 # here: everything the build needs comes from package.json.
 
-.PHONY: all build check lint typecheck test bench docs release clean
+.PHONY: all build check lint format format-check typecheck test bench docs release clean
 
 all:
 	npm ci
@@ -16,7 +16,13 @@ typecheck:
 lint:
 	npm run lint
 
-check: typecheck lint
+format:
+	npm run format
+
+format-check:
+	npm run format:check
+
+check: typecheck lint format-check
 
 test:
 	npm test

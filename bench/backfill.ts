@@ -66,7 +66,9 @@ export async function benchBackfill(n: number): Promise<void> {
                 `backfill ${rate.toLocaleString('en-US')} rows/s (${rewritten.toLocaleString('en-US')} rewritten)`,
         );
         if (rate > 0) {
-            console.log(`  200,000 instances at that rate: ${(200_000 / rate).toFixed(0)} s of backfill (2.1.2: no backfill; its searches by server or image load every instance)`);
+            console.log(
+                `  200,000 instances at that rate: ${(200_000 / rate).toFixed(0)} s of backfill (2.1.2: no backfill; its searches by server or image load every instance)`,
+            );
         }
         await store.close();
     } finally {

@@ -99,7 +99,12 @@ async function seed(path: string, n: number): Promise<Seeded> {
 
 function line(what: string, r: LoadResult, v212: number, target: number | null): string {
     const ratio = r.rps / v212;
-    const verdict = target === null ? '' : ratio >= target && r.p99 < TARGET.p99Ms ? `  (target ≥${target}x, p99 < ${TARGET.p99Ms} ms: met)` : `  (target ≥${target}x, p99 < ${TARGET.p99Ms} ms: NOT met)`;
+    const verdict =
+        target === null
+            ? ''
+            : ratio >= target && r.p99 < TARGET.p99Ms
+              ? `  (target ≥${target}x, p99 < ${TARGET.p99Ms} ms: met)`
+              : `  (target ≥${target}x, p99 < ${TARGET.p99Ms} ms: NOT met)`;
     return (
         `${what.padEnd(30)} ${fmt(r.rps, 0).padStart(6)} req/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  errors ${r.errors}` +
         `   | 2.1.2: ${v212} req/s → ${fmt(ratio, 2)}x${verdict}`

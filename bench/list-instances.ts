@@ -90,9 +90,15 @@ export async function benchListInstances(n = 200_000, backend: 'sqlite' | 'moray
         const bySvcImg100 = await load(1, { total: 400 }, (i) => request(srv.url, 'GET', pairPath(i, 100), undefined, v2));
         const returned = (JSON.parse((await request(srv.url, 'GET', pairPath(1, 1000), undefined, v2)).body) as unknown[]).length;
         console.log(`[${backend}] latency, one request at a time:`);
-        console.log(`[${backend}] GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`);
-        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=1000  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors, ${returned} instances per answer)`);
-        console.log(`[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=100   p50 ${fmt(bySvcImg100.p50, 2)} ms  p99 ${fmt(bySvcImg100.p99, 2)} ms  (${bySvcImg100.errors} errors)`);
+        console.log(
+            `[${backend}] GET /instances?server_uuid=X                      p50 ${fmt(byServer.p50, 2)} ms  p99 ${fmt(byServer.p99, 2)} ms  (${byServer.errors} errors)`,
+        );
+        console.log(
+            `[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=1000  p50 ${fmt(bySvcImg.p50, 2)} ms  p99 ${fmt(bySvcImg.p99, 2)} ms  (${bySvcImg.errors} errors, ${returned} instances per answer)`,
+        );
+        console.log(
+            `[${backend}] GET /instances?service_uuid=S&image_uuid=I&limit=100   p50 ${fmt(bySvcImg100.p50, 2)} ms  p99 ${fmt(bySvcImg100.p99, 2)} ms  (${bySvcImg100.errors} errors)`,
+        );
 
         // The 2.1.2 way: the whole list, filtered by the client.
         const before = rss(srv.pid);
@@ -107,9 +113,7 @@ export async function benchListInstances(n = 200_000, backend: 'sqlite' | 'moray
         console.log(
             `[${backend}] full unpaged list (${all.length} instances, ${fmt(full.body.length / 1048576)} MiB) + client filter (${mine.length} on server): ${fmt(fullMs, 0)} ms`,
         );
-        console.log(
-            `  ratio full-list / indexed p50: ${fmt(fullMs / byServer.p50, 0)}x   (2.1.2: ~21,000 ms at 200,000 → ${fmt(21000 / byServer.p50, 0)}x)`,
-        );
+        console.log(`  ratio full-list / indexed p50: ${fmt(fullMs / byServer.p50, 0)}x   (2.1.2: ~21,000 ms at 200,000 → ${fmt(21000 / byServer.p50, 0)}x)`);
         console.log(
             `  server RSS during the unpaged list: ${fmt(before.rss)} MiB before, peak ${fmt(after.hwm)} MiB → growth ${fmt(after.hwm - before.rss)} MiB (target < 64; 2.1.2 ~700 MiB peak)`,
         );

@@ -55,7 +55,6 @@ function quietDependencyWarnings(): void {
     };
 }
 
-
 /** The config path to read, or an exit for --help, --version and usage errors. */
 function parseCommandLine(argv: string[]): string | undefined {
     let parsed;

@@ -136,7 +136,10 @@ function rank(errors: ErrorObject[]): ErrorObject[] {
 
 /** "/moray/cueballOptions/resolvers/0" → "moray.cueballOptions.resolvers[0]". */
 function keyName(pointer: string, child?: string): string {
-    const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const parts = pointer
+        .split('/')
+        .slice(1)
+        .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     if (child !== undefined) {
         parts.push(child);
     }

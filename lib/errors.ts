@@ -145,8 +145,7 @@ export const missingParameter = (message: string): SapiError => new SapiError('M
 
 export const missingKeys = (keys: string[]): SapiError => missingParameter(`missing required keys: ${keys.join(', ')}`);
 
-export const invalidArgument = (message: string, errors?: FieldError[]): SapiError =>
-    new SapiError('InvalidArgument', message, errors ? { errors } : {});
+export const invalidArgument = (message: string, errors?: FieldError[]): SapiError => new SapiError('InvalidArgument', message, errors ? { errors } : {});
 
 export const schemaValidation = (message: string): SapiError => new SapiError('SchemaValidationError', message);
 
@@ -180,11 +179,13 @@ export const unsupportedOperation = (message: string): SapiError => new SapiErro
 
 export const internal = (message: string, cause?: unknown): SapiError => new SapiError('InternalError', message, { cause });
 
-export const storeUnavailable = (message: string, cause?: unknown): SapiError =>
-    new SapiError('StoreUnavailable', message, { cause });
+export const storeUnavailable = (message: string, cause?: unknown): SapiError => new SapiError('StoreUnavailable', message, { cause });
 
 export const noDeployer = (type: string): SapiError =>
-    new SapiError('NoDeployer', `no deployer for instance type "${type}" in full mode: set ${type === 'agent' ? 'cnapi.url and imgapi.url' : 'vmapi.url'} in the config`);
+    new SapiError(
+        'NoDeployer',
+        `no deployer for instance type "${type}" in full mode: set ${type === 'agent' ? 'cnapi.url and imgapi.url' : 'vmapi.url'} in the config`,
+    );
 
 const DOWNSTREAM_BY_STATUS = { 502: 'DownstreamError', 503: 'DownstreamUnavailable', 504: 'DownstreamTimeout' } as const;
 

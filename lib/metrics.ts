@@ -34,14 +34,58 @@ export class Metrics {
         // every Node exporter names them; SAPI's own metrics below are sapi_*.
         collectDefaultMetrics({ register: this.registry });
         const r = [this.registry];
-        this.requests = new Counter({ name: 'sapi_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'], registers: r });
-        this.latency = new Histogram({ name: 'sapi_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['route', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: r });
-        this.storeOps = new Histogram({ name: 'sapi_store_operation_duration_seconds', help: 'Store operation latency', labelNames: ['backend', 'op', 'outcome'], buckets: LATENCY_BUCKETS, registers: r });
-        this.downstream = new Histogram({ name: 'sapi_downstream_request_duration_seconds', help: 'Requests to Triton services', labelNames: ['service', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: r });
-        this.downstreamErrors = new Counter({ name: 'sapi_downstream_errors_total', help: 'Downstream 5xx answers and transport failures', labelNames: ['service'], registers: r });
-        this.deployDuration = new Histogram({ name: 'sapi_deploy_duration_seconds', help: 'Deploy operations (create, upgrade, destroy) by instance type', labelNames: ['type', 'op', 'outcome'], buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600], registers: r });
-        this.rolloutItems = new Gauge({ name: 'sapi_rollout_items', help: 'Rollout items by state', labelNames: ['rollout', 'service', 'state'], registers: r });
-        this.rolloutAverage = new Gauge({ name: 'sapi_rollout_average_seconds', help: 'Running average item duration of a rollout', labelNames: ['rollout', 'service'], registers: r });
+        this.requests = new Counter({
+            name: 'sapi_http_requests_total',
+            help: 'HTTP requests by route and status',
+            labelNames: ['route', 'method', 'status'],
+            registers: r,
+        });
+        this.latency = new Histogram({
+            name: 'sapi_http_request_duration_seconds',
+            help: 'HTTP request latency',
+            labelNames: ['route', 'method', 'status'],
+            buckets: LATENCY_BUCKETS,
+            registers: r,
+        });
+        this.storeOps = new Histogram({
+            name: 'sapi_store_operation_duration_seconds',
+            help: 'Store operation latency',
+            labelNames: ['backend', 'op', 'outcome'],
+            buckets: LATENCY_BUCKETS,
+            registers: r,
+        });
+        this.downstream = new Histogram({
+            name: 'sapi_downstream_request_duration_seconds',
+            help: 'Requests to Triton services',
+            labelNames: ['service', 'method', 'status'],
+            buckets: LATENCY_BUCKETS,
+            registers: r,
+        });
+        this.downstreamErrors = new Counter({
+            name: 'sapi_downstream_errors_total',
+            help: 'Downstream 5xx answers and transport failures',
+            labelNames: ['service'],
+            registers: r,
+        });
+        this.deployDuration = new Histogram({
+            name: 'sapi_deploy_duration_seconds',
+            help: 'Deploy operations (create, upgrade, destroy) by instance type',
+            labelNames: ['type', 'op', 'outcome'],
+            buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600],
+            registers: r,
+        });
+        this.rolloutItems = new Gauge({
+            name: 'sapi_rollout_items',
+            help: 'Rollout items by state',
+            labelNames: ['rollout', 'service', 'state'],
+            registers: r,
+        });
+        this.rolloutAverage = new Gauge({
+            name: 'sapi_rollout_average_seconds',
+            help: 'Running average item duration of a rollout',
+            labelNames: ['rollout', 'service'],
+            registers: r,
+        });
         if (bucketStatus) {
             this.watchBuckets(bucketStatus);
         }

@@ -54,9 +54,7 @@ export async function poll<T>(spec: PollSpec<T>): Promise<T> {
         }
         const now = clock.now();
         if (now >= deadline) {
-            throw spec.onTimeout
-                ? spec.onTimeout()
-                : taskTimeout(`${spec.what ?? 'wait'} timed out after ${secondsText(spec.deadlineMs)}`);
+            throw spec.onTimeout ? spec.onTimeout() : taskTimeout(`${spec.what ?? 'wait'} timed out after ${secondsText(spec.deadlineMs)}`);
         }
         await clock.sleep(Math.min(spec.intervalMs, deadline - now), spec.signal);
     }

@@ -39,7 +39,6 @@ export function positiveInt(v: string, what: string): number {
     return Number(v);
 }
 
-
 /** Commander collector for repeatable options (`-p a=1 -p b=2`). */
 export function collect(value: string, previous: string[] = []): string[] {
     return [...previous, value];

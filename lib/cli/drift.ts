@@ -209,13 +209,7 @@ export function analyzeDrift(input: DriftInput): DriftReport {
     };
 }
 
-function serverReport(
-    uuid: string,
-    cs: CnapiServer | undefined,
-    insts: Instance[],
-    services: Service[],
-    unplaced: Map<string, Instance>,
-): ServerReport {
+function serverReport(uuid: string, cs: CnapiServer | undefined, insts: Instance[], services: Service[], unplaced: Map<string, Instance>): ServerReport {
     const base = { uuid, instances: insts.length };
     if (!cs || cs.setup !== true) {
         const gone = !cs;
@@ -342,7 +336,9 @@ function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, ow
             message:
                 `SAPI records ${own.length} ${name} instances on this server (${own.map((i) => i.uuid).join(', ')}), left by SAPI 2.1.2; ` +
                 `the agent's next adoption replaces them with its own instance` +
-                (kept ? `. server.agents reports ${kept.uuid}: --fix keeps it and forgets the others` : `. server.agents gives no uuid, so SAPI cannot tell which one is the agent`),
+                (kept
+                    ? `. server.agents reports ${kept.uuid}: --fix keeps it and forgets the others`
+                    : `. server.agents gives no uuid, so SAPI cannot tell which one is the agent`),
             commands: kept
                 ? others.map((u) => `sapiadm instances delete ${u} --record-only`)
                 : [`sapiadm instances delete <UUID> --record-only (each one but the agent's)`],

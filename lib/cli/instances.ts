@@ -18,8 +18,7 @@ interface SearchOpts {
     application?: string;
 }
 
-const RECORD_ONLY_HELP =
-    'agents: only write the SAPI record, no CNAPI call (sent without Accept-Version, as an agent postinstall does)';
+const RECORD_ONLY_HELP = 'agents: only write the SAPI record, no CNAPI call (sent without Accept-Version, as an agent postinstall does)';
 
 export function define(cli: Cli, cmd: Command): void {
     cmd.command('list', { isDefault: true })
@@ -134,13 +133,16 @@ export function define(cli: Cli, cmd: Command): void {
         });
 
     cmd.command('forget-server')
-        .description("delete the records of every agent instance of a server (no CNAPI call; for deleted or wiped servers)")
+        .description('delete the records of every agent instance of a server (no CNAPI call; for deleted or wiped servers)')
         .argument('<SERVER>', 'server UUID')
         .option('--dry-run', 'only list what would be deleted')
         .action(async (server: string, o: { dryRun?: boolean }, c: Command) => {
             const res = await cli
                 .sapi(c)
-                .del<{ server_uuid: string; deleted: string[] }>(`/servers/${mustUuid(server, 'SERVER')}/instances`, o.dryRun ? { query: { dry_run: true } } : {});
+                .del<{ server_uuid: string; deleted: string[] }>(
+                    `/servers/${mustUuid(server, 'SERVER')}/instances`,
+                    o.dryRun ? { query: { dry_run: true } } : {},
+                );
             const verb = o.dryRun ? 'would delete' : 'deleted';
             cli.report(c, res, `${verb} ${res.deleted.length} agent instance record(s) of server ${server}${res.deleted.map((u) => `\n  ${u}`).join('')}`);
         });

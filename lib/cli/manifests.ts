@@ -51,10 +51,7 @@ export function define(cli: Cli, cmd: Command): void {
         .option('--uuid <UUID>', 'use this UUID instead of a generated one')
         .option('--master', 'mark as a master (multi-DC) object')
         .action(
-            async (
-                o: { name: string; path: string; template: string; postCmd?: string; version?: string; uuid?: string; master?: boolean },
-                c: Command,
-            ) => {
+            async (o: { name: string; path: string; template: string; postCmd?: string; version?: string; uuid?: string; master?: boolean }, c: Command) => {
                 const body: Dict = { name: o.name, path: o.path, template: textArg(o.template, '--template') };
                 if (o.postCmd !== undefined) body.post_cmd = o.postCmd;
                 if (o.version !== undefined) body.version = o.version;

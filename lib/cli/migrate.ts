@@ -75,11 +75,7 @@ backfilled (listed), 1 API error, 2 a needed CNAPI/VMAPI URL is missing.`,
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
             const dryRun = o.dryRun === true;
-            const [instances, services, unindexedList] = await Promise.all([
-                api.listInstances(),
-                api.listServices(),
-                api.listUnindexedInstances(),
-            ]);
+            const [instances, services, unindexedList] = await Promise.all([api.listInstances(), api.listServices(), api.listUnindexedInstances()]);
             const svcs = new Map(services.map((s) => [s.uuid, s]));
             const unindexed = new Set(unindexedList.map((i) => i.uuid));
             const typeOf = (i: Instance): string => i.type ?? svcs.get(i.service_uuid)?.type ?? 'vm';

@@ -62,13 +62,17 @@ export function define(cli: Cli, cmd: Command): void {
                 if (json) {
                     cli.json(started);
                 } else {
-                    cli.out(`started rollout ${started.uuid}: ${started.items.length} ${svc.name} instance(s) to image ${started.image_uuid} (concurrency ${started.concurrency})`);
+                    cli.out(
+                        `started rollout ${started.uuid}: ${started.items.length} ${svc.name} instance(s) to image ${started.image_uuid} (concurrency ${started.concurrency})`,
+                    );
                     cli.out(`watch it: sapiadm rollout status ${started.uuid} --watch`);
                 }
                 return;
             }
             if (!json) {
-                cli.out(`rollout ${started.uuid}: ${started.items.length} ${svc.name} instance(s) to image ${started.image_uuid}, concurrency ${started.concurrency}`);
+                cli.out(
+                    `rollout ${started.uuid}: ${started.items.length} ${svc.name} instance(s) to image ${started.image_uuid}, concurrency ${started.concurrency}`,
+                );
             }
             await finishWatch(cli, api, started, every, json);
         });

@@ -3,16 +3,7 @@
 
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
 import { poll } from '../poll.js';
-import {
-    ServiceClient,
-    type ServiceClientOptions,
-    isDownstreamStatus,
-    isTransientError,
-    requiredString,
-    seg,
-    secondsText,
-    type QueryValue,
-} from './http.js';
+import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, isTransientError, requiredString, seg, secondsText, type QueryValue } from './http.js';
 
 // ---- wire shapes
 
@@ -187,7 +178,7 @@ export class CnapiClient extends ServiceClient {
             return (await this.http.get<CnapiServer[]>('/servers', { query, reqId: opts.reqId })).body;
         }
         const all: CnapiServer[] = [];
-        for (let offset = 0; ; ) {
+        for (let offset = 0; ;) {
             const page = (
                 await this.http.get<CnapiServer[]>('/servers', {
                     query: { ...query, limit: this.pageSize, offset },
@@ -352,12 +343,7 @@ export class CnapiClient extends ServiceClient {
      * GET /servers/:uuid until `agents[name].image_uuid === imageUuid`.
      * Resolves with that agent entry; deadline → 504 TaskTimeoutError.
      */
-    async waitForAgentImage(
-        server: string,
-        name: string,
-        imageUuid: string,
-        opts: Omit<PollOptions, 'notFoundGraceMs' | 'server'> = {},
-    ): Promise<CnapiAgent> {
+    async waitForAgentImage(server: string, name: string, imageUuid: string, opts: Omit<PollOptions, 'notFoundGraceMs' | 'server'> = {}): Promise<CnapiAgent> {
         const intervalMs = opts.intervalMs ?? DEFAULT_TASK_INTERVAL_MS;
         const deadlineMs = opts.deadlineMs ?? 60 * 60 * 1000;
         const maxErrors = opts.maxConsecutiveErrors ?? DEFAULT_MAX_CONSECUTIVE_ERRORS;

@@ -321,13 +321,7 @@ export class JsonClient {
         return { status: raw.status, body: body as T, headers: raw.headers };
     }
 
-    private send(
-        method: string,
-        fullPath: string,
-        headers: Record<string, string>,
-        payload: Buffer | undefined,
-        timeoutMs: number,
-    ): Promise<RawResponse> {
+    private send(method: string, fullPath: string, headers: Record<string, string>, payload: Buffer | undefined, timeoutMs: number): Promise<RawResponse> {
         return new Promise<RawResponse>((resolve, reject) => {
             let done = false;
             let timedOut = false;

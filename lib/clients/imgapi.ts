@@ -27,7 +27,6 @@ export interface ImgapiImage {
 export type ImgapiClientOptions = ServiceClientOptions;
 
 export class ImgapiClient extends ServiceClient {
-
     constructor(opts: ImgapiClientOptions) {
         // sdc-clients' IMGAPI client sends `Accept-Version: *`.
         super('IMGAPI', opts, { 'accept-version': '*' });

@@ -23,7 +23,6 @@ export interface ListNetworksOptions {
 }
 
 export class NapiClient extends ServiceClient {
-
     constructor(opts: NapiClientOptions) {
         super('NAPI', opts);
     }

@@ -104,7 +104,6 @@ export function jobErrorName(job: VmapiJob): string | undefined {
 }
 
 export class VmapiClient extends ServiceClient {
-
     constructor(opts: VmapiClientOptions) {
         super('VMAPI', opts);
     }
@@ -208,9 +207,7 @@ export class VmapiClient extends ServiceClient {
             },
             onTimeout: () => {
                 const what = last ? `job ${last.name} (${jobUuid})` : `job ${jobUuid}`;
-                return taskTimeout(
-                    `VMAPI ${what} timed out after ${secondsText(deadlineMs)}` + (last ? ` (execution: ${last.execution})` : ''),
-                );
+                return taskTimeout(`VMAPI ${what} timed out after ${secondsText(deadlineMs)}` + (last ? ` (execution: ${last.execution})` : ''));
             },
         });
     }

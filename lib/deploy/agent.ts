@@ -144,9 +144,7 @@ export class AgentDeployer implements Deployer {
                 }
                 throw inContext(err, `uninstall of ${name} on server ${server}`);
             }
-            await step(`uninstall of ${name} on server ${server} (task ${task.id})`, () =>
-                this.cnapi.pollTask(task.id, this.pollOpts(req, server, false)),
-            );
+            await step(`uninstall of ${name} on server ${server} (task ${task.id})`, () => this.cnapi.pollTask(task.id, this.pollOpts(req, server, false)));
             await this.records.remove(plan.instance.uuid);
         } finally {
             release();
@@ -171,9 +169,7 @@ export class AgentDeployer implements Deployer {
         const { server, name } = target(plan);
         const release = this.locks.acquire(server, `${verb} of ${name} to image ${image}`);
         try {
-            const task = await step(`${verb} of ${name} on server ${server}`, () =>
-                this.cnapi.installAgent(server, image, { reqId: req.reqId }),
-            );
+            const task = await step(`${verb} of ${name} on server ${server}`, () => this.cnapi.installAgent(server, image, { reqId: req.reqId }));
             req.log.info({ server, agent: name, image, task: task.id }, `agent ${verb} started`);
             const finish = async (): Promise<Instance> => {
                 try {
@@ -343,7 +339,9 @@ export class AgentDeployer implements Deployer {
         // The node re-adopted under another uuid meanwhile: keep that one.
         const now = await this.records.findOnServer(plan.service.uuid, server);
         const cur = now[0];
-        return cur ? this.records.setImage(cur.uuid, image) : this.records.adoptAgent({ ...plan.instance, params: { ...plan.instance.params, image_uuid: image } });
+        return cur
+            ? this.records.setImage(cur.uuid, image)
+            : this.records.adoptAgent({ ...plan.instance, params: { ...plan.instance.params, image_uuid: image } });
     }
 }
 

@@ -17,9 +17,7 @@ export class ServerLocks {
     acquire(server: string, operation: string): () => void {
         const cur = this.held.get(server);
         if (cur) {
-            throw operationInProgress(
-                `server ${server} is busy: ${cur.operation} (running since ${cur.since.toISOString()}); try again when it finishes`,
-            );
+            throw operationInProgress(`server ${server} is busy: ${cur.operation} (running since ${cur.since.toISOString()}); try again when it finishes`);
         }
         const lock = { server, operation, since: new Date() };
         this.held.set(server, lock);

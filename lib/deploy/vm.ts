@@ -151,13 +151,7 @@ export class VmDeployer implements Deployer {
         );
     }
 
-    private async waitOk(
-        req: DeployReq,
-        verb: JobVerb,
-        uuid: string,
-        jobUuid: string,
-        fail: (message: string) => SapiError,
-    ): Promise<VmapiJob> {
+    private async waitOk(req: DeployReq, verb: JobVerb, uuid: string, jobUuid: string, fail: (message: string) => SapiError): Promise<VmapiJob> {
         const job = await this.wait(req, verb, uuid, jobUuid);
         if (jobError(job) !== null) {
             req.log.warn({ uuid, job_uuid: job.uuid, execution: job.execution }, `VMAPI ${verb} job failed`);

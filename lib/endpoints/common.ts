@@ -161,7 +161,12 @@ export function parseEtagList(header: string | string[] | undefined): string[] |
     const raw = Array.isArray(header) ? header.join(',') : header;
     return raw
         .split(',')
-        .map((t) => t.trim().replace(/^W\//i, '').replace(/^"(.*)"$/, '$1'))
+        .map((t) =>
+            t
+                .trim()
+                .replace(/^W\//i, '')
+                .replace(/^"(.*)"$/, '$1'),
+        )
         .filter((t) => t.length > 0);
 }
 

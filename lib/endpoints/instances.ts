@@ -47,12 +47,8 @@ export function mountInstances(server: Server, ctx: Ctx): void {
         await model.deleteInstance(ctx, info, String(req.params.uuid));
         res.send(204);
     });
-    mount(
-        server,
-        { method: 'del', path: '/servers/:server_uuid/instances', name: 'DeleteServerInstances' },
-        async (req, res) => {
-            const params = paramsOf(req);
-            res.send(200, await model.deleteServerInstances(ctx, String(req.params.server_uuid), flagValue(params.dry_run)));
-        },
-    );
+    mount(server, { method: 'del', path: '/servers/:server_uuid/instances', name: 'DeleteServerInstances' }, async (req, res) => {
+        const params = paramsOf(req);
+        res.send(200, await model.deleteServerInstances(ctx, String(req.params.server_uuid), flagValue(params.dry_run)));
+    });
 }

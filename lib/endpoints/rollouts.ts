@@ -20,7 +20,11 @@ function normalize(p: Record<string, unknown>): Record<string, unknown> {
                 .split(',')
                 .map((x) => x.trim())
                 .filter(Boolean);
-        } else if (['concurrency', 'stall_factor', 'stall_min_finished', 'instance_timeout_ms'].includes(k) && typeof v === 'string' && /^\d+(\.\d+)?$/.test(v)) {
+        } else if (
+            ['concurrency', 'stall_factor', 'stall_min_finished', 'instance_timeout_ms'].includes(k) &&
+            typeof v === 'string' &&
+            /^\d+(\.\d+)?$/.test(v)
+        ) {
             out[k] = Number(v);
         } else {
             out[k] = v;

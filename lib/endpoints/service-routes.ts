@@ -37,7 +37,14 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
                         phase: s.phase,
                         reindexed: s.reindexed,
                         ...(s.backfill
-                            ? { backfill: { scanned: s.backfill.scanned, rewritten: s.backfill.rewritten, lastId: s.backfill.lastId, rowsPerSecond: s.backfill.rate } }
+                            ? {
+                                  backfill: {
+                                      scanned: s.backfill.scanned,
+                                      rewritten: s.backfill.rewritten,
+                                      lastId: s.backfill.lastId,
+                                      rowsPerSecond: s.backfill.rate,
+                                  },
+                              }
                             : {}),
                     },
                 ]),

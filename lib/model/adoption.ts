@@ -100,4 +100,3 @@ async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null
         }
     }
 }
-

@@ -35,7 +35,7 @@ export async function createApplication(ctx: Ctx, params: Dict): Promise<Applica
     validateRequest('CreateApplication', params);
     await checkManifestRefs(ctx.store, params.manifests);
     const app = compact<Application>({
-        uuid: (params.uuid) ?? randomUUID(),
+        uuid: params.uuid ?? randomUUID(),
         name: params.name,
         owner_uuid: params.owner_uuid,
         params: params.params,
@@ -58,12 +58,7 @@ export async function listApplications(ctx: Ctx, params: Dict): Promise<ListResu
     return findWithMaster<Application>(ctx, params, BUCKET_OF.application, filter, parsePaging(params));
 }
 
-export async function updateApplication(
-    ctx: Ctx,
-    uuid: string,
-    params: Dict,
-    ifMatch?: string[],
-): Promise<{ value: Application; etag: string }> {
+export async function updateApplication(ctx: Ctx, uuid: string, params: Dict, ifMatch?: string[]): Promise<{ value: Application; etag: string }> {
     return updateObject<Application>(
         ctx,
         {
@@ -93,4 +88,3 @@ export async function deleteApplication(ctx: Ctx, uuid: string): Promise<void> {
     }
     await remove(ctx.store, 'application', uuid, app.etag);
 }
-

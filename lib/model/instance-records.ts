@@ -52,8 +52,6 @@ export async function removeIfPresent(deps: RecordDeps, uuid: string): Promise<b
 
 /** Shallow-merge keys into params (the index fields follow). */
 export async function mergeParams(deps: RecordDeps, uuid: string, patch: Dict): Promise<Instance> {
-    const out = await modify<Instance>(deps.store, 'instance', uuid, (cur) =>
-        withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }),
-    );
+    const out = await modify<Instance>(deps.store, 'instance', uuid, (cur) => withIndexes({ ...cur, params: copyInto(copyInto({}, cur.params), patch) }));
     return out.value;
 }

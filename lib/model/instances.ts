@@ -50,7 +50,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     const svcUuid = params.service_uuid;
     const { service, application } = await loadParents(ctx, svcUuid);
     const draft = compact<Instance>({
-        uuid: (params.uuid) ?? randomUUID(),
+        uuid: params.uuid ?? randomUUID(),
         service_uuid: svcUuid,
         params: isPlainObject(params.params) ? copyInto({}, params.params) : undefined,
         metadata: params.metadata,
@@ -172,7 +172,12 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?:
     }
     if (q.application_uuid !== undefined) {
         const services = await ctx.store.find<Service>(BUCKET_OF.service, eq('application_uuid', q.application_uuid as string));
-        parts.push(oneOf('service_uuid', services.items.map((s) => s.value.uuid)));
+        parts.push(
+            oneOf(
+                'service_uuid',
+                services.items.map((s) => s.value.uuid),
+            ),
+        );
     }
     const filter = and(...parts);
     const page = parsePaging(params);
@@ -278,11 +283,7 @@ export async function deleteInstance(ctx: Ctx, req: ReqInfo, uuid: string): Prom
  * (CNAPI calls this when a server is deleted or factory-reset); vm instances
  * are not touched.
  */
-export async function deleteServerInstances(
-    ctx: Ctx,
-    serverUuid: string,
-    dryRun: boolean,
-): Promise<{ server_uuid: string; deleted: string[] }> {
+export async function deleteServerInstances(ctx: Ctx, serverUuid: string, dryRun: boolean): Promise<{ server_uuid: string; deleted: string[] }> {
     if (!isUuid(serverUuid)) {
         throw invalidArgument('server_uuid must be a UUID');
     }

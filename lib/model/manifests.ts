@@ -15,12 +15,12 @@ import { flagValue, validateRequest } from './validate.js';
 
 export async function createManifest(ctx: Ctx, params: Dict): Promise<Manifest> {
     validateRequest('CreateManifest', params);
-    const version = params.version === undefined ? '1.0.0' : (params.version);
+    const version = params.version === undefined ? '1.0.0' : params.version;
     if (!semver.valid(version)) {
         throw invalidArgument('invalid version');
     }
     const manifest = compact<Manifest>({
-        uuid: (params.uuid) ?? randomUUID(),
+        uuid: params.uuid ?? randomUUID(),
         name: params.name,
         path: params.path,
         template: params.template,

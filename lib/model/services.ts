@@ -32,7 +32,7 @@ export async function createService(ctx: Ctx, params: Dict): Promise<Service> {
         throw noSuch('application', appUuid);
     }
     const svc = compact<Service>({
-        uuid: (params.uuid) ?? randomUUID(),
+        uuid: params.uuid ?? randomUUID(),
         name: params.name,
         application_uuid: appUuid,
         params: params.params,
@@ -58,12 +58,7 @@ export async function listServices(ctx: Ctx, params: Dict, v2: boolean): Promise
     return findWithMaster<Service>(ctx, params, BUCKET_OF.service, filter, parsePaging(params));
 }
 
-export async function updateService(
-    ctx: Ctx,
-    uuid: string,
-    params: Dict,
-    ifMatch?: string[],
-): Promise<{ value: Service; etag: string }> {
+export async function updateService(ctx: Ctx, uuid: string, params: Dict, ifMatch?: string[]): Promise<{ value: Service; etag: string }> {
     return updateObject<Service>(ctx, { kind: 'service', schemaId: 'UpdateService', fields: ['params', 'metadata', 'manifests'] }, uuid, params, ifMatch);
 }
 

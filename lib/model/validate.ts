@@ -44,9 +44,7 @@ export function validateRequest<K extends RequestId>(schemaId: K, params: Record
         return;
     }
     const errors = v.fn.errors ?? [];
-    const missing = new Set(
-        errors.filter((e) => e.keyword === 'required').map((e) => (e.params as { missingProperty: string }).missingProperty),
-    );
+    const missing = new Set(errors.filter((e) => e.keyword === 'required').map((e) => (e.params as { missingProperty: string }).missingProperty));
     if (missing.size > 0) {
         throw missingKeys((v.schema.required ?? []).filter((k) => missing.has(k)));
     }
@@ -71,9 +69,7 @@ function fieldError(e: ErrorObject, schema: SchemaWithRequired): FieldError {
             message = `${field} must be ${String((e.params as { type: unknown }).type).replace(',', ' or ')}`;
             break;
         case 'enum':
-            message = `${field} must be one of: ${((e.params as { allowedValues: unknown[] }).allowedValues ?? [])
-                .map((x) => JSON.stringify(x))
-                .join(', ')}`;
+            message = `${field} must be one of: ${((e.params as { allowedValues: unknown[] }).allowedValues ?? []).map((x) => JSON.stringify(x)).join(', ')}`;
             break;
         case 'pattern':
             message = `${field} is invalid`;

@@ -132,7 +132,10 @@ export class RolloutManager {
         }
         recount(rollout);
         await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
-        this.log.info({ rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency }, 'rollout started');
+        this.log.info(
+            { rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency },
+            'rollout started',
+        );
         this.launch(rollout, reqId);
         return rollout;
     }
@@ -252,7 +255,10 @@ export class RolloutManager {
         // (as timed out) when the item ends.
         const timeout = new AbortController();
         const timer = setTimeout(
-            () => timeout.abort(new Error(`instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`)),
+            () =>
+                timeout.abort(
+                    new Error(`instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`),
+                ),
             r.instance_timeout_ms,
         );
         try {

@@ -23,7 +23,19 @@ import { copyChunks } from './copy.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
 import type { SqliteStore } from './sqlite/index.js';
-import { ALL, type BatchOp, type DelOptions, type Filter, type JsonLists, type JsonObject, type Page, type PageRequest, type PutOptions, type Store, type Stored } from './store.js';
+import {
+    ALL,
+    type BatchOp,
+    type DelOptions,
+    type Filter,
+    type JsonLists,
+    type JsonObject,
+    type Page,
+    type PageRequest,
+    type PutOptions,
+    type Store,
+    type Stored,
+} from './store.js';
 
 /** Set in the local copy once a sync() has copied every bucket. */
 export const CACHE_FILLED_KEY = 'cache.filled_at';

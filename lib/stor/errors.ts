@@ -38,7 +38,10 @@ export class UniqueError extends StoreError {
 
 export class StoreUnavailableError extends StoreError {
     override name = 'StoreUnavailableError';
-    constructor(message: string, override readonly cause?: unknown) {
+    constructor(
+        message: string,
+        override readonly cause?: unknown,
+    ) {
         super(message);
     }
 }

@@ -18,11 +18,7 @@ export interface Stored<T extends JsonObject = JsonObject> {
  * A typed filter tree, never a string: each backend turns it into its own
  * query language (parameterised SQL, ldap-filter objects).
  */
-export type Filter =
-    | { eq: { field: string; value: string } }
-    | { in: { field: string; values: string[] } }
-    | { and: Filter[] }
-    | { all: true };
+export type Filter = { eq: { field: string; value: string } } | { in: { field: string; values: string[] } } | { and: Filter[] } | { all: true };
 
 export const ALL: Filter = { all: true };
 
@@ -122,11 +118,7 @@ export interface Store {
     find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>>;
 
     /** Every match in creation order, in chunks, without holding them all. */
-    iterate<T extends JsonObject>(
-        bucket: BucketName,
-        filter: Filter,
-        chunkSize?: number,
-    ): AsyncIterable<Stored<T>[]>;
+    iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize?: number): AsyncIterable<Stored<T>[]>;
 
     count(bucket: BucketName, filter: Filter): Promise<number>;
 

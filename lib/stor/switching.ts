@@ -42,9 +42,7 @@ class StartingStore implements Store {
     constructor(private readonly waitingFor: string) {}
 
     private unavailable(): Promise<never> {
-        return Promise.reject(
-            new StoreUnavailableError(`the service is starting: waiting for ${this.waitingFor} to learn its mode and data`),
-        );
+        return Promise.reject(new StoreUnavailableError(`the service is starting: waiting for ${this.waitingFor} to learn its mode and data`));
     }
 
     init(): Promise<void> {

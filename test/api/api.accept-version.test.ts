@@ -54,7 +54,13 @@ t.test('a range neither 1.0.0 nor 2.0.0 satisfies is 400 InvalidVersion naming m
     const w = await world();
     t.teardown(w.h.close);
     isError(t, await w.h.call('GET', `/services/${w.vmSvc}`, { version: '~3' }), 400, 'InvalidVersion', `~3 is not supported by GET /services/${w.vmSvc}`);
-    isError(t, await w.h.call('GET', `/services/${w.vmSvc}`, { version: 'banana' }), 400, 'InvalidVersion', `banana is not supported by GET /services/${w.vmSvc}`);
+    isError(
+        t,
+        await w.h.call('GET', `/services/${w.vmSvc}`, { version: 'banana' }),
+        400,
+        'InvalidVersion',
+        `banana is not supported by GET /services/${w.vmSvc}`,
+    );
     isError(t, await w.h.call('POST', '/applications', { version: '>=3', body: {} }), 400, 'InvalidVersion', '>=3 is not supported by POST /applications');
     isError(t, await w.h.call('GET', '/ping', { version: '~0' }), 400, 'InvalidVersion', '~0 is not supported by GET /ping');
 });
@@ -105,13 +111,6 @@ t.test('v1 ListInstances sees only vm instances unless service_uuid (any type) o
     t.strictSame(uuids((await h.call('GET', '/instances?type=agent', { version: '~2' })).body), [w.agentInst]);
     // Decision (issue 4: "any combination (AND)"): the v2 view ANDs type with
     // service_uuid; the v1 view keeps 2.1.2's rule (above).
-    t.strictSame(
-        uuids((await h.call('GET', `/instances?service_uuid=${w.agentSvc}&type=vm`, { version: '~2' })).body),
-        [],
-        'v2: service_uuid AND type',
-    );
-    t.strictSame(
-        uuids((await h.call('GET', `/instances?service_uuid=${w.agentSvc}&type=agent`, { version: '~2' })).body),
-        [w.agentInst],
-    );
+    t.strictSame(uuids((await h.call('GET', `/instances?service_uuid=${w.agentSvc}&type=vm`, { version: '~2' })).body), [], 'v2: service_uuid AND type');
+    t.strictSame(uuids((await h.call('GET', `/instances?service_uuid=${w.agentSvc}&type=agent`, { version: '~2' })).body), [w.agentInst]);
 });

@@ -84,7 +84,13 @@ t.test('D4: a path id that is not a uuid is 404 no such <kind>: <raw>', async (t
     ];
     for (const [method, path, kind] of routes) {
         t.comment(`${method} ${path}`);
-        isError(t, await h.call(method, path, method === 'PUT' ? { body: { metadata: { a: 1 } } } : {}), 404, 'ResourceNotFound', `no such ${kind}: not-a-uuid`);
+        isError(
+            t,
+            await h.call(method, path, method === 'PUT' ? { body: { metadata: { a: 1 } } } : {}),
+            404,
+            'ResourceNotFound',
+            `no such ${kind}: not-a-uuid`,
+        );
     }
 });
 
@@ -101,7 +107,13 @@ t.test('D4: ..%2F traversal in a path id never reaches another bucket', async (t
     isError(t, await h.call('GET', `/applications/${sneaky}`), 404, 'ResourceNotFound', `no such application: ${raw}`);
     isError(t, await h.call('DELETE', `/applications/${sneaky}`), 404, 'ResourceNotFound', `no such application: ${raw}`);
     isError(t, await h.call('PUT', `/applications/${sneaky}`, { body: { metadata: { a: 1 } } }), 404, 'ResourceNotFound', `no such application: ${raw}`);
-    isError(t, await h.call('GET', `/manifests/..%2Fsapi_instances%2F${inst.uuid}`), 404, 'ResourceNotFound', `no such manifest: ../sapi_instances/${inst.uuid}`);
+    isError(
+        t,
+        await h.call('GET', `/manifests/..%2Fsapi_instances%2F${inst.uuid}`),
+        404,
+        'ResourceNotFound',
+        `no such manifest: ../sapi_instances/${inst.uuid}`,
+    );
     isError(t, await h.call('DELETE', `/instances/..%2Fsapi_manifests%2F${m.uuid}`), 404, 'ResourceNotFound', `no such instance: ../sapi_manifests/${m.uuid}`);
     isError(t, await h.call('GET', `/configs/..%2F..%2Fsapi_instances%2F${inst.uuid}`), 404, 'ResourceNotFound');
 

@@ -181,8 +181,16 @@ for (const mode of ['proto', 'full'] as const) {
         const all = probes(ids);
         const routes = new Map<string, RouteDef>(mountedRoutes.map((r) => [r.name, r]));
         t.ok(routes.size >= 33, `the server mounted its routes (${routes.size})`);
-        t.strictSame([...routes.keys()].filter((n) => !(n in all)), [], 'every mounted route has a probe');
-        t.strictSame(Object.keys(all).filter((n) => !routes.has(n)), [], 'every probe is a mounted route');
+        t.strictSame(
+            [...routes.keys()].filter((n) => !(n in all)),
+            [],
+            'every mounted route has a probe',
+        );
+        t.strictSame(
+            Object.keys(all).filter((n) => !routes.has(n)),
+            [],
+            'every probe is a mounted route',
+        );
         for (const [name, p] of Object.entries(all)) {
             const r = routes.get(name);
             const pattern = new RegExp(`^${r?.path.replace(/:[a-z_]+/g, '[^/]+') ?? ''}$`);

@@ -41,14 +41,18 @@ t.test('creates work with every field in the query string, brackets making neste
         `/applications?uuid=${appUuid}&name=sdc&owner_uuid=${OWNER}&params[ram]=1024&params[tags][role]=x&metadata[PORT]=80&master=true`,
     );
     t.equal(app.status, 200);
-    t.strictSame(app.body, {
-        uuid: appUuid,
-        name: 'sdc',
-        owner_uuid: OWNER,
-        params: { ram: '1024', tags: { role: 'x' } },
-        metadata: { PORT: '80' },
-        master: true,
-    }, 'query values are strings');
+    t.strictSame(
+        app.body,
+        {
+            uuid: appUuid,
+            name: 'sdc',
+            owner_uuid: OWNER,
+            params: { ram: '1024', tags: { role: 'x' } },
+            metadata: { PORT: '80' },
+            master: true,
+        },
+        'query values are strings',
+    );
 
     const svc = await h.call('POST', `/services?name=vm-agent&application_uuid=${appUuid}&type=agent&metadata[A]=1`, { version: '~2' });
     t.equal(svc.status, 200);

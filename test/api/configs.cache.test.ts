@@ -191,7 +191,10 @@ t.test('every write that changes a config changes its tag at once; the served ta
     await check('the instance deleted and created again with the same uuid', [inst]);
 
     // A move to the other service: the instance now follows that service's metadata.
-    await h.store.put(BUCKETS.instances.name, withIndexes({ ...((await h.store.get<Instance>(BUCKETS.instances.name, inst))?.value as Instance), service_uuid: sibling.uuid }));
+    await h.store.put(
+        BUCKETS.instances.name,
+        withIndexes({ ...((await h.store.get<Instance>(BUCKETS.instances.name, inst))?.value as Instance), service_uuid: sibling.uuid }),
+    );
     await check('the instance moved to another service', [inst]);
     await ok('PUT', `/services/${sibling.uuid}`, { metadata: { S: 'sibling 2' } });
     await check("its new service's metadata", [inst, cousin]);
@@ -271,7 +274,13 @@ t.test('agent adoption under a new uuid: the old config is gone, the new one car
 
     const newUuid = randomUUID();
     await adopt(newUuid);
-    isError(t, await h.call('GET', `/configs/${oldUuid}`, { headers: { 'if-none-match': `"${oldTag}"` } }), 404, 'ResourceNotFound', `no such instance: ${oldUuid}`);
+    isError(
+        t,
+        await h.call('GET', `/configs/${oldUuid}`, { headers: { 'if-none-match': `"${oldTag}"` } }),
+        404,
+        'ResourceNotFound',
+        `no such instance: ${oldUuid}`,
+    );
     const cfg = await h.call('GET', `/configs/${newUuid}`);
     t.equal(cfg.status, 200);
     t.equal(cfg.body.metadata.KEEP, 'me');

@@ -56,12 +56,7 @@ t.test('a hand-computed tag: sorted "path,value" strings, JSON, sha1, quoted', a
 
     const r = await h.call('GET', `/configs/${uuid}`);
     t.equal(r.status, 200);
-    const text = JSON.stringify([
-        `metadata,INSTANCE_UUID,${uuid}`,
-        'metadata,PORT,80',
-        `metadata,SERVER_UUID,${SAPI_SERVER}`,
-        `metadata,ZONE_UUID,${uuid}`,
-    ]);
+    const text = JSON.stringify([`metadata,INSTANCE_UUID,${uuid}`, 'metadata,PORT,80', `metadata,SERVER_UUID,${SAPI_SERVER}`, `metadata,ZONE_UUID,${uuid}`]);
     t.equal(r.headers.get('etag'), `"${sha1(text)}"`);
 });
 

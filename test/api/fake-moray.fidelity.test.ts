@@ -319,8 +319,16 @@ t.test('index columns, _id and _rver as moray-server sets them', async (t) => {
         [],
         'an array is indexed as "p,q" but the value check sees the array',
     );
-    t.same((await client.findAll('fid', '(n=5)')).map((o) => o.key), ['a'], 'a number in a string index');
-    t.same((await client.findAll('fid', '(num>=7)')).map((o) => o.key), ['a'], 'a number index');
+    t.same(
+        (await client.findAll('fid', '(n=5)')).map((o) => o.key),
+        ['a'],
+        'a number in a string index',
+    );
+    t.same(
+        (await client.findAll('fid', '(num>=7)')).map((o) => o.key),
+        ['a'],
+        'a number index',
+    );
     t.equal(await failure(client.findAll('fid', '(other=1)')), 'InvalidQueryError', 'an unindexed field alone');
     t.equal(await failure(client.findAll('fid', '(&(other=1)(list=1))')), 'NotIndexedError', 'an and without an index');
     t.equal(await failure(client.findAll('fid', '(|(n=5)(other=1))')), 'NotIndexedError', 'an or with an unindexed branch');
@@ -346,7 +354,11 @@ t.test('index columns, _id and _rver as moray-server sets them', async (t) => {
     t.notOk('reindex_active' in (await rawGetBucket(raw, 'fid')), 'a version-0 update sets no reindex state');
     await client.putObject('fid', 'b', { n: 'b2', m: 'x' });
     t.equal(rows().get('b')?._rver, null, 'still NULL after a put');
-    t.same((await client.findAll('fid', '(m=*)')).map((o) => o.key), ['b'], 'the new column is filled by a put');
+    t.same(
+        (await client.findAll('fid', '(m=*)')).map((o) => o.key),
+        ['b'],
+        'the new column is filled by a put',
+    );
     await client.updateBucket('fid', {
         index: { n: { type: 'string' }, num: { type: 'number' }, m: { type: 'string' }, z: { type: 'string' } },
         options: { version: 2 },

@@ -89,7 +89,11 @@ t.test('a new uuid for the same (service, server) replaces the old instance, car
     });
     isError(t, await h.call('GET', `/instances/${oldUuid}`), 404, 'ResourceNotFound', `no such instance: ${oldUuid}`);
     const list = (await h.call('GET', `/instances?service_uuid=${svc.uuid}`)).body as { uuid: string; params: { server_uuid: string } }[];
-    t.strictSame(list.filter((i) => i.params.server_uuid === server).map((i) => i.uuid), [newUuid], 'exactly one instance on that server');
+    t.strictSame(
+        list.filter((i) => i.params.server_uuid === server).map((i) => i.uuid),
+        [newUuid],
+        'exactly one instance on that server',
+    );
     t.equal(list.length, 2, 'the other server keeps its instance');
 
     const cfg = await h.call('GET', `/configs/${newUuid}`);
@@ -120,7 +124,10 @@ t.test('an agent without params.server_uuid: recorded unplaced when record-only,
     t.teardown(full.close);
     const fapp = await anApplication(full);
     const fsvc = await anAgentService(full, fapp.uuid);
-    const r = await full.call('POST', '/instances', { body: { service_uuid: fsvc.uuid, uuid: randomUUID(), params: { image_uuid: randomUUID() } }, version: '~2' });
+    const r = await full.call('POST', '/instances', {
+        body: { service_uuid: fsvc.uuid, uuid: randomUUID(), params: { image_uuid: randomUUID() } },
+        version: '~2',
+    });
     isError(t, r, 409, 'MissingParameter', /server_uuid/);
     t.strictSame((await full.call('GET', `/instances?service_uuid=${fsvc.uuid}`)).body, [], 'nothing was written');
     const v1full = await full.call('POST', '/instances', { body: { service_uuid: fsvc.uuid, uuid: randomUUID() } });

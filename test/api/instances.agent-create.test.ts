@@ -25,7 +25,10 @@ t.test('install on a server: one instance, the node uuid, server.agents consiste
     const installs = w.cnapi.requests.filter((q) => q.method === 'POST' && q.path === `/servers/${server}/install-agent`);
     t.equal(installs.length, 1);
     t.same(installs[0]?.body, { image_uuid: w.svc['vm-agent']?.image });
-    t.ok(w.cnapi.state.adoptions.some((a) => a.ok), 'the agent adopted itself during the task');
+    t.ok(
+        w.cnapi.state.adoptions.some((a) => a.ok),
+        'the agent adopted itself during the task',
+    );
     const list = await w.h.call('GET', `/instances?service_uuid=${w.svc['vm-agent']?.uuid}&server_uuid=${server}`, { version: '~2' });
     t.equal(list.body.length, 1, 'exactly one instance for (service, server)');
 
@@ -70,7 +73,10 @@ t.test('an agent without a uuid file (no adoption) still gets one record', async
     });
     t.equal(r.status, 200, r.text);
     const list = await w.h.call('GET', `/instances?server_uuid=${server}`, { version: '~2' });
-    t.same(list.body.map((i: { uuid: string }) => i.uuid), [r.body.uuid]);
+    t.same(
+        list.body.map((i: { uuid: string }) => i.uuid),
+        [r.body.uuid],
+    );
 });
 
 t.test('async create returns the task id at once; the instance appears after', async (t) => {
@@ -164,8 +170,7 @@ t.test('task failure, timeout, lost task and CNAPI down leave no record', async 
     const w = await agentWorld({ deploy: { taskDeadlineMs: 300 } });
     t.teardown(w.close);
     const svc = w.svc['vm-agent']?.uuid;
-    const create = (server: string) =>
-        w.h.call('POST', '/instances', { body: { service_uuid: svc, params: { server_uuid: server } }, version: '~2' });
+    const create = (server: string) => w.h.call('POST', '/instances', { body: { service_uuid: svc, params: { server_uuid: server } }, version: '~2' });
 
     const s1 = w.cnapi.addServer().uuid;
     w.cnapi.failNextTask('AgentInstall error: sha1 does not match');

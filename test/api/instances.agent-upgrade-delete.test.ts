@@ -92,8 +92,14 @@ t.test('delete uninstalls by service name, then removes the record', async (t) =
     const r = await w.h.call('DELETE', `/instances/${inst.uuid}`, { version: '~2' });
     t.equal(r.status, 204, r.text);
     const calls = w.cnapi.requests.filter((q) => q.path === `/servers/${server}/uninstall-agents`);
-    t.same(calls.map((c) => c.body), [{ agents: ['vm-agent'] }]);
-    t.notOk(w.cnapi.agentsOf(server).some((a) => a.name === 'vm-agent'), 'uninstalled');
+    t.same(
+        calls.map((c) => c.body),
+        [{ agents: ['vm-agent'] }],
+    );
+    t.notOk(
+        w.cnapi.agentsOf(server).some((a) => a.name === 'vm-agent'),
+        'uninstalled',
+    );
     t.equal((await w.h.call('GET', `/instances/${inst.uuid}`)).status, 404);
 });
 
@@ -117,7 +123,12 @@ t.test('delete: agent absent or server gone → record only; cn-agent refused; o
     t.equal(no.status, 409);
     t.match(no.body.message, /cn-agent is never uninstalled/);
 
-    const old = w.cnapi.addServer({ agents: [{ name: 'cn-agent', version: '2.7.0', image_uuid: w.svc['cn-agent']?.image ?? '' }, { name: 'vm-agent', version: '1.0.0', image_uuid: w.svc['vm-agent']?.image ?? '', uuid: '11111111-1111-4111-8111-111111111111' }] });
+    const old = w.cnapi.addServer({
+        agents: [
+            { name: 'cn-agent', version: '2.7.0', image_uuid: w.svc['cn-agent']?.image ?? '' },
+            { name: 'vm-agent', version: '1.0.0', image_uuid: w.svc['vm-agent']?.image ?? '', uuid: '11111111-1111-4111-8111-111111111111' },
+        ],
+    });
     const oldRec = await w.h.call('POST', '/instances', {
         body: { service_uuid: w.svc['vm-agent']?.uuid, uuid: '11111111-1111-4111-8111-111111111111', params: { server_uuid: old.uuid } },
     });
@@ -150,7 +161,11 @@ t.test('one agent operation per server; self-adoption is never blocked', async (
     t.equal(second.body.code, 'OperationInProgress');
     t.match(second.body.message, /install of vm-agent/);
     const adopt = await w.h.call('POST', '/instances', {
-        body: { service_uuid: w.svc['config-agent']?.uuid, uuid: '22222222-2222-4222-8222-222222222222', params: { server_uuid: server, image_uuid: w.svc['config-agent']?.image } },
+        body: {
+            service_uuid: w.svc['config-agent']?.uuid,
+            uuid: '22222222-2222-4222-8222-222222222222',
+            params: { server_uuid: server, image_uuid: w.svc['config-agent']?.image },
+        },
     });
     t.equal(adopt.status, 200, 'a postinstall adoption goes through while the server is busy');
     t.notOk(firstDone, 'without waiting for the install holding the server');

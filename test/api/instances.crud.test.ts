@@ -63,8 +63,7 @@ t.test('ListInstances filters by service_uuid; an unknown service lists []', asy
     const app = await anApplication(h);
     const s1 = await aService(h, app.uuid);
     const s2 = await aService(h, app.uuid);
-    const mk = async (svc: string): Promise<unknown> =>
-        (await h.call('POST', '/instances', { body: { service_uuid: svc }, version: '~2' })).body;
+    const mk = async (svc: string): Promise<unknown> => (await h.call('POST', '/instances', { body: { service_uuid: svc }, version: '~2' })).body;
     const i1 = await mk(s1.uuid);
     const i2 = await mk(s2.uuid);
     const i3 = await mk(s1.uuid);
@@ -141,9 +140,7 @@ t.test('UpgradeInstance (proto, vm): image_uuid required, 404 for a missing inst
     t.teardown(h.close);
     const app = await anApplication(h);
     const svc = await aService(h, app.uuid);
-    const inst = (
-        await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { alias: 'a0' } }, version: '~2' })
-    ).body;
+    const inst = (await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { alias: 'a0' } }, version: '~2' })).body;
 
     isError(t, await h.call('PUT', `/instances/${inst.uuid}/upgrade`, { body: {} }), 409, 'MissingParameter', 'missing image_uuid');
     const missing = randomUUID();

@@ -20,7 +20,13 @@ t.test('paged and streamed lists match serializeInstance, v1 and v2', async (t) 
     const records: Instance[] = [
         { uuid: randomUUID(), service_uuid: svc.uuid, type: 'vm' },
         { uuid: randomUUID(), service_uuid: svc.uuid, type: 'vm', params: { server_uuid: randomUUID(), image_uuid: randomUUID(), ram: 1024 } },
-        { uuid: randomUUID(), service_uuid: svc.uuid, type: 'vm', metadata: { 'user-script': '#!/bin/sh', n: null, deep: { a: [1, { b: 'é' }] } }, manifests: { m: randomUUID() } },
+        {
+            uuid: randomUUID(),
+            service_uuid: svc.uuid,
+            type: 'vm',
+            metadata: { 'user-script': '#!/bin/sh', n: null, deep: { a: [1, { b: 'é' }] } },
+            manifests: { m: randomUUID() },
+        },
         // a record migrated by 2.1.2's SetMode carries `exists: true`
         { uuid: randomUUID(), service_uuid: svc.uuid, type: 'vm', exists: true, master: true, params: { image_uuid: randomUUID() } },
     ];

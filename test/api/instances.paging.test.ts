@@ -47,11 +47,17 @@ t.test('pages come in uuid order, marker exclusive, total in the header', async 
     t.equal(first.body.length, 10);
     t.equal(first.headers.get('x-joyent-resource-count'), '25');
     const sorted = [...uuids].sort();
-    t.same(first.body.map((i: { uuid: string }) => i.uuid), sorted.slice(0, 10));
+    t.same(
+        first.body.map((i: { uuid: string }) => i.uuid),
+        sorted.slice(0, 10),
+    );
     const all = await allPages(h, `service_uuid=${svc}`, 10);
     t.same(all, sorted, 'every instance exactly once, in uuid order');
     const after = await h.call('GET', `/instances?limit=5&marker=${sorted[22]}`, { version: '~2' });
-    t.same(after.body.map((i: { uuid: string }) => i.uuid), sorted.slice(23));
+    t.same(
+        after.body.map((i: { uuid: string }) => i.uuid),
+        sorted.slice(23),
+    );
     t.equal(after.headers.get('x-joyent-resource-count'), '25', 'the total counts every match, not the page');
 });
 
@@ -90,8 +96,14 @@ t.test('iterating pages during concurrent creates and deletes', async (t) => {
     for (const u of seen) {
         counts.set(u, (counts.get(u) ?? 0) + 1);
     }
-    t.ok([...counts.values()].every((c) => c === 1), 'no instance twice');
-    t.ok(stable.every((u) => counts.get(u) === 1), 'every instance that existed throughout is there');
+    t.ok(
+        [...counts.values()].every((c) => c === 1),
+        'no instance twice',
+    );
+    t.ok(
+        stable.every((u) => counts.get(u) === 1),
+        'every instance that existed throughout is there',
+    );
     t.ok(created.length >= pages - 1, `writes ran between the pages (${created.length} creates, ${pages} pages)`);
 });
 
@@ -104,7 +116,11 @@ t.test('without limit the whole list is streamed, in creation order', async (t) 
     t.equal(r.headers.get('x-joyent-resource-count'), '1200');
     t.equal(r.headers.get('transfer-encoding'), 'chunked', 'streamed, not buffered');
     t.equal(r.headers.get('content-type'), 'application/json');
-    t.same(r.body.map((i: { uuid: string }) => i.uuid), uuids, 'creation order (D8)');
+    t.same(
+        r.body.map((i: { uuid: string }) => i.uuid),
+        uuids,
+        'creation order (D8)',
+    );
 });
 
 t.test('services and applications filter and page too', async (t) => {
@@ -122,7 +138,10 @@ t.test('services and applications filter and page too', async (t) => {
     t.equal(page.body.length, 2);
     t.equal(page.headers.get('x-joyent-resource-count'), '5');
     const apps = await h.call('GET', '/applications?name=manta&limit=1');
-    t.same(apps.body.map((a: { uuid: string }) => a.uuid), [a2.uuid]);
+    t.same(
+        apps.body.map((a: { uuid: string }) => a.uuid),
+        [a2.uuid],
+    );
     t.equal(apps.headers.get('x-joyent-resource-count'), '1');
     const bad = await h.call('GET', '/services?type=zone', { version: '~2' });
     t.equal(bad.status, 409);
@@ -137,12 +156,22 @@ t.test('manifests page too', async (t) => {
     }
     const sorted = [...made].sort();
     const page = await h.call('GET', '/manifests?limit=2');
-    t.same(page.body.map((m: { uuid: string }) => m.uuid), sorted.slice(0, 2));
+    t.same(
+        page.body.map((m: { uuid: string }) => m.uuid),
+        sorted.slice(0, 2),
+    );
     t.equal(page.headers.get('x-joyent-resource-count'), '5');
     const next = await h.call('GET', `/manifests?limit=2&marker=${sorted[1]}`);
-    t.same(next.body.map((m: { uuid: string }) => m.uuid), sorted.slice(2, 4));
+    t.same(
+        next.body.map((m: { uuid: string }) => m.uuid),
+        sorted.slice(2, 4),
+    );
     const all = await h.call('GET', '/manifests');
-    t.same(all.body.map((m: { uuid: string }) => m.uuid), made, 'unpaged: creation order');
+    t.same(
+        all.body.map((m: { uuid: string }) => m.uuid),
+        made,
+        'unpaged: creation order',
+    );
     t.equal((await h.call('GET', '/manifests?limit=0')).status, 409);
 });
 
@@ -151,7 +180,12 @@ t.test('empty filter and paging values are ignored on every list (2.1.2)', async
     t.teardown(h.close);
     const app = await anApplication(h);
     await aService(h, app.uuid);
-    for (const path of ['/applications?name=&owner_uuid=&marker=&limit=', '/services?application_uuid=&name=&type=&marker=', '/instances?server_uuid=&marker=', '/manifests?marker=&limit=']) {
+    for (const path of [
+        '/applications?name=&owner_uuid=&marker=&limit=',
+        '/services?application_uuid=&name=&type=&marker=',
+        '/instances?server_uuid=&marker=',
+        '/manifests?marker=&limit=',
+    ]) {
         const r = await h.call('GET', path, { version: '~2' });
         t.equal(r.status, 200, path);
     }

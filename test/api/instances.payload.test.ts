@@ -91,13 +91,7 @@ t.test('networks: lower-case uuid strings → {uuid}, other strings → {name}, 
     });
     const inst = await anInstance(h, svc.uuid);
     const r = await h.call('GET', `/instances/${inst.uuid}/payload`);
-    t.strictSame(r.body.networks, [
-        { name: 'admin' },
-        { uuid: NET },
-        { name: NET.toUpperCase() },
-        { uuid: NET, primary: true },
-        { name: 'external' },
-    ]);
+    t.strictSame(r.body.networks, [{ name: 'admin' }, { uuid: NET }, { name: NET.toUpperCase() }, { uuid: NET, primary: true }, { name: 'external' }]);
 });
 
 t.test('a missing instance is 404 no such instance', async (t) => {

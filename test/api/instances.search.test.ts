@@ -26,8 +26,7 @@ async function world(): Promise<World> {
     const images = [randomUUID(), randomUUID()];
     const servers = [randomUUID(), randomUUID(), randomUUID()];
     const vmSvc = (await aService(h, app, { name: 'vmapi', params: { image_uuid: images[0] } })).uuid as string;
-    const agentSvc = (await aService(h, app, { name: 'vm-agent', type: 'agent', params: { image_uuid: images[0] } }))
-        .uuid as string;
+    const agentSvc = (await aService(h, app, { name: 'vm-agent', type: 'agent', params: { image_uuid: images[0] } })).uuid as string;
     const otherAppSvc = (await aService(h, app2, { name: 'moray', params: { image_uuid: images[1] } })).uuid as string;
     const post = async (body: Record<string, unknown>): Promise<void> => {
         const r = await h.call('POST', '/instances', { body, version: '~2' });
@@ -91,7 +90,17 @@ t.test('v1 view keeps 2.1.2 semantics on top of the new filters', async (t) => {
 t.test('malformed filter values are 409 InvalidArgument, not an empty list', async (t) => {
     const w = await world();
     t.teardown(w.h.close);
-    for (const qs of ['server_uuid=nope', 'image_uuid=1234', 'service_uuid=x', 'application_uuid=%27%29', 'type=zone', 'limit=0', 'limit=1001', 'limit=abc', 'marker=not-a-uuid']) {
+    for (const qs of [
+        'server_uuid=nope',
+        'image_uuid=1234',
+        'service_uuid=x',
+        'application_uuid=%27%29',
+        'type=zone',
+        'limit=0',
+        'limit=1001',
+        'limit=abc',
+        'marker=not-a-uuid',
+    ]) {
         const r = await w.h.call('GET', `/instances?${qs}`, { version: '~2' });
         t.equal(r.status, 409, qs);
         t.equal(r.body.code, 'InvalidArgument', qs);

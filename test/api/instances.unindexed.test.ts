@@ -54,7 +54,10 @@ t.test('2.1.2 records: which are unindexed, in both views, with other filters', 
     );
     const v1 = await list('unindexed=1');
     t.same(uuidsOf(v1), uuidsOf(stale), 'v1: agents too (no implicit type=vm for this search)');
-    t.notOk(v1.some((i) => 'type' in i), 'v1 view: no type');
+    t.notOk(
+        v1.some((i) => 'type' in i),
+        'v1 view: no type',
+    );
 
     t.equal((await list('unindexed=true&type=agent', '~2')).length, stale.filter((i) => i.type === 'agent').length, 'type filter');
     t.equal((await list('unindexed=true&type=vm')).length, stale.filter((i) => i.type === 'vm').length, 'explicit type in v1');
@@ -93,7 +96,10 @@ t.test('2.1.2 records: which are unindexed, in both views, with other filters', 
     t.same(staleIndexCopies(BUCKETS.instances, stored), [], 'the rewritten record has its copies');
     const after = await list('unindexed=true', '~2');
     t.equal(after.length, 242);
-    t.notOk(after.some((i) => i.uuid === fix.uuid), 'and is no longer listed');
+    t.notOk(
+        after.some((i) => i.uuid === fix.uuid),
+        'and is no longer listed',
+    );
 });
 
 t.test('stale copies count, copies written by the model do not; chunks of any size', async (t) => {

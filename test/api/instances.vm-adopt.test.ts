@@ -32,7 +32,11 @@ void t.test('exists: true with the VM in VMAPI: recorded with its image and serv
     t.equal(env.imgapi.requests.length, 0, 'IMGAPI not asked');
     t.same(await env.record(vm.uuid), r.body);
     const byImage = await env.h.call('GET', `/instances?image_uuid=${vmImage}`, { version: '~2' });
-    t.same(byImage.body.map((i: { uuid: string }) => i.uuid), [vm.uuid], 'indexed by the VM\'s image');
+    t.same(
+        byImage.body.map((i: { uuid: string }) => i.uuid),
+        [vm.uuid],
+        "indexed by the VM's image",
+    );
 });
 
 void t.test('exists as a string "true" (query) works; "false" provisions', async (t) => {

@@ -47,7 +47,7 @@ void t.test('async in the body (v1 view): job_uuid, no type', async (t) => {
     t.equal(r.status, 200);
     t.match(r.body, { service_uuid: env.svc.uuid, job_uuid: /^[0-9a-f-]{36}$/ });
     t.notOk('type' in r.body);
-    t.ok(env.vmapi.state.jobs.has(r.body.job_uuid), 'the job_uuid is VMAPI\'s');
+    t.ok(env.vmapi.state.jobs.has(r.body.job_uuid), "the job_uuid is VMAPI's");
 });
 
 void t.test('async=false is a sync create (no job_uuid; the job was awaited)', async (t) => {

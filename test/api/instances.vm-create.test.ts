@@ -58,7 +58,11 @@ void t.test('sync create: VMAPI gets exactly the payload, the job is awaited, th
     for (const q of vmapi.requests) {
         t.equal(q.headers['x-request-id'], 'req-create-1', `${q.routeKey} carries the request id`);
     }
-    t.same(env.imgapi.requests.map((q) => q.path), [`/images/${env.image}`], 'the image was checked in IMGAPI');
+    t.same(
+        env.imgapi.requests.map((q) => q.path),
+        [`/images/${env.image}`],
+        'the image was checked in IMGAPI',
+    );
     t.same(
         env.napi.requests.map((q) => q.query),
         [{ name: 'admin' }, { name: 'external' }],
@@ -162,7 +166,10 @@ void t.test('an unknown network name: 409 naming it, nothing written, VMAPI neve
     // Uuids are not looked up (VMAPI validates them).
     const byUuid = await env.create({ uuid, params: { networks: [randomUUID()] } });
     t.equal(byUuid.status, 200);
-    t.same(env.napi.requests.map((q) => q.query.name), ['admin', 'nosuchnet', 'missing-too']);
+    t.same(
+        env.napi.requests.map((q) => q.query.name),
+        ['admin', 'nosuchnet', 'missing-too'],
+    );
 });
 
 void t.test('without NAPI and IMGAPI configured, names and images are left to VMAPI', async (t) => {

@@ -115,13 +115,7 @@ void t.test('VMAPI 500 or down: DownstreamError; record kept', async (t) => {
     for (let i = 0; i < 5; i++) env.vmapi.failNext('GET /jobs/:uuid', 503, { code: 'ServiceUnavailable', message: 'busy' });
     const r2 = await env.h.call('DELETE', `/instances/${uuid}`);
     const job = [...env.vmapi.state.jobs.values()].find((j) => j.name.startsWith('destroy'));
-    isError(
-        t,
-        r2,
-        502,
-        'DownstreamError',
-        `waiting for the destroy of VM ${uuid}: VMAPI job ${job?.uuid}: giving up after 5 errors: VMAPI error 503: busy`,
-    );
+    isError(t, r2, 502, 'DownstreamError', `waiting for the destroy of VM ${uuid}: VMAPI job ${job?.uuid}: giving up after 5 errors: VMAPI error 503: busy`);
     t.same(await env.record(uuid), before);
 
     await env.vmapi.down();

@@ -17,7 +17,7 @@ async function anInstance(env: VmEnv, params: Record<string, unknown> = {}): Pro
     return { uuid: r.body.uuid, before: r.body };
 }
 
-void t.test('delete with a teardown-hook: the exact CNAPI execute on the VM\'s server, then deleteVm', async (t) => {
+void t.test("delete with a teardown-hook: the exact CNAPI execute on the VM's server, then deleteVm", async (t) => {
     const env = await startVmEnv(t, { svcParams: { 'teardown-hook': HOOK } });
     const { uuid } = await anInstance(env);
     let deletesWhenHookRan = -1;
@@ -45,7 +45,7 @@ void t.test('delete with a teardown-hook: the exact CNAPI execute on the VM\'s s
     t.equal(await env.record(uuid), null);
 });
 
-void t.test('the hook may come from the instance params (merged), and uses the VM\'s current server', async (t) => {
+void t.test("the hook may come from the instance params (merged), and uses the VM's current server", async (t) => {
     const env = await startVmEnv(t);
     const { uuid } = await anInstance(env, { 'teardown-hook': 'svcadm disable registrar' });
     const moved = env.cnapi.addServer().uuid;
@@ -53,9 +53,7 @@ void t.test('the hook may come from the instance params (merged), and uses the V
     if (vm) vm.server_uuid = moved;
     const r = await env.h.call('DELETE', `/instances/${uuid}`);
     t.equal(r.status, 204);
-    t.strictSame(env.cnapi.state.executions, [
-        { server_uuid: moved, script: `/usr/sbin/zlogin ${uuid} "svcadm disable registrar"` },
-    ]);
+    t.strictSame(env.cnapi.state.executions, [{ server_uuid: moved, script: `/usr/sbin/zlogin ${uuid} "svcadm disable registrar"` }]);
 });
 
 void t.test('the hook fails: 500 TeardownHookError, VM not destroyed, record kept', async (t) => {
@@ -80,13 +78,7 @@ void t.test('CNAPI down: 503 DownstreamError naming CNAPI, record kept', async (
     const { uuid, before } = await anInstance(env);
     await env.cnapi.down();
     const r = await env.h.call('DELETE', `/instances/${uuid}`);
-    isError(
-        t,
-        r,
-        503,
-        'DownstreamError',
-        new RegExp(`^running the teardown-hook of instance ${uuid} on server ${env.server}: CNAPI unavailable: `),
-    );
+    isError(t, r, 503, 'DownstreamError', new RegExp(`^running the teardown-hook of instance ${uuid} on server ${env.server}: CNAPI unavailable: `));
     t.equal(env.vmapi.requestsTo('DELETE /vms/:uuid').length, 0);
     t.same(await env.record(uuid), before);
 });

@@ -42,12 +42,20 @@ void t.test('upgrade: reprovisionVm with the new image, job awaited, params.imag
     t.equal(reprov[0]?.headers['x-request-id'], 'upg-1');
     t.ok(env.vmapi.requestsTo('GET /jobs/:uuid').length >= 1, 'the job was polled');
     t.equal(env.vmapi.state.vms.get(uuid)?.image_uuid, next, 'VMAPI reprovisioned the VM');
-    t.same(env.imgapi.requests.map((q) => q.path), [`/images/${next}`], 'the new image was checked');
+    t.same(
+        env.imgapi.requests.map((q) => q.path),
+        [`/images/${next}`],
+        'the new image was checked',
+    );
     t.equal(env.cnapi.state.executions.length, 0, 'no teardown-hook, no CNAPI call');
 
     t.same(await env.record(uuid), r.body);
     const byImage = await env.h.call('GET', `/instances?image_uuid=${next}`, { version: '~2' });
-    t.same(byImage.body.map((i: { uuid: string }) => i.uuid), [uuid], 'the image index follows');
+    t.same(
+        byImage.body.map((i: { uuid: string }) => i.uuid),
+        [uuid],
+        'the image index follows',
+    );
     const old = await env.h.call('GET', `/instances?image_uuid=${env.image}`, { version: '~2' });
     t.same(old.body, []);
 });
@@ -146,13 +154,7 @@ void t.test('teardown-hook failing: 500 TeardownHookError, no reprovision, recor
     const { uuid, before, next } = await anInstanceWithNewImage(env);
     env.cnapi.failNext('POST /servers/:uuid/execute', 500, { code: 'InternalError', message: 'script exited with 1' });
     const r = await env.h.call('PUT', `/instances/${uuid}/upgrade`, { body: { image_uuid: next } });
-    isError(
-        t,
-        r,
-        500,
-        'TeardownHookError',
-        `teardown-hook of instance ${uuid} failed on server ${env.server}: CNAPI error 500: script exited with 1`,
-    );
+    isError(t, r, 500, 'TeardownHookError', `teardown-hook of instance ${uuid} failed on server ${env.server}: CNAPI error 500: script exited with 1`);
     t.equal(env.vmapi.requestsTo('POST /vms/:uuid').length, 0);
     t.same(await env.record(uuid), before);
 });

@@ -62,12 +62,19 @@ t.test('rollout series while a rollout runs, removed once it ends', async (t) =>
     await withAgents(w, 2);
     // Task polls go unanswered: both items stay running until unhang().
     w.cnapi.hang('GET /tasks/:id');
-    const r = await w.h.call('POST', '/rollouts', { body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: w.newImage('vm-agent'), concurrency: 2 }, version: '~2' });
+    const r = await w.h.call('POST', '/rollouts', {
+        body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: w.newImage('vm-agent'), concurrency: 2 },
+        version: '~2',
+    });
     t.equal(r.status, 200, r.text);
     const uuid = r.body.uuid as string;
     await rolloutWhen(w, uuid, (b) => b.counts.running === 2);
     const during = await scrape();
-    t.match(during, new RegExp(`^sapi_rollout_items\\{[^}]*rollout="${uuid}",service="vm-agent",state="running"[^}]*\\} 2$`, 'm'), 'items by state while it runs');
+    t.match(
+        during,
+        new RegExp(`^sapi_rollout_items\\{[^}]*rollout="${uuid}",service="vm-agent",state="running"[^}]*\\} 2$`, 'm'),
+        'items by state while it runs',
+    );
     t.match(during, new RegExp(`^sapi_rollout_items\\{[^}]*rollout="${uuid}",service="vm-agent",state="pending"[^}]*\\} 0$`, 'm'));
 
     w.cnapi.unhang();
@@ -96,7 +103,10 @@ t.test('a timed-out rollout item is counted in sapi_deploy_duration_seconds', as
     t.equal(done.state, 'failed');
     t.same(
         Object.fromEntries(
-            done.items.map((i: { server_uuid: string; state: string; error?: string }) => [i.server_uuid, [i.state, /timed out after 1\.5s/.test(i.error ?? '')]]),
+            done.items.map((i: { server_uuid: string; state: string; error?: string }) => [
+                i.server_uuid,
+                [i.state, /timed out after 1\.5s/.test(i.error ?? '')],
+            ]),
         ),
         {
             [servers[0] as string]: ['succeeded', false],

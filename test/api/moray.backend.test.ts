@@ -13,7 +13,11 @@ t.test('full mode on moray: CRUD, then GetConfig from the local cache while mora
     t.teardown(() => moray.close());
     const h = await startSapi({
         viaCreateStore: true,
-        config: { mode: 'full', store: { backend: 'moray', path: `${process.env.TMPDIR ?? '/tmp'}/sapi-moray-${process.pid}-${Date.now()}.sqlite` }, moray: { host: moray.host, port: moray.port } },
+        config: {
+            mode: 'full',
+            store: { backend: 'moray', path: `${process.env.TMPDIR ?? '/tmp'}/sapi-moray-${process.pid}-${Date.now()}.sqlite` },
+            moray: { host: moray.host, port: moray.port },
+        },
     });
     t.teardown(h.close);
     const ping = await h.call('GET', '/ping');
@@ -23,12 +27,17 @@ t.test('full mode on moray: CRUD, then GetConfig from the local cache while mora
     const app = await anApplication(h, { metadata: { A: 1 }, manifests: { registrar: man.uuid } });
     // An agent instance recorded the way an agent's postinstall does (v1: record only).
     const svc = await aService(h, app.uuid, { name: 'vm-agent', type: 'agent', params: { image_uuid: '2b3f4a8e-2b48-4b5e-9d6a-0f1e2d3c4b5a' } });
-    const inst = (await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { server_uuid: '2b3f4a8e-2b48-4b5e-9d6a-0f1e2d3c4b5b' } } })).body;
+    const inst = (await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { server_uuid: '2b3f4a8e-2b48-4b5e-9d6a-0f1e2d3c4b5b' } } }))
+        .body;
     t.ok(inst.uuid);
     const upd = await h.call('PUT', `/instances/${inst.uuid}`, { body: { metadata: { B: 2 } } });
     t.equal(upd.status, 200);
     const found = await h.call('GET', `/instances?server_uuid=2b3f4a8e-2b48-4b5e-9d6a-0f1e2d3c4b5b&limit=10`, { version: '~2' });
-    t.same(found.body.map((i: { uuid: string }) => i.uuid), [inst.uuid], 'indexed search on moray');
+    t.same(
+        found.body.map((i: { uuid: string }) => i.uuid),
+        [inst.uuid],
+        'indexed search on moray',
+    );
     const before = await h.call('GET', `/configs/${inst.uuid}`);
     t.equal(before.status, 200);
 
@@ -58,7 +67,10 @@ t.test('full mode on moray: CRUD, then GetConfig from the local cache while mora
 t.test('SetMode full migrates the embedded store into moray, idempotently', async (t) => {
     const moray = await startFakeMoray();
     t.teardown(() => moray.close());
-    const config = { store: { backend: 'moray', path: `${process.env.TMPDIR ?? '/tmp'}/sapi-mig-${process.pid}-${Date.now()}.sqlite` }, moray: { host: moray.host, port: moray.port } };
+    const config = {
+        store: { backend: 'moray', path: `${process.env.TMPDIR ?? '/tmp'}/sapi-mig-${process.pid}-${Date.now()}.sqlite` },
+        moray: { host: moray.host, port: moray.port },
+    };
     const h = await startSapi({ viaCreateStore: true, config });
     t.teardown(h.close);
     t.equal((await h.call('GET', '/mode')).body, 'proto');

@@ -35,9 +35,17 @@ t.test('master objects live in the master moray', async (t) => {
 
     t.equal((await h.call('GET', `/applications/${theirs.body.uuid}`)).status, 200, 'gets look in the master too');
     const plain = await h.call('GET', '/applications');
-    t.same(plain.body.map((a: { uuid: string }) => a.uuid), [mine.body.uuid], 'lists are local');
+    t.same(
+        plain.body.map((a: { uuid: string }) => a.uuid),
+        [mine.body.uuid],
+        'lists are local',
+    );
     const both = await h.call('GET', '/applications?include_master=true');
-    t.same(both.body.map((a: { uuid: string }) => a.uuid), [mine.body.uuid, theirs.body.uuid], 'include_master appends the master');
+    t.same(
+        both.body.map((a: { uuid: string }) => a.uuid),
+        [mine.body.uuid, theirs.body.uuid],
+        'include_master appends the master',
+    );
     const upd = await h.call('PUT', `/applications/${theirs.body.uuid}`, { body: { metadata: { x: 1 } } });
     t.equal(upd.status, 200, 'updates re-write to the master');
     t.equal((await h.call('DELETE', `/applications/${theirs.body.uuid}`)).status, 204, 'deletes fall back to the master');

@@ -70,7 +70,10 @@ t.test('a rollout where some servers fail and one stalls', async (t) => {
     t.equal(done.counts.succeeded, 10, 'the stalled one finished once its task did');
     t.ok(done.average_ms > 0, `average ${done.average_ms} ms`);
     const failed = done.items.filter((i: { state: string }) => i.state === 'failed');
-    t.ok(failed.every((i: { error: string }) => /Unexpected file size/.test(i.error)), 'task errors kept per instance');
+    t.ok(
+        failed.every((i: { error: string }) => /Unexpected file size/.test(i.error)),
+        'task errors kept per instance',
+    );
     for (const item of done.items) {
         t.ok(item.started_at && item.finished_at, 'start and end times');
     }
@@ -159,7 +162,10 @@ t.test('a rollout interrupted by a restart resumes', async (t) => {
     }
     t.equal(body.state, 'succeeded');
     t.equal(body.counts.succeeded, 6);
-    t.ok(body.warnings.some((m: string) => /resumed after a restart/.test(m)), 'clearly marked as resumed');
+    t.ok(
+        body.warnings.some((m: string) => /resumed after a restart/.test(m)),
+        'clearly marked as resumed',
+    );
 });
 
 t.test('a cn-agent rollout and a vm-agent rollout never run on one server at once', async (t) => {
@@ -169,7 +175,9 @@ t.test('a cn-agent rollout and a vm-agent rollout never run on one server at onc
     // Record each server's cn-agent in SAPI (the adoption path, as on a real DC).
     for (const s of servers) {
         const cn = w.cnapi.agentsOf(s).find((a) => a.name === 'cn-agent');
-        await w.h.call('POST', '/instances', { body: { service_uuid: w.svc['cn-agent']?.uuid, uuid: cn?.uuid, params: { server_uuid: s, image_uuid: cn?.image_uuid } } });
+        await w.h.call('POST', '/instances', {
+            body: { service_uuid: w.svc['cn-agent']?.uuid, uuid: cn?.uuid, params: { server_uuid: s, image_uuid: cn?.image_uuid } },
+        });
     }
     const cnImg = w.newImage('cn-agent');
     const vmImg = w.newImage('vm-agent');

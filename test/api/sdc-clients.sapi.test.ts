@@ -227,9 +227,8 @@ t.test('helpers: getApplicationObjects, getOrCreateApplication, getOrCreateServi
     const otherApp = (await invoke(sapi, 'createApplication', 'manta', OWNER)).obj;
     const otherSvc = (await invoke(sapi, 'createService', 'moray', otherApp.uuid)).obj;
 
-    const agentInst = (
-        await invoke(sapi, 'createInstance', svc.uuid, { uuid: randomUUID(), params: { server_uuid: randomUUID(), image_uuid: randomUUID() } })
-    ).obj;
+    const agentInst = (await invoke(sapi, 'createInstance', svc.uuid, { uuid: randomUUID(), params: { server_uuid: randomUUID(), image_uuid: randomUUID() } }))
+        .obj;
     const vmInst = (await invoke(sapi, 'createInstance', vmSvc.uuid)).obj;
     await invoke(sapi, 'createInstance', otherSvc.uuid);
 

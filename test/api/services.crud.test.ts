@@ -95,13 +95,7 @@ t.test('create errors come in 2.1.2 order: missing keys, type, manifests, applic
     // D1c: a bad type is a client mistake (409), checked before the parent exists.
     isError(t, await post({ name: 'x', application_uuid: noApp, type: 'bogus' }), 409, 'InvalidArgument', 'service type is invalid: bogus');
     // D1a: an unknown manifest is 404 no such manifest, checked before the application.
-    isError(
-        t,
-        await post({ name: 'x', application_uuid: noApp, manifests: { m: noManifest } }),
-        404,
-        'ResourceNotFound',
-        `no such manifest: ${noManifest}`,
-    );
+    isError(t, await post({ name: 'x', application_uuid: noApp, manifests: { m: noManifest } }), 404, 'ResourceNotFound', `no such manifest: ${noManifest}`);
     isError(t, await post({ name: 'x', application_uuid: noApp }), 404, 'ResourceNotFound', `no such application: ${noApp}`);
     isError(t, await post({ name: 'x', application_uuid: 'sdc' }), 409, 'InvalidArgument', 'application_uuid must be a UUID');
     isError(t, await post({ name: 'x', application_uuid: app.uuid, uuid: 'nope' }), 409, 'InvalidArgument', 'uuid must be a UUID');

@@ -63,11 +63,7 @@ function allTransient(t: Test, logged: Logged[]): void {
 }
 
 /** Put `n` instances in a version-0 instances bucket, as SAPI 2.1.2 did. */
-async function legacyInstances(
-    fake: FakeMoray,
-    n: number,
-    index?: Record<string, { type: string; unique?: boolean }>,
-): Promise<void> {
+async function legacyInstances(fake: FakeMoray, n: number, index?: Record<string, { type: string; unique?: boolean }>): Promise<void> {
     const raw = await connectMoray({ host: fake.host, port: fake.port });
     try {
         await raw.createBucket(INSTANCES, {
@@ -111,7 +107,10 @@ t.test('bucket update fails transiently', async (t) => {
     t.same(b?.index, bucketConfig(BUCKETS.instances).index, 'with our indexes');
     const warns = injected(logged, 'NoDatabasePeersError');
     t.equal(warns.length, 3, 'three warnings, one per failure');
-    t.ok(warns.every((w) => /set up bucket sapi_instances: moray error, will retry/.test(w.msg)), 'naming the step');
+    t.ok(
+        warns.every((w) => /set up bucket sapi_instances: moray error, will retry/.test(w.msg)),
+        'naming the step',
+    );
     allTransient(t, logged);
     await store.initializer?.reindexDone();
     t.equal((await store.find(INSTANCES, eq('server_uuid', 'server-1'))).total, 2, 'rows found by the new index');
@@ -130,14 +129,13 @@ t.test('reindex fails transiently', async (t) => {
     t.equal(store.initializer?.status()[INSTANCES]?.reindexed, 35, 'each row reindexed once');
     const warns = [...injected(logged, 'NoDatabasePeersError'), ...injected(logged, 'QueryTimeoutError')];
     t.equal(warns.length, 3, 'three warnings, one per failure');
-    t.ok(warns.every((w) => /reindex bucket sapi_instances: moray error, will retry/.test(w.msg)), 'naming the step');
+    t.ok(
+        warns.every((w) => /reindex bucket sapi_instances: moray error, will retry/.test(w.msg)),
+        'naming the step',
+    );
     allTransient(t, logged);
     t.equal(await store.count(INSTANCES, eq('server_uuid', 'server-0')), 18, 'searches use the new index');
-    t.match(
-        String(fake.requestsOf('findObjects').at(-1)?.args[1]),
-        /server_uuid=server-0/,
-        'server-side, now that the reindex is complete',
-    );
+    t.match(String(fake.requestsOf('findObjects').at(-1)?.args[1]), /server_uuid=server-0/, 'server-side, now that the reindex is complete');
 });
 
 t.test('update removes an index', async (t) => {
@@ -152,7 +150,10 @@ t.test('update removes an index', async (t) => {
     await store.initializer?.reindexDone();
     const b = fake.state.buckets.get(INSTANCES);
     t.same(b?.index, bucketConfig(BUCKETS.instances).index, 'only our indexes remain');
-    t.notOk([...(b?.rows.values() ?? [])].some((r) => 'zonename' in r.cols), 'the dropped column is gone');
+    t.notOk(
+        [...(b?.rows.values() ?? [])].some((r) => 'zonename' in r.cols),
+        'the dropped column is gone',
+    );
     t.equal((await store.find(INSTANCES, eq('type', 'vm'))).total, 3, 'rows still found');
 });
 
@@ -177,7 +178,10 @@ t.test('a bucket newer than ours is left alone; its missing indexes are not trus
     await raw.close();
     await store.init();
     t.equal(fake.requestsOf('updateBucket').length, 0, 'not updated');
-    t.ok(logged.some((l) => l.level === 'warn' && /newer than this SAPI/.test(l.msg)), 'warned');
+    t.ok(
+        logged.some((l) => l.level === 'warn' && /newer than this SAPI/.test(l.msg)),
+        'warned',
+    );
     t.same([...(store.initializer?.pendingFields(INSTANCES) ?? [])].sort(), ['image_uuid', 'server_uuid'], 'pending');
     t.same(
         (await store.find(INSTANCES, eq('server_uuid', 's1'))).items.map((s) => s.value.uuid),

@@ -254,7 +254,10 @@ t.test('2.1.2 rows are found by server_uuid and image_uuid after upgrade and rei
         .requestsOf('findObjects')
         .slice(before)
         .map((r) => String(r.args[1]));
-    t.ok(used.some((f) => f.includes(`server_uuid=${server}`)), 'the new index is used once complete');
+    t.ok(
+        used.some((f) => f.includes(`server_uuid=${server}`)),
+        'the new index is used once complete',
+    );
 
     const progress = entries.filter((e) => e.msg === 'reindexing moray bucket: progress');
     t.ok(progress.length >= 4, 'progress logged per batch');
@@ -262,7 +265,10 @@ t.test('2.1.2 rows are found by server_uuid and image_uuid after upgrade and rei
         entries.some((e) => e.msg === 'reindexing moray bucket: done' && (e.fields as { bucket?: string }).bucket === INSTANCES),
         'completion logged',
     );
-    t.ok(entries.some((e) => e.msg === 'deleted legacy moray bucket'), 'legacy bucket deletion logged');
+    t.ok(
+        entries.some((e) => e.msg === 'deleted legacy moray bucket'),
+        'legacy bucket deletion logged',
+    );
     t.same(
         entries.filter((e) => e.level !== 'info').map((e) => e.msg),
         [],
@@ -290,11 +296,7 @@ t.test('a reindex interrupted by a restart resumes, and searches stay complete',
     t.teardown(() => second.close());
     await second.init();
     t.equal(fake.requestsOf('updateBucket').length, 4, 'no second update');
-    t.same(
-        [...(second.initializer?.pendingFields(INSTANCES) ?? [])].sort(),
-        ['image_uuid', 'server_uuid'],
-        'fields still pending after the restart',
-    );
+    t.same([...(second.initializer?.pendingFields(INSTANCES) ?? [])].sort(), ['image_uuid', 'server_uuid'], 'fields still pending after the restart');
     await checkSearches(t, second, l, 'after the restart');
     hold();
     await second.initializer?.reindexDone();

@@ -51,7 +51,10 @@ t.test('filter values reach Moray escaped', { skip: realHost ? 'needs fake-moray
     const f = fake as FakeMoray;
     const before = f.requestsOf('findObjects').length;
     await store.find('sapi_instances', eq('type', '*)(uuid=*'), { limit: 10 });
-    const sent = f.requestsOf('findObjects').slice(before).map((r) => r.args[1]);
+    const sent = f
+        .requestsOf('findObjects')
+        .slice(before)
+        .map((r) => r.args[1]);
     t.same(sent, ['(type=\\2a\\29\\28uuid=\\2a)'], 'one findObjects with an escaped value');
     const opts = f.requestsOf('findObjects').at(-1)?.args[2] as { sort?: unknown; limit?: number };
     t.same(opts.sort, { attribute: 'uuid', order: 'ASC' }, 'pages sort by uuid');

@@ -338,7 +338,10 @@ t.test('old-style agent registration and the 2.1.2 suite\'s "put/get/del agent i
         const app_uuid = randomUUID();
         const svc_uuid = randomUUID();
         const owner = String(applications()[0]?.owner_uuid);
-        const app = await h.call('POST', '/applications', { version: '*', body: { name: 'empty_test_application', owner_uuid: owner, uuid: app_uuid, params: {} } });
+        const app = await h.call('POST', '/applications', {
+            version: '*',
+            body: { name: 'empty_test_application', owner_uuid: owner, uuid: app_uuid, params: {} },
+        });
         t.equal(app.status, 200, 'create application');
         const svc = await h.call('POST', '/services', {
             version: '*',
@@ -457,7 +460,13 @@ t.test('a reinstalled agent replaces its 2.1.2 instances', async (t) => {
 
     // No duplicate pair has metadata in the dump; an agent instance that has some:
     const withMd = mustFind(
-        ALL_INSTANCES.find((i) => i.type === 'agent' && serverOf(i) && i.metadata !== undefined && (byPair.get(pairKey(i.service_uuid, serverOf(i) as string))?.length ?? 0) === 1),
+        ALL_INSTANCES.find(
+            (i) =>
+                i.type === 'agent' &&
+                serverOf(i) &&
+                i.metadata !== undefined &&
+                (byPair.get(pairKey(i.service_uuid, serverOf(i) as string))?.length ?? 0) === 1,
+        ),
         'agent instance with metadata',
     );
     await t.test(`an agent instance with metadata (${withMd.uuid})`, (t) => reinstall(t, withMd.service_uuid, serverOf(withMd) as string));
@@ -561,7 +570,11 @@ t.test('the backfill shows in /ping and /metrics; a filled cache then answers wh
     const withParams = ALL_INSTANCES.filter((i) => serverOf(i) !== undefined || typeof (i.params as JsonObject | undefined)?.image_uuid === 'string').length;
     const text = await metrics();
     t.match(text, /sapi_moray_bucket_ready\{[^}]*bucket="sapi_instances"[^}]*\} 1/, '/metrics: ready');
-    t.match(text, new RegExp(`sapi_moray_backfill_rows\\{[^}]*bucket="sapi_instances"[^}]*kind="rewritten"[^}]*\\} ${withParams}\\b`), `/metrics: ${withParams} rows rewritten`);
+    t.match(
+        text,
+        new RegExp(`sapi_moray_backfill_rows\\{[^}]*bucket="sapi_instances"[^}]*kind="rewritten"[^}]*\\} ${withParams}\\b`),
+        `/metrics: ${withParams} rows rewritten`,
+    );
     for (const row of fake.state.buckets.get('sapi_instances')?.rows.values() ?? []) {
         const v = JSON.parse(row.json) as JsonObject;
         const s = serverOf(v);

@@ -156,8 +156,7 @@ t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and f
 
     const pairs = duplicatePairs();
     t.equal(pairs.length, 5, 'the dump has 5 servers with two instances of one agent');
-    const keepOf = (server: string, service: string): string =>
-        ((agentsOn.get(server) ?? []).find((a) => a.name === service) as CnapiAgent).uuid as string;
+    const keepOf = (server: string, service: string): string => ((agentsOn.get(server) ?? []).find((a) => a.name === service) as CnapiAgent).uuid as string;
     const wantDuplicates = pairs
         .map((p) => {
             const service = (svcs.get(p.service_uuid) as { name: string }).name;
@@ -208,22 +207,31 @@ t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and f
         `${nameOf(agent)} instance ${agent.uuid} has no params.server_uuid (SAPI 2.1.2 data); this server's server.agents has it, so \`sapiadm migrate\` (or --fix) records it here`,
     );
     t.match(text.stdout, 'fix: sapiadm migrate --cnapi-url URL');
-    t.match(text.stdout, `${nameOf(stray as DumpInstance)} instance ${stray.uuid} has no params.server_uuid (SAPI 2.1.2 data), and no server.agents entry has its uuid`);
+    t.match(
+        text.stdout,
+        `${nameOf(stray as DumpInstance)} instance ${stray.uuid} has no params.server_uuid (SAPI 2.1.2 data), and no server.agents entry has its uuid`,
+    );
     const dup = wantDuplicates[0] as { server_uuid: string; service: string; instances: string[]; keep: string };
     const other = dup.instances.find((u) => u !== dup.keep) as string;
     t.match(text.stdout, /^ {2}duplicates +/m, 'labelled duplicates');
     const dupLine = text.stdout.split('\n').find((l) => l.includes(`SAPI records 2 ${dup.service} instances on this server (`) && l.includes(other)) ?? '';
     t.ok(dupLine.includes(dup.keep), 'the duplicates line names both instances', { stdout: text.stdout });
-    t.match(dupLine, `left by SAPI 2.1.2; the agent's next adoption replaces them with its own instance. server.agents reports ${dup.keep}: --fix keeps it and forgets the others`);
+    t.match(
+        dupLine,
+        `left by SAPI 2.1.2; the agent's next adoption replaces them with its own instance. server.agents reports ${dup.keep}: --fix keeps it and forgets the others`,
+    );
     t.match(text.stdout, `fix: sapiadm instances delete ${other} --record-only`);
     t.match(
         text.stdout,
-        'unplaced: 48 agent instances without params.server_uuid (47 found in a server\'s server.agents); `sapiadm migrate --cnapi-url URL` fills params.server_uuid from CNAPI server.agents',
+        "unplaced: 48 agent instances without params.server_uuid (47 found in a server's server.agents); `sapiadm migrate --cnapi-url URL` fills params.server_uuid from CNAPI server.agents",
     );
     t.match(text.stdout, "duplicates: 5 extra agent instances in 5 groups of one agent on one server; each agent's next adoption replaces them");
 
     const fixed = await sapiadm(['check', 'server-agents', '--fix', '--yes'], opts);
-    t.match(fixed.stdout, `done: forgot duplicate ${dup.service} instance ${other} on server ${dup.server_uuid}; kept ${dup.keep}, the one server.agents reports`);
+    t.match(
+        fixed.stdout,
+        `done: forgot duplicate ${dup.service} instance ${other} on server ${dup.server_uuid}; kept ${dup.keep}, the one server.agents reports`,
+    );
     t.match(fixed.stdout, `done: recorded ${nameOf(agent)} instance ${agent.uuid} on server ${placedAt.get(agent.uuid) as string}`);
     t.notMatch(fixed.stdout, 'FAILED');
     t.equal((await h.call('GET', `/instances/${other}`)).status, 404, 'the duplicate is forgotten');

@@ -58,7 +58,10 @@ t.test('sapiadm against a SAPI with data', async (t) => {
 
         exits(t, json, 0);
         t.same(json.json.map((i: { uuid: string }) => i.uuid).sort(), [...onA].sort(), 'the same two, as JSON');
-        t.ok(json.json.every((i: { type: string }) => i.type === 'vm'), 'Accept-Version ~2: type is shown');
+        t.ok(
+            json.json.every((i: { type: string }) => i.type === 'vm'),
+            'Accept-Version ~2: type is shown',
+        );
 
         exits(t, paged, 0);
         t.equal(paged.json.length, 1003, 'every instance of a 1003-instance server');
@@ -67,7 +70,22 @@ t.test('sapiadm against a SAPI with data', async (t) => {
 
     t.test('create and update with -p KEY=VALUE, KEY:=JSON and --metadata JSON', async (t) => {
         const created = await sapiadm(
-            ['services', 'create', 'etcd', '--application', 'sdc', '-p', `image_uuid=${IMAGE}`, '-p', 'count:=3', '-p', 'port=2379', '--metadata', '{"A":"b"}', '--json'],
+            [
+                'services',
+                'create',
+                'etcd',
+                '--application',
+                'sdc',
+                '-p',
+                `image_uuid=${IMAGE}`,
+                '-p',
+                'count:=3',
+                '-p',
+                'port=2379',
+                '--metadata',
+                '{"A":"b"}',
+                '--json',
+            ],
             opts,
         );
         exits(t, created, 0);

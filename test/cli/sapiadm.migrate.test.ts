@@ -56,15 +56,11 @@ t.test('migrate backfills legacy records', async (t) => {
     for (const inst of legacy) {
         await h.store.put('sapi_instances', withIndexes(inst));
     }
-    const stored = async (): Promise<unknown[]> =>
-        (await Promise.all(legacy.map((i) => h.store.get('sapi_instances', i.uuid)))).map((s) => s?.value);
+    const stored = async (): Promise<unknown[]> => (await Promise.all(legacy.map((i) => h.store.get('sapi_instances', i.uuid)))).map((s) => s?.value);
     const original = await stored();
     const opts = { url: h.url, env: { CNAPI_URL: cnapi.url, VMAPI_URL: vmapi.url } };
 
-    const [dry, noVmapi] = await Promise.all([
-        sapiadm(['migrate', '--dry-run'], opts),
-        sapiadm(['migrate', '--cnapi-url', cnapi.url], { url: h.url }),
-    ]);
+    const [dry, noVmapi] = await Promise.all([sapiadm(['migrate', '--dry-run'], opts), sapiadm(['migrate', '--cnapi-url', cnapi.url], { url: h.url })]);
     exits(t, dry, 3, 'one instance cannot be backfilled');
     t.match(dry.stdout, `${V1} (manatee vm): would set params.server_uuid=${SV} params.image_uuid=${IV}`);
     t.match(dry.stdout, `${V2} (manatee vm): would set params.server_uuid=${SV}\n`);
@@ -80,16 +76,16 @@ t.test('migrate backfills legacy records', async (t) => {
     const run = await sapiadm(['--json', 'migrate'], opts);
     exits(t, run, 3);
     t.equal(run.json.dry_run, false);
+    t.same(Object.fromEntries(run.json.changes.map((c: { uuid: string; set: unknown; applied: boolean }) => [c.uuid, [c.set, c.applied]])), {
+        [V1]: [{ server_uuid: SV, image_uuid: IV }, true],
+        [V2]: [{ server_uuid: SV }, true],
+        [AG1]: [{ server_uuid: S1, image_uuid: IA }, true],
+        [AG2]: [{ image_uuid: IC }, true],
+    });
     t.same(
-        Object.fromEntries(run.json.changes.map((c: { uuid: string; set: unknown; applied: boolean }) => [c.uuid, [c.set, c.applied]])),
-        {
-            [V1]: [{ server_uuid: SV, image_uuid: IV }, true],
-            [V2]: [{ server_uuid: SV }, true],
-            [AG1]: [{ server_uuid: S1, image_uuid: IA }, true],
-            [AG2]: [{ image_uuid: IC }, true],
-        },
+        run.json.unresolved.map((u: { uuid: string }) => u.uuid),
+        [V3],
     );
-    t.same(run.json.unresolved.map((u: { uuid: string }) => u.uuid), [V3]);
 
     const onSV = await h.call('GET', `/instances?server_uuid=${SV}`, { version: '~2' });
     t.same(onSV.body.map((i: { uuid: string }) => i.uuid).sort(), [V1, V2, DONE].sort(), 'backfilled VMs are found by server');
@@ -148,7 +144,11 @@ t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies'
         'both',
     );
     const indexOnly = lacksCopies.find((i) => !lacksParams.includes(i)) as DumpInstance;
-    t.match(dry.stdout, `${indexOnly.uuid} (${nameOf(indexOnly)} ${indexOnly.type}): would reindex (the record lacks the index copies of its params)\n`, 'index missing');
+    t.match(
+        dry.stdout,
+        `${indexOnly.uuid} (${nameOf(indexOnly)} ${indexOnly.type}): would reindex (the record lacks the index copies of its params)\n`,
+        'index missing',
+    );
     t.same(await stored(), original, '--dry-run changed nothing');
 
     exits(t, dryJson, 0);
@@ -157,10 +157,7 @@ t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies'
         for (const c of changes) out[c.kinds.join('+')] = (out[c.kinds.join('+')] ?? 0) + 1;
         return out;
     };
-    t.same(
-        [dryJson.json.dry_run, dryJson.json.checked, dryJson.json.backfilled, dryJson.json.reindexed, dryJson.json.failed],
-        [true, 290, 69, 221, 0],
-    );
+    t.same([dryJson.json.dry_run, dryJson.json.checked, dryJson.json.backfilled, dryJson.json.reindexed, dryJson.json.failed], [true, 290, 69, 221, 0]);
     t.same(kinds(dryJson.json.changes), { 'params-missing': 47, 'params-missing+index-missing': 22, 'index-missing': 221 });
     t.same(dryJson.json.unresolved, []);
     t.notOk(
@@ -173,7 +170,10 @@ t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies'
     const run = await sapiadm(['migrate'], opts);
     exits(t, run, 0);
     t.match(run.stdout, 'Backfilled 69 instances (params) and reindexed 221 (index copies) of 290.');
-    t.match(run.stdout, `${vm.uuid} (${nameOf(vm)} vm): set params.image_uuid=${vmImage.get(vm.uuid) as string}; reindexed too (the record lacked index copies)\n`);
+    t.match(
+        run.stdout,
+        `${vm.uuid} (${nameOf(vm)} vm): set params.image_uuid=${vmImage.get(vm.uuid) as string}; reindexed too (the record lacked index copies)\n`,
+    );
     t.match(run.stdout, `${indexOnly.uuid} (${nameOf(indexOnly)} ${indexOnly.type}): reindexed (the record lacked the index copies of its params)\n`);
 
     const after = (await stored()) as Record<string, unknown>[];
@@ -207,7 +207,11 @@ t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies'
         };
         return JSON.stringify(strip(v)) !== JSON.stringify(strip(o));
     });
-    t.same(changedOtherwise.map((v) => v.uuid), [], 'nothing but the server, the image and their copies changed');
+    t.same(
+        changedOtherwise.map((v) => v.uuid),
+        [],
+        'nothing but the server, the image and their copies changed',
+    );
 
     const [again, againJson] = await Promise.all([sapiadm(['migrate'], opts), sapiadm(['--json', 'migrate', '--dry-run'], opts)]);
     exits(t, again, 0, 'a second run finds nothing');
@@ -242,7 +246,11 @@ t.test('index copies only: no CNAPI or VMAPI needed; an unresolved vm is still r
     );
     t.same([run.json.backfilled, run.json.reindexed], [0, 2]);
     const found = await h.call('GET', `/instances?server_uuid=${S}`, { version: '~2' });
-    t.same(found.body.map((i: Instance) => i.params), [vmDone.params, agentDone.params], 'params unchanged');
+    t.same(
+        found.body.map((i: Instance) => i.params),
+        [vmDone.params, agentDone.params],
+        'params unchanged',
+    );
 
     // A vm VMAPI does not know: its image cannot be filled, its server copy is still written.
     const lost = { uuid: randomUUID(), service_uuid: manatee, type: 'vm', params: { server_uuid: S } } as Instance;

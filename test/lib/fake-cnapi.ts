@@ -160,9 +160,7 @@ export class FakeCnapi extends FakeHttpServer {
     addServer(s: Partial<CnapiServer> = {}): CnapiServer {
         const uuid = s.uuid ?? randomUUID();
         hostSeq += 1;
-        const agents: CnapiAgent[] = s.agents ?? [
-            { name: 'cn-agent', version: '2.13.0', image_uuid: randomUUID(), uuid: randomUUID() },
-        ];
+        const agents: CnapiAgent[] = s.agents ?? [{ name: 'cn-agent', version: '2.13.0', image_uuid: randomUUID(), uuid: randomUUID() }];
         const hostname = s.hostname ?? `cn${hostSeq}`;
         const server: CnapiServer = {
             uuid,
@@ -650,9 +648,7 @@ export class FakeCnapi extends FakeHttpServer {
                 await this.delay(this.adoptIntervalMs);
             }
         }
-        throw new TaskFailure(
-            `AgentInstall error: postinstall of ${agent} failed: could not adopt instance ${uuid} into SAPI after ${this.adoptTries} tries`,
-        );
+        throw new TaskFailure(`AgentInstall error: postinstall of ${agent} failed: could not adopt instance ${uuid} into SAPI after ${this.adoptTries} tries`);
     }
 
     private agentsUninstall(serverUuid: string, params: Record<string, unknown>): void {

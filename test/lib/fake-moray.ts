@@ -442,12 +442,7 @@ function sqlEval(q: QueryCtx, row: FakeRow, n: LdapNode): Sql {
                 test = (v) => re.test(String(v));
             } else {
                 const want = coerce(n, n.value, type);
-                test =
-                    n.type === 'equal'
-                        ? (v) => v === want
-                        : n.type === 'ge'
-                          ? (v) => cmp(v, want) >= 0
-                          : (v) => cmp(v, want) <= 0;
+                test = n.type === 'equal' ? (v) => v === want : n.type === 'ge' ? (v) => cmp(v, want) >= 0 : (v) => cmp(v, want) <= 0;
             }
             return test(col) ? 'T' : 'F';
         }
@@ -480,10 +475,7 @@ function valueEval(bucket: FakeBucket, obj: Record<string, unknown>, n: LdapNode
     const want = type === 'number' ? Number.parseFloat(String(n.value)) : n.value;
     switch (n.type) {
         case 'equal':
-            return anyOf(
-                v,
-                (x) => x === want || (type === 'boolean' && String(x).toLowerCase() === String(want).toLowerCase()),
-            );
+            return anyOf(v, (x) => x === want || (type === 'boolean' && String(x).toLowerCase() === String(want).toLowerCase()));
         case 'ge':
             return anyOf(v, (x) => cmp(x, want) >= 0);
         case 'le':
@@ -534,10 +526,7 @@ export class FakeMoray {
     private fastServer: FastServerLike | null = null;
     private readonly sockets = new Set<net.Socket>();
     private readonly failures: { rpc: string; name: string; message: string; count: number }[] = [];
-    private readonly blocks = new Map<
-        string,
-        { promise: Promise<void>; release: () => void; when: (args: unknown[]) => boolean }
-    >();
+    private readonly blocks = new Map<string, { promise: Promise<void>; release: () => void; when: (args: unknown[]) => boolean }>();
     private readonly holding = new Map<string, number>();
     private writeSeq = 0;
 
@@ -647,11 +636,7 @@ export class FakeMoray {
 
     // ---- dispatch
 
-    private dispatch(
-        name: string,
-        rpc: FastRpc,
-        fn: (args: unknown[], write: (o: unknown) => void) => void,
-    ): void {
+    private dispatch(name: string, rpc: FastRpc, fn: (args: unknown[], write: (o: unknown) => void) => void): void {
         const args = rpc.argv();
         this.requests.push({ method: name, args });
         const delay = this.latencyMs + (this.rpcLatencyMs[name] ?? 0);
@@ -879,10 +864,7 @@ export class FakeMoray {
         return new Map();
     }
 
-    private rowsOf(
-        tx: Map<string, TxBucket>,
-        b: FakeBucket,
-    ): TxBucket {
+    private rowsOf(tx: Map<string, TxBucket>, b: FakeBucket): TxBucket {
         let t = tx.get(b.name);
         if (!t) {
             t = { rows: new Map(b.rows), nextId: b.nextId };
@@ -934,13 +916,7 @@ export class FakeMoray {
         }
     }
 
-    private put(
-        tx: Map<string, TxBucket>,
-        bucket: unknown,
-        key: unknown,
-        value: unknown,
-        opts: unknown,
-    ): string {
+    private put(tx: Map<string, TxBucket>, bucket: unknown, key: unknown, value: unknown, opts: unknown): string {
         const b = this.bucket(bucket);
         if (typeof key !== 'string' || !value || typeof value !== 'object' || Array.isArray(value)) {
             throw new MorayError('InvalidArgumentError', 'key must be a string and value an object');
@@ -988,12 +964,7 @@ export class FakeMoray {
         return row._etag;
     }
 
-    private del(
-        tx: Map<string, TxBucket>,
-        bucket: unknown,
-        key: unknown,
-        opts: unknown,
-    ): void {
+    private del(tx: Map<string, TxBucket>, bucket: unknown, key: unknown, opts: unknown): void {
         const b = this.bucket(bucket);
         const t = this.rowsOf(tx, b);
         const prev = t.rows.get(String(key));

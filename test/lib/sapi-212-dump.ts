@@ -214,7 +214,9 @@ export function byUuid<T extends JsonObject>(list: T[]): Map<string, T> {
  * registered without params installed on some server that has no agent of
  * their name (`placedAt`).
  */
-export async function storeAs212(store: { put(bucket: 'sapi_applications' | 'sapi_services' | 'sapi_instances', value: JsonObject): Promise<unknown> }): Promise<{
+export async function storeAs212(store: {
+    put(bucket: 'sapi_applications' | 'sapi_services' | 'sapi_instances', value: JsonObject): Promise<unknown>;
+}): Promise<{
     dump: DumpInstance[];
     svcs: Map<string, JsonObject>;
     nameOf: (i: DumpInstance) => string;

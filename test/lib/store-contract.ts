@@ -23,17 +23,12 @@ const SERVICES = BUCKETS.services.name;
 const id = (): string => randomUUID();
 
 /** Resolves to the error if `p` rejects with an instance of `cls`, else fails. */
-async function rejectsWith<E extends Error>(
-    t: Test,
-    p: Promise<unknown>,
-    cls: abstract new (...args: never[]) => E,
-    what: string,
-): Promise<E | null> {
+async function rejectsWith<E extends Error>(t: Test, p: Promise<unknown>, cls: abstract new (...args: never[]) => E, what: string): Promise<E | null> {
     try {
         await p;
     } catch (err) {
         t.ok(err instanceof cls, `${what}: rejects with ${cls.name}`, { found: String(err) });
-        return err instanceof cls ? (err) : null;
+        return err instanceof cls ? err : null;
     }
     t.fail(`${what}: expected a ${cls.name} rejection, got success`);
     return null;
@@ -59,11 +54,7 @@ function anInstance(over: JsonObject = {}): JsonObject {
     };
 }
 
-export function storeContract(
-    t: Test,
-    makeStore: () => Promise<Store>,
-    opts: StoreContractOptions = {},
-): void {
+export function storeContract(t: Test, makeStore: () => Promise<Store>, opts: StoreContractOptions = {}): void {
     /** A fresh store for one subtest; removes what it wrote and closes it after. */
     async function setup(tt: Test): Promise<{
         store: Store;
@@ -150,12 +141,7 @@ export function storeContract(
         const second = await store.put(INSTANCES, { ...v, type: 'agent' }, { etag: cur?.etag });
         t.equal(second.value.type, 'agent', 'matching etag writes');
 
-        const e2 = await rejectsWith(
-            t,
-            store.put(INSTANCES, { ...v, type: 'lost update' }, { etag: first.etag }),
-            EtagConflictError,
-            'stale etag',
-        );
+        const e2 = await rejectsWith(t, store.put(INSTANCES, { ...v, type: 'lost update' }, { etag: first.etag }), EtagConflictError, 'stale etag');
         t.equal(e2?.key, uuid, 'error names the key');
         const now = await store.get(INSTANCES, uuid);
         t.equal(now?.value.type, 'agent', 'stale write did not land');
@@ -355,7 +341,11 @@ export function storeContract(
         t.same(await collect(and(f, oneOf('uuid', made.slice(0, 6))), 3), [made.slice(0, 3), made.slice(3, 6)], 'exact multiple');
         t.same(await collect(eq('service_uuid', id()), 3), [], 'no match: no chunks');
         const chunkOf = await store.iterate(INSTANCES, f, 7)[Symbol.asyncIterator]().next();
-        t.same((chunkOf.value as Stored[] | undefined)?.map((s) => s.value.service_uuid), Array(7).fill(svc), 'chunks hold stored values');
+        t.same(
+            (chunkOf.value as Stored[] | undefined)?.map((s) => s.value.service_uuid),
+            Array(7).fill(svc),
+            'chunks hold stored values',
+        );
     });
 
     t.test('batch applies every operation', async (t) => {

@@ -20,7 +20,13 @@ t.test('vm creates under every VMAPI fault', async (t) => {
     const faults: [string, (env: Awaited<ReturnType<typeof startVmEnv>>) => Promise<void> | void, RegExp][] = [
         ['VMAPI down', async (e) => e.vmapi.down(), /VMAPI unavailable/],
         ['VMAPI 500 on create', (e) => e.vmapi.failNext('POST /vms', 500, { code: 'InternalError', message: 'boom' }), /VMAPI error 500: boom/],
-        ['VMAPI slow (over the request timeout)', (e) => { e.vmapi.latencyMs = 1500; }, /VMAPI request timed out/],
+        [
+            'VMAPI slow (over the request timeout)',
+            (e) => {
+                e.vmapi.latencyMs = 1500;
+            },
+            /VMAPI request timed out/,
+        ],
         ['provision job fails', (e) => e.vmapi.failNextJob('zone failed to boot'), /zone failed to boot/],
         ['provision job hangs (deadline)', (e) => e.vmapi.hangNextJob(), /timed out/],
         ['IMGAPI down', async (e) => e.imgapi.down(), /IMGAPI unavailable/],
@@ -47,9 +53,28 @@ t.test('agent creates under every CNAPI fault', async (t) => {
     const svc = w.svc['vm-agent']?.uuid;
     const faults: [string, () => Promise<void> | void, RegExp, () => Promise<void> | void][] = [
         ['CNAPI down', () => w.cnapi.down(), /CNAPI unavailable/, () => w.cnapi.up()],
-        ['CNAPI 500 on install', () => w.cnapi.failNext('POST /servers/:uuid/install-agent', 500, { code: 'InternalError', message: 'Precondition failed: no connection moray' }), /CNAPI error 500/, () => undefined],
-        ['CNAPI slow (over the request timeout)', () => { w.cnapi.latencyMs = 1500; }, /CNAPI request timed out/, () => { w.cnapi.latencyMs = 0; }],
-        ['task fails', () => w.cnapi.failNextTask('AgentInstall error: Image not found'), /failed with error: AgentInstall error: Image not found/, () => undefined],
+        [
+            'CNAPI 500 on install',
+            () => w.cnapi.failNext('POST /servers/:uuid/install-agent', 500, { code: 'InternalError', message: 'Precondition failed: no connection moray' }),
+            /CNAPI error 500/,
+            () => undefined,
+        ],
+        [
+            'CNAPI slow (over the request timeout)',
+            () => {
+                w.cnapi.latencyMs = 1500;
+            },
+            /CNAPI request timed out/,
+            () => {
+                w.cnapi.latencyMs = 0;
+            },
+        ],
+        [
+            'task fails',
+            () => w.cnapi.failNextTask('AgentInstall error: Image not found'),
+            /failed with error: AgentInstall error: Image not found/,
+            () => undefined,
+        ],
         ['task hangs (deadline)', () => w.cnapi.hangNextTask(), /timed out/, () => undefined],
         ['task never persisted', () => w.cnapi.dropNextTask(), /./, () => undefined],
     ];

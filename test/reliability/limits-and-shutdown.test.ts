@@ -44,10 +44,12 @@ t.test('SIGTERM: in-flight requests finish, then the process exits 0', async (t)
     const child = await childSapi(t);
     const url = child.url;
     const proc = await child.start();
-    const h = { call: async (m: string, p: string, o: { body?: unknown } = {}) => {
-        const r = await fetch(url + p, { method: m, headers: { 'content-type': 'application/json' }, body: JSON.stringify(o.body) });
-        return { status: r.status, body: (await r.json()) as { uuid: string } };
-    } };
+    const h = {
+        call: async (m: string, p: string, o: { body?: unknown } = {}) => {
+            const r = await fetch(url + p, { method: m, headers: { 'content-type': 'application/json' }, body: JSON.stringify(o.body) });
+            return { status: r.status, body: (await r.json()) as { uuid: string } };
+        },
+    };
     const app = (await h.call('POST', '/applications', { body: { name: 'sdc', owner_uuid: OWNER } })).body;
     const svc = (await h.call('POST', '/services', { body: { name: 's', application_uuid: app.uuid } })).body;
     await Promise.all(

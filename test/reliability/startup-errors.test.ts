@@ -71,7 +71,6 @@ function failsWith(t: Tap, r: Run, re: RegExp, what: string): void {
     t.notMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
 }
 
-
 /** Run the jobs four at a time (each is a whole node start); results in order. */
 async function inParallel<R>(jobs: (() => Promise<R>)[]): Promise<R[]> {
     const out: R[] = [];
@@ -123,7 +122,13 @@ t.test('usage errors: -f without a path, unknown flags, stray arguments', async 
         ['an unknown short flag', ['-x'], /unknown option -x/],
         ['a path without -f', ['config.json'], /unexpected argument "config.json"/],
     ];
-    const runs = await inParallel(cases.map(([, args]) => () => runSapi(args)));
+    const runs = await inParallel(
+        cases.map(
+            ([, args]) =>
+                () =>
+                    runSapi(args),
+        ),
+    );
     cases.forEach(([what, , re], i) => failsWith(t, runs[i] as Run, re, what));
 });
 
@@ -136,8 +141,12 @@ t.test('bad config: every key is checked before anything starts', async (t) => {
         ['unknown nested key', { ...base, store: { ...base.store, pth: '/x' } }, /unknown config key "store\.pth" \(did you mean "store\.path"\?\)$/],
         ['unknown key, nothing close', { ...base, xyzzy: 1 }, /unknown config key "xyzzy"$/],
         ['unknown key in a service', { ...base, vmapi: { url: 'http://vmapi', uri: 'x' } }, /unknown config key "vmapi\.uri" \(did you mean "vmapi\.url"\?\)/],
-        ['log level not bunyan\'s', { ...base, log_level: 'verbose' }, /config key "log_level" must be one of trace, debug, info, warn, error, fatal/],
-        ['service url without a scheme', { ...base, cnapi: { url: 'cnapi.example.com' } }, /config key "cnapi\.url" must be an http:\/\/ or https:\/\/ URL \(got "cnapi\.example\.com"\)/],
+        ["log level not bunyan's", { ...base, log_level: 'verbose' }, /config key "log_level" must be one of trace, debug, info, warn, error, fatal/],
+        [
+            'service url without a scheme',
+            { ...base, cnapi: { url: 'cnapi.example.com' } },
+            /config key "cnapi\.url" must be an http:\/\/ or https:\/\/ URL \(got "cnapi\.example\.com"\)/,
+        ],
         ['service url of another scheme', { ...base, papi: { url: 'ftp://papi' } }, /config key "papi\.url" must be an http/],
         ['port above 65535', { ...base, port: 65536 }, /config key "port" must be from 0 to 65535 \(got 65536\)/],
         ['negative metricsPort', { ...base, metricsPort: -1 }, /config key "metricsPort" must be from 0 to 65535 \(got -1\)/],
@@ -148,7 +157,13 @@ t.test('bad config: every key is checked before anything starts', async (t) => {
         ['not JSON', '{"port": 80,', /config file .*bad-\d+\.json is not JSON/],
         ['not an object', '[]', /the configuration must be a JSON object/],
     ];
-    const runs = await inParallel(cases.map(([, config], i) => () => runSapi(['-f', writeConfig(dir, `bad-${i}.json`, config)])));
+    const runs = await inParallel(
+        cases.map(
+            ([, config], i) =>
+                () =>
+                    runSapi(['-f', writeConfig(dir, `bad-${i}.json`, config)]),
+        ),
+    );
     cases.forEach(([what, , re], i) => {
         const r = runs[i] as Run;
         failsWith(t, r, re, what);
@@ -180,8 +195,19 @@ t.test('a port in use: one line naming it, and the store is let go', async (t) =
     failsWith(t, r, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(config key "port"\\): the port is in use`), 'port in use');
     t.notOk(existsSync(`${store}.lock`), 'the store lock was released on the way out');
 
-    const metricsConfig = writeConfig(dir, 'metrics.json', { port: await freePort(), metricsPort: port, host: '127.0.0.1', log_level: 'fatal', store: { path: store } });
-    failsWith(t, await runSapi(['-f', metricsConfig]), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(config key "metricsPort"\\)`), 'metricsPort in use');
+    const metricsConfig = writeConfig(dir, 'metrics.json', {
+        port: await freePort(),
+        metricsPort: port,
+        host: '127.0.0.1',
+        log_level: 'fatal',
+        store: { path: store },
+    });
+    failsWith(
+        t,
+        await runSapi(['-f', metricsConfig]),
+        new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(config key "metricsPort"\\)`),
+        'metricsPort in use',
+    );
 });
 
 t.test('an unwritable store directory', async (t) => {
@@ -191,8 +217,18 @@ t.test('an unwritable store directory', async (t) => {
     chmodSync(locked, 0o555);
     const inside = writeConfig(dir, 'a.json', { port: await freePort(), host: '127.0.0.1', log_level: 'fatal', store: { path: join(locked, 'sapi.sqlite') } });
     failsWith(t, await runSapi(['-f', inside], {}, true), new RegExp(`store directory ${locked} is not writable: permission denied`), 'existing directory');
-    const below = writeConfig(dir, 'b.json', { port: await freePort(), host: '127.0.0.1', log_level: 'fatal', store: { path: join(locked, 'data', 'sapi.sqlite') } });
-    failsWith(t, await runSapi(['-f', below], {}, true), new RegExp(`cannot create the store directory ${locked}/data: permission denied`), 'directory to create');
+    const below = writeConfig(dir, 'b.json', {
+        port: await freePort(),
+        host: '127.0.0.1',
+        log_level: 'fatal',
+        store: { path: join(locked, 'data', 'sapi.sqlite') },
+    });
+    failsWith(
+        t,
+        await runSapi(['-f', below], {}, true),
+        new RegExp(`cannot create the store directory ${locked}/data: permission denied`),
+        'directory to create',
+    );
 });
 
 t.test('a read-only database file', async (t) => {

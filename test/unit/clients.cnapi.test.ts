@@ -20,10 +20,7 @@ interface HasTeardown {
     teardown(fn: () => unknown): void;
 }
 
-async function setup(
-    t: HasTeardown,
-    opts: FakeCnapiOptions = {},
-): Promise<{ cnapi: FakeCnapi; client: CnapiClient }> {
+async function setup(t: HasTeardown, opts: FakeCnapiOptions = {}): Promise<{ cnapi: FakeCnapi; client: CnapiClient }> {
     const cnapi = await startFakeCnapi(opts);
     const client = new CnapiClient({ url: cnapi.url, timeoutMs: 2000 });
     t.teardown(async () => {
@@ -71,25 +68,41 @@ void t.test('getServer, ping and listServers (extras, filters, auto-paging)', as
         ],
         'pages until a short page',
     );
-    t.notOk(all.some((s) => 'agents' in s), 'no agents without extras');
-    t.notOk(all.some((s) => 'status' in s), 'no status without extras');
+    t.notOk(
+        all.some((s) => 'agents' in s),
+        'no agents without extras',
+    );
+    t.notOk(
+        all.some((s) => 'status' in s),
+        'no status without extras',
+    );
 
     const withAgents = await client.listServers({ extras: 'agents', setup: true });
     t.equal(withAgents.length, 4);
     t.ok(withAgents.every((s) => Array.isArray(s.agents) && s.status === 'running' && !('sysinfo' in s)));
 
     const picked = await client.listServers({ uuids: [s2.uuid, s4.uuid], extras: ['all'] });
-    t.same(picked.map((s) => s.hostname), ['cn2x', 'cn4x']);
+    t.same(
+        picked.map((s) => s.hostname),
+        ['cn2x', 'cn4x'],
+    );
     t.ok(picked[0]?.sysinfo && picked[0]?.vms);
 
     const page = await client.listServers({ limit: 1, offset: 1 });
-    t.same(page.map((s) => s.hostname), ['cn2x'], 'explicit limit/offset: one request, no paging');
+    t.same(
+        page.map((s) => s.hostname),
+        ['cn2x'],
+        'explicit limit/offset: one request, no paging',
+    );
 
     // Long uuid lists are split so URLs stay short.
     cnapi.clearRequests();
     const many = [...Array.from({ length: 230 }, () => randomUUID()), s1.uuid];
     const found = await client.listServers({ uuids: many });
-    t.same(found.map((s) => s.uuid), [s1.uuid]);
+    t.same(
+        found.map((s) => s.uuid),
+        [s1.uuid],
+    );
     t.equal(cnapi.requests.length, 3);
     t.same(await client.listServers({ uuids: [] }), []);
 
@@ -115,10 +128,16 @@ void t.test('install-agent: task completes, server.agents updated from the IMGAP
 
     const { id } = await client.installAgent(server.uuid, v1.uuid, { reqId: 'r-1' });
     t.match(cnapi.state.tasks.get(id), { status: 'active', task: 'agent_install', server_uuid: server.uuid, req_id: 'r-1' });
-    t.notOk(cnapi.agentsOf(server.uuid).some((a) => a.name === 'cmon-agent'), 'not installed before the task ends');
+    t.notOk(
+        cnapi.agentsOf(server.uuid).some((a) => a.name === 'cmon-agent'),
+        'not installed before the task ends',
+    );
     const task = await client.pollTask(id, FAST);
     t.equal(task.status, 'complete');
-    t.same(task.history?.map((h) => [h.name, h.event]), [['finish', {}]]);
+    t.same(
+        task.history?.map((h) => [h.name, h.event]),
+        [['finish', {}]],
+    );
 
     const installed = (await client.getServer(server.uuid)).agents?.find((a) => a.name === 'cmon-agent');
     t.match(installed, { name: 'cmon-agent', version: '1.20.0', image_uuid: v1.uuid, uuid: /^[0-9a-f-]{36}$/ });
@@ -198,9 +217,7 @@ void t.test('a task that is never written: 404 forever fails after the grace per
     cnapi.dropNextTask();
     const { id } = await client.installAgent(server.uuid, randomUUID());
     await t.rejects(client.getTask(id), { statusCode: 404, message: 'no such task found' });
-    const err = await rejection(
-        client.pollTask(id, { intervalMs: 20, deadlineMs: 5000, notFoundGraceMs: 150, server: server.uuid }),
-    );
+    const err = await rejection(client.pollTask(id, { intervalMs: 20, deadlineMs: 5000, notFoundGraceMs: 150, server: server.uuid }));
     t.match(err, {
         statusCode: 500,
         restCode: 'AgentTaskFailedError',
@@ -300,7 +317,10 @@ void t.test('refresh-agents: null when CNAPI has no such route, else a task', as
     t.ok(res?.id);
     const task = await client.pollTask(res?.id ?? '', FAST);
     t.equal(task.task, 'refresh_agents');
-    t.match(cnapi.agentsOf(server.uuid).find((a) => a.name === 'smartlogin'), { image_uuid: image });
+    t.match(
+        cnapi.agentsOf(server.uuid).find((a) => a.name === 'smartlogin'),
+        { image_uuid: image },
+    );
 
     // An unknown server is still an error, not "unsupported".
     await t.rejects(client.refreshAgents(randomUUID()), { statusCode: 404, message: /^Server .* not found$/ });
@@ -513,7 +533,12 @@ void t.test('self-adoption failing every try fails the install and leaves server
 
     const { id } = await client.installAgent(server.uuid, image);
     const err = (await rejection(client.pollTask(id, FAST))) as TaskError;
-    t.match(err.message, new RegExp(`^Task ${id} failed with error: AgentInstall error: postinstall of firewaller failed: could not adopt instance \\S+ into SAPI after 10 tries \\(server ${server.uuid}\\)$`));
+    t.match(
+        err.message,
+        new RegExp(
+            `^Task ${id} failed with error: AgentInstall error: postinstall of firewaller failed: could not adopt instance \\S+ into SAPI after 10 tries \\(server ${server.uuid}\\)$`,
+        ),
+    );
     t.equal(cnapi.state.adoptions.length, 10);
     t.equal(sapi.requests.filter((r) => r.method === 'POST').length, 10);
     t.same(sapi.requests.find((r) => r.method === 'POST')?.body, {

@@ -105,14 +105,18 @@ void t.test('jobError table', (t) => {
     });
     t.equal(jobError(base({ execution: 'succeeded', chain_results: [{ name: 'a', result: 'OK', error: '' }] })), null);
     t.equal(jobError(base({ chain_results: [{ name: 'a', error: { name: 'E', message: 'm' } }] })), 'm');
-    t.equal(
-        jobError(base({ chain_results: [{ name: 'a', error: { code: 'X' } }] })),
-        'job destroy-7.3.0 (j1) failed: a: {"code":"X"}',
-    );
+    t.equal(jobError(base({ chain_results: [{ name: 'a', error: { code: 'X' } }] })), 'job destroy-7.3.0 (j1) failed: a: {"code":"X"}');
     t.equal(jobError(base({ chain_results: [] })), 'job destroy-7.3.0 (j1) failed');
     t.equal(jobError(base({ execution: 'canceled', chain_results: [{ name: 'a', result: 'OK', error: '' }] })), 'job destroy-7.3.0 (j1) canceled');
     t.equal(
-        jobError(base({ chain_results: [{ name: 'a', error: { message: 'first' } }, { name: 'b', result: 'OK', error: '' }] })),
+        jobError(
+            base({
+                chain_results: [
+                    { name: 'a', error: { message: 'first' } },
+                    { name: 'b', result: 'OK', error: '' },
+                ],
+            }),
+        ),
         'job destroy-7.3.0 (j1) failed',
         'only the last chain result counts',
     );

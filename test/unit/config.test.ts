@@ -66,7 +66,10 @@ t.test('unknown keys at every level fail, suggesting the closest known key', asy
     t.equal(bad({ logLevel: 'debug' }), 'config.json: unknown config key "logLevel" (did you mean "log_level"?)');
     t.equal(bad({ store: { pth: '/x' } }), 'config.json: unknown config key "store.pth" (did you mean "store.path"?)');
     t.equal(bad({ moray: { hots: 'm' } }), 'config.json: unknown config key "moray.hots" (did you mean "moray.host"?)');
-    t.equal(bad({ deploy: { taskPolIntervalMs: 5 } }), 'config.json: unknown config key "deploy.taskPolIntervalMs" (did you mean "deploy.taskPollIntervalMs"?)');
+    t.equal(
+        bad({ deploy: { taskPolIntervalMs: 5 } }),
+        'config.json: unknown config key "deploy.taskPolIntervalMs" (did you mean "deploy.taskPollIntervalMs"?)',
+    );
     t.equal(bad({ vmapi: { url: 'http://vmapi', urls: [] } }), 'config.json: unknown config key "vmapi.urls" (did you mean "vmapi.url"?)');
     t.equal(
         bad({ moray: { host: 'm', cueballOptions: { resolver: ['binder'] } } }),
@@ -77,7 +80,11 @@ t.test('unknown keys at every level fail, suggesting the closest known key', asy
         'config.json: unknown config key "moray.cueballOptions.recovery.default.maxdelay" (did you mean "moray.cueballOptions.recovery.default.maxDelay"?)',
     );
     t.equal(bad({ frobnicate: true }), 'config.json: unknown config key "frobnicate"', 'no suggestion when nothing is close');
-    t.match(bad({ metricPort: 1, xyzzy: 2, port: -1 }), /unknown config key "metricPort".* \(and 2 more problems\)$/, 'the first problem, and a count of the rest');
+    t.match(
+        bad({ metricPort: 1, xyzzy: 2, port: -1 }),
+        /unknown config key "metricPort".* \(and 2 more problems\)$/,
+        'the first problem, and a count of the rest',
+    );
 });
 
 t.test('log levels: bunyan names (any case) and level numbers', async (t) => {
@@ -88,7 +95,10 @@ t.test('log levels: bunyan names (any case) and level numbers', async (t) => {
     t.equal(bunyanLevel(parseConfig({ log_level: 30 }).log_level), 30, 'a number');
     t.equal(bunyanLevel(parseConfig({ log_level: '50' }).log_level), 50, 'a number as config-agent renders it');
     t.equal(bunyanLevel(parseConfig({}).log_level), 'info');
-    t.throws(() => parseConfig({ log_level: 'verbose' }), /config key "log_level" must be one of trace, debug, info, warn, error, fatal, 10, 20, 30, 40, 50, 60 \(got "verbose"\)/);
+    t.throws(
+        () => parseConfig({ log_level: 'verbose' }),
+        /config key "log_level" must be one of trace, debug, info, warn, error, fatal, 10, 20, 30, 40, 50, 60 \(got "verbose"\)/,
+    );
     t.throws(() => parseConfig({ log_level: 35 }), /config key "log_level" must be one of/);
 });
 
@@ -97,7 +107,11 @@ t.test('service URLs are http or https URLs with a host', async (t) => {
         t.equal(parseConfig({ [svc]: { url: `http://${svc}.coal.example.com` } })[svc as 'vmapi']?.url, `http://${svc}.coal.example.com`);
         t.ok(parseConfig({ [svc]: { url: `https://10.99.99.9:8443/base` } }), `${svc}: https with a port and path`);
         for (const url of [`${svc}.coal.example.com`, `ftp://${svc}`, 'http://', '']) {
-            t.throws(() => parseConfig({ [svc]: { url } }), new RegExp(`config key "${svc}\\.url" must be an http:// or https:// URL`), `${svc}: ${JSON.stringify(url)}`);
+            t.throws(
+                () => parseConfig({ [svc]: { url } }),
+                new RegExp(`config key "${svc}\\.url" must be an http:// or https:// URL`),
+                `${svc}: ${JSON.stringify(url)}`,
+            );
         }
         t.throws(() => parseConfig({ [svc]: {} }), new RegExp(`config key "${svc}\\.url" is required`));
     }
@@ -117,7 +131,10 @@ t.test('ports: 0 to 65535', async (t) => {
 t.test('rules across keys', async (t) => {
     t.throws(() => parseConfig({ store: { backend: 'moray' } }), /config key "store\.backend" is "moray", which needs "moray\.host" or "moray\.srvDomain"/);
     t.ok(parseConfig({ store: { backend: 'moray' }, moray: { srvDomain: 'moray.coal.example.com' } }));
-    t.throws(() => parseConfig({ moray: { host: 'm', cueballOptions: { target: 2 } } }), /config key "moray\.cueballOptions\.target" needs "moray\.cueballOptions\.maximum" as well/);
+    t.throws(
+        () => parseConfig({ moray: { host: 'm', cueballOptions: { target: 2 } } }),
+        /config key "moray\.cueballOptions\.target" needs "moray\.cueballOptions\.maximum" as well/,
+    );
     t.ok(parseConfig({ moray: { host: 'm', cueballOptions: { target: 2, maximum: 8 } } }));
     t.throws(() => parseConfig([]), /the configuration must be a JSON object/);
     t.throws(() => parseConfig('port=80'), /the configuration must be a JSON object/);

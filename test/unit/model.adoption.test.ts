@@ -109,7 +109,10 @@ t.test('a new uuid replaces every instance of the service on that server, carryi
     const m2 = await aManifest(ctx);
     const server = randomUUID();
     const otherServer = randomUUID();
-    const old1 = await legacy(ctx, agentInst(agent, { server_uuid: server, image_uuid: randomUUID(), a: 1 }, { metadata: { ONE: 1, SHARED: 'old1' }, manifests: { one: m1.uuid } }));
+    const old1 = await legacy(
+        ctx,
+        agentInst(agent, { server_uuid: server, image_uuid: randomUUID(), a: 1 }, { metadata: { ONE: 1, SHARED: 'old1' }, manifests: { one: m1.uuid } }),
+    );
     const old2 = await legacy(ctx, agentInst(agent, { server_uuid: server, b: 2 }, { metadata: { TWO: 2 }, manifests: { two: m2.uuid } }));
     const elsewhere = await legacy(ctx, agentInst(agent, { server_uuid: otherServer }));
     const sibling = await legacy(ctx, agentInst(otherAgent, { server_uuid: server }));
@@ -195,15 +198,12 @@ t.test('a sibling changed between the read and the write: retried, its latest me
     t.strictSame(await onServer(ctx, agent, server), [out.uuid]);
 });
 
-t.test(
-    'two new uuids adopted at once on one server leave one instance',
-    async (t) => {
-        const { ctx, agent } = await world(t);
-        const server = randomUUID();
-        await Promise.allSettled([adoptAgent(ctx, agentInst(agent, { server_uuid: server })), adoptAgent(ctx, agentInst(agent, { server_uuid: server }))]);
-        t.equal((await onServer(ctx, agent, server)).length, 1);
-    },
-);
+t.test('two new uuids adopted at once on one server leave one instance', async (t) => {
+    const { ctx, agent } = await world(t);
+    const server = randomUUID();
+    await Promise.allSettled([adoptAgent(ctx, agentInst(agent, { server_uuid: server })), adoptAgent(ctx, agentInst(agent, { server_uuid: server }))]);
+    t.equal((await onServer(ctx, agent, server)).length, 1);
+});
 
 t.test('createInstance records agents through adoption where it only records', async (t) => {
     for (const [mode, v2] of [
@@ -229,8 +229,20 @@ t.test('createInstance records agents through adoption where it only records', a
 t.test('full mode, v2: an agent is installed, not adopted: it needs its image, server and deployer', async (t) => {
     const { ctx, agent } = await world(t, { mode: 'full' });
     const v2 = reqInfo(true);
-    isSapiError(t, await rejection(createInstance(ctx, v2, { service_uuid: agent.uuid, params: { server_uuid: randomUUID() } })), 409, 'MissingParameter', 'missing required keys: params.image_uuid');
-    isSapiError(t, await rejection(createInstance(ctx, v2, { service_uuid: agent.uuid, params: { image_uuid: randomUUID() } })), 409, 'MissingParameter', 'missing required keys: params.server_uuid');
+    isSapiError(
+        t,
+        await rejection(createInstance(ctx, v2, { service_uuid: agent.uuid, params: { server_uuid: randomUUID() } })),
+        409,
+        'MissingParameter',
+        'missing required keys: params.image_uuid',
+    );
+    isSapiError(
+        t,
+        await rejection(createInstance(ctx, v2, { service_uuid: agent.uuid, params: { image_uuid: randomUUID() } })),
+        409,
+        'MissingParameter',
+        'missing required keys: params.server_uuid',
+    );
     isSapiError(
         t,
         await rejection(createInstance(ctx, v2, { service_uuid: agent.uuid, params: { image_uuid: randomUUID(), server_uuid: randomUUID() } })),
@@ -247,6 +259,9 @@ t.test("the deployers' record operations adopt the same way", async (t) => {
     const old = await records.adoptAgent(agentInst(agent, { server_uuid: server }, { metadata: { KEEP: 1 } }));
     const fresh = await records.adoptAgent(agentInst(agent, { server_uuid: server }));
     t.strictSame(fresh.metadata, { KEEP: 1 });
-    t.strictSame((await records.findOnServer(agent.uuid, server)).map((i) => i.uuid), [fresh.uuid]);
+    t.strictSame(
+        (await records.findOnServer(agent.uuid, server)).map((i) => i.uuid),
+        [fresh.uuid],
+    );
     t.equal(await records.get(old.uuid), null);
 });

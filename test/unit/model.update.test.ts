@@ -191,10 +191,7 @@ for (const { kind, update, make } of SUBJECTS) {
         );
 
         const etag = (await stored(ctx, kind, uuid)).etag;
-        const results = await Promise.allSettled([
-            update(ctx, uuid, { metadata: { A: 1 } }, [etag]),
-            update(ctx, uuid, { metadata: { B: 1 } }, [etag]),
-        ]);
+        const results = await Promise.allSettled([update(ctx, uuid, { metadata: { A: 1 } }, [etag]), update(ctx, uuid, { metadata: { B: 1 } }, [etag])]);
         t.strictSame(results.map((r) => r.status).sort(), ['fulfilled', 'rejected'], 'exactly one conditional writer wins');
         const lost = results.find((r) => r.status === 'rejected');
         isSapiError(t, lost?.reason, 412, 'PreconditionFailed', `${kind} ${uuid} was changed by another request`);

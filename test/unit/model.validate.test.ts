@@ -68,7 +68,13 @@ t.test('a wrong type: "<field> must be <type>", alternatives joined with "or"', 
 
 t.test('an enum: "<field> must be one of: …" with the allowed values as JSON', async (t) => {
     isSapiError(t, failure('ListInstances', { type: 'zone' }), 409, 'InvalidArgument', 'type must be one of: "vm", "agent"');
-    isSapiError(t, failure('CreateInstance', { service_uuid: UUID, master: 'yes' }), 409, 'InvalidArgument', 'master must be one of: true, false, "true", "false", "1", "0", ""');
+    isSapiError(
+        t,
+        failure('CreateInstance', { service_uuid: UUID, master: 'yes' }),
+        409,
+        'InvalidArgument',
+        'master must be one of: true, false, "true", "false", "1", "0", ""',
+    );
 });
 
 t.test('a pattern: "<field> is invalid"', async (t) => {
@@ -84,7 +90,11 @@ t.test('several invalid fields: all in `errors`, the message is the first', asyn
         { field: 'params', code: 'Invalid', message: 'params must be object' },
         { field: 'metadata', code: 'Invalid', message: 'metadata must be object' },
     ]);
-    t.strictSame((err as SapiError).toJSON(), { code: 'InvalidArgument', message: 'service_uuid must be a UUID', errors: details(err) }, 'the body restify sends');
+    t.strictSame(
+        (err as SapiError).toJSON(),
+        { code: 'InvalidArgument', message: 'service_uuid must be a UUID', errors: details(err) },
+        'the body restify sends',
+    );
 });
 
 t.test('isUuid: the 8-4-4-4-12 hex form, either case, strings only', async (t) => {

@@ -114,7 +114,13 @@ t.test('without onTimeout: 504 TaskTimeoutError "<what> timed out after <n>s"', 
     const clock = fakeClock();
     const err = await rejection(poll({ intervalMs: 100, deadlineMs: 1500, check: async () => undefined, what: 'VMAPI job 42', clock }));
     isSapiError(t, err, 504, 'TaskTimeoutError', 'VMAPI job 42 timed out after 1.5s');
-    isSapiError(t, await rejection(poll({ intervalMs: 1, deadlineMs: 0, check: async () => undefined, clock })), 504, 'TaskTimeoutError', 'wait timed out after 0s');
+    isSapiError(
+        t,
+        await rejection(poll({ intervalMs: 1, deadlineMs: 0, check: async () => undefined, clock })),
+        504,
+        'TaskTimeoutError',
+        'wait timed out after 0s',
+    );
 });
 
 t.test('a check that throws ends the wait with its error: no more checks, no timeout error', async (t) => {
@@ -143,7 +149,7 @@ t.test('a check that throws ends the wait with its error: no more checks, no tim
     t.equal(checks, 2);
 });
 
-t.test('tolerated errors are the check\'s own business: caught, counted, polled again', async (t) => {
+t.test("tolerated errors are the check's own business: caught, counted, polled again", async (t) => {
     const clock = fakeClock();
     let errors = 0;
     let calls = 0;
@@ -166,7 +172,7 @@ t.test('tolerated errors are the check\'s own business: caught, counted, polled 
     t.equal(calls, 4);
 });
 
-t.test('abort: before the first check, the signal\'s reason; no check runs', async (t) => {
+t.test("abort: before the first check, the signal's reason; no check runs", async (t) => {
     const clock = fakeClock();
     const ac = new AbortController();
     const reason = new Error('shutting down');

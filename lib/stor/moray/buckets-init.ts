@@ -248,13 +248,9 @@ export class BucketsInitializer {
             let saved: BackfillState | null;
             if (created.has(def.name)) {
                 saved = finishedState(def.version);
-                await this.retrying(`record backfill of ${def.name}`, () =>
-                    saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState),
-                );
+                await this.retrying(`record backfill of ${def.name}`, () => saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState));
             } else {
-                saved = await this.retrying(`read backfill state of ${def.name}`, () =>
-                    loadBackfillState(this.client, this.metaBucket, def.name),
-                );
+                saved = await this.retrying(`read backfill state of ${def.name}`, () => loadBackfillState(this.client, this.metaBucket, def.name));
             }
             if (saved?.done && saved.version >= def.version) {
                 state.backfill = { ...saved, rate: 0 };
@@ -267,7 +263,10 @@ export class BucketsInitializer {
         this.setup.resolve();
         this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
         for (const def of toReindex) {
-            await this.reindexBucket(def, toBackfill.some((x) => x.def.name === def.name));
+            await this.reindexBucket(
+                def,
+                toBackfill.some((x) => x.def.name === def.name),
+            );
         }
         for (const { def, from } of toBackfill) {
             await this.backfillBucket(def, from);
@@ -337,10 +336,7 @@ export class BucketsInitializer {
         if (b.version < def.version) {
             try {
                 await this.client.updateBucket(def.name, cfg);
-                this.log.info(
-                    { bucket: def.name, from: b.version, to: def.version },
-                    'updated moray bucket; reindexing follows',
-                );
+                this.log.info({ bucket: def.name, from: b.version, to: def.version }, 'updated moray bucket; reindexing follows');
             } catch (err) {
                 // Another SAPI updated it first: fine.
                 if (!(err instanceof MorayRequestError && err.morayName === 'BucketVersionError')) {
@@ -352,10 +348,7 @@ export class BucketsInitializer {
                 throw new StoreUnavailableError(`moray bucket ${def.name} disappeared during update`);
             }
         } else if (b.version > def.version) {
-            this.log.warn(
-                { bucket: def.name, stored: b.version, ours: def.version },
-                'moray bucket is newer than this SAPI; leaving it as is',
-            );
+            this.log.warn({ bucket: def.name, stored: b.version, ours: def.version }, 'moray bucket is newer than this SAPI; leaving it as is');
         }
         return { bucket: b, created: false };
     }
@@ -364,9 +357,7 @@ export class BucketsInitializer {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
         for (;;) {
-            const res = await this.retrying(`reindex bucket ${def.name}`, () =>
-                this.client.reindexObjects(def.name, this.batchSize),
-            );
+            const res = await this.retrying(`reindex bucket ${def.name}`, () => this.client.reindexObjects(def.name, this.batchSize));
             state.reindexed += res.processed;
             if (res.processed === 0) {
                 break;

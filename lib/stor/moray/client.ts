@@ -243,12 +243,7 @@ export function translateError(err: unknown, ctx: ErrorContext = {}): StoreError
         case 'EtagConflictError': {
             const actual = str(c.actual);
             const expected = ctx.expected !== undefined ? ctx.expected : (str(c.expected) ?? null);
-            return new EtagConflictError(
-                bucket,
-                key,
-                expected === 'null' ? null : expected,
-                actual === undefined || actual === 'null' ? null : actual,
-            );
+            return new EtagConflictError(bucket, key, expected === 'null' ? null : expected, actual === undefined || actual === 'null' ? null : actual);
         }
         case 'UniqueAttributeError':
             return new UniqueError(bucket, key);
@@ -397,9 +392,7 @@ export class MorayClient {
 
     async putObject(bucket: string, key: string, value: JsonObject, opts: WriteOptions = {}): Promise<{ etag: string }> {
         const o = opts.etag === undefined ? {} : { etag: opts.etag };
-        const res = await this.call<{ etag?: string }>({ bucket, key, expected: opts.etag }, (cb) =>
-            this.raw.putObject(bucket, key, value, o, cb),
-        );
+        const res = await this.call<{ etag?: string }>({ bucket, key, expected: opts.etag }, (cb) => this.raw.putObject(bucket, key, value, o, cb));
         if (typeof res?.etag !== 'string') {
             throw new StoreUnavailableError(`moray putObject ${bucket}/${key}: reply has no etag`);
         }
@@ -419,9 +412,7 @@ export class MorayClient {
 
     delObject(bucket: string, key: string, opts: WriteOptions = {}): Promise<void> {
         const o = opts.etag === undefined ? {} : { etag: opts.etag };
-        return this.call<unknown>({ bucket, key, expected: opts.etag }, (cb) =>
-            this.raw.deleteObject(bucket, key, o, cb),
-        ).then(() => undefined);
+        return this.call<unknown>({ bucket, key, expected: opts.etag }, (cb) => this.raw.deleteObject(bucket, key, o, cb)).then(() => undefined);
     }
 
     /** Streams matching records. Always give `limit` (Moray's default is 1000). */
@@ -469,11 +460,7 @@ export class MorayClient {
                     this.requestTimeoutMs > 0
                         ? setTimeout(() => {
                               wake = null;
-                              reject(
-                                  new StoreUnavailableError(
-                                      `moray findObjects ${bucket}: no reply after ${this.requestTimeoutMs} ms`,
-                                  ),
-                              );
+                              reject(new StoreUnavailableError(`moray findObjects ${bucket}: no reply after ${this.requestTimeoutMs} ms`));
                           }, this.requestTimeoutMs)
                         : undefined;
                 wake = () => {

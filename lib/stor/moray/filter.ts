@@ -98,10 +98,7 @@ export function afterMarker(f: Filter, marker: string, def?: BucketDef): string 
 
 /** `f` restricted to Moray rows with `_id` > id. */
 export function afterId(f: Filter, id: number, def?: BucketDef): string {
-    return conj([
-        toLdapFilter(f, def),
-        new ldap.GreaterThanEqualsFilter({ attribute: '_id', value: String(Math.floor(id) + 1) }),
-    ]).toString();
+    return conj([toLdapFilter(f, def), new ldap.GreaterThanEqualsFilter({ attribute: '_id', value: String(Math.floor(id) + 1) })]).toString();
 }
 
 // ---- helpers for filters the server cannot answer alone

@@ -12,22 +12,8 @@ import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buck
 import { StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buckets-init.js';
-import {
-    createMorayClient,
-    type MorayBatchRequest,
-    type MorayClient,
-    type MorayConnectOptions,
-    type MorayObject,
-} from './client.js';
-import {
-    afterId,
-    afterMarker,
-    filterFields,
-    matchesNothing,
-    matchesValue,
-    toLdapString,
-    withoutFields,
-} from './filter.js';
+import { createMorayClient, type MorayBatchRequest, type MorayClient, type MorayConnectOptions, type MorayObject } from './client.js';
+import { afterId, afterMarker, filterFields, matchesNothing, matchesValue, toLdapString, withoutFields } from './filter.js';
 
 /** Service-level settings: key = setting name, value `{value}`. */
 export const META_BUCKET: MorayBucketDef = { name: 'sapi_meta', version: 1, index: {} };
@@ -126,10 +112,7 @@ export class MorayStore implements Store {
         }
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<never>((_, reject) => {
-            timer = setTimeout(
-                () => reject(new StoreUnavailableError(`moray buckets not set up after ${limit} ms`)),
-                limit,
-            );
+            timer = setTimeout(() => reject(new StoreUnavailableError(`moray buckets not set up after ${limit} ms`)), limit);
         });
         try {
             await Promise.race([done, timeout]);
@@ -286,11 +269,7 @@ export class MorayStore implements Store {
         return { items: recs.map((r) => toStored<T>(r)), total };
     }
 
-    async *iterate<T extends JsonObject>(
-        bucket: BucketName,
-        filter: Filter,
-        chunkSize = 500,
-    ): AsyncIterable<Stored<T>[]> {
+    async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize = 500): AsyncIterable<Stored<T>[]> {
         const def = bucketDef(bucket);
         toLdapString(filter, def);
         if (matchesNothing(filter)) {
@@ -309,9 +288,7 @@ export class MorayStore implements Store {
                 return;
             }
             last = Number(recs[recs.length - 1]?._id);
-            const items = recs
-                .filter((r) => pending.size === 0 || matchesValue(filter, r.value, def))
-                .map((r) => toStored<T>(r));
+            const items = recs.filter((r) => pending.size === 0 || matchesValue(filter, r.value, def)).map((r) => toStored<T>(r));
             if (items.length > 0) {
                 yield items;
             }

@@ -85,18 +85,14 @@ export class SqliteStore implements Store, JsonLists {
         const table = ident(def.name);
         const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(def.name);
         if (exists) {
-            const cols = new Set(
-                (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name),
-            );
+            const cols = new Set((db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
             const missing = missingColumns(def, cols);
             for (const c of missing) {
                 db.exec(`ALTER TABLE ${table} ADD COLUMN ${ident(c)} TEXT`);
             }
             if (missing.length > 0) {
                 const rows = db.prepare(`SELECT uuid, value FROM ${table}`).all() as Row[];
-                const set = db.prepare(
-                    `UPDATE ${table} SET ${missing.map((c) => `${ident(c)} = ?`).join(', ')} WHERE uuid = ?`,
-                );
+                const set = db.prepare(`UPDATE ${table} SET ${missing.map((c) => `${ident(c)} = ?`).join(', ')} WHERE uuid = ?`);
                 for (const r of rows) {
                     const v = JSON.parse(r.value) as JsonObject;
                     set.run(...missing.map((c) => indexFieldValue(def, v, c)), r.uuid);
@@ -146,9 +142,7 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     getSync<T extends JsonObject>(bucket: BucketName, uuid: string): Stored<T> | null {
-        const row = this.stmt(`SELECT uuid, etag, value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
-            | Row
-            | undefined;
+        const row = this.stmt(`SELECT uuid, etag, value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as Row | undefined;
         return row ? toStored<T>(row) : null;
     }
 
@@ -168,9 +162,7 @@ export class SqliteStore implements Store, JsonLists {
     private putSync<T extends JsonObject>(bucket: BucketName, value: T, expect: string | null | undefined, json = JSON.stringify(value)): Stored<T> {
         const def = bucketDef(bucket);
         const uuid = uuidOf(value);
-        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
-            | { etag: string }
-            | undefined;
+        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as { etag: string } | undefined;
         if (expect !== undefined && (current?.etag ?? null) !== expect) {
             throw new EtagConflictError(bucket, uuid, expect, current?.etag ?? null);
         }
@@ -198,9 +190,7 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     private delSync(bucket: BucketName, uuid: string, expect: string | undefined): void {
-        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as
-            | { etag: string }
-            | undefined;
+        const current = this.stmt(`SELECT etag FROM ${ident(bucket)} WHERE uuid = ?`).get(uuid) as { etag: string } | undefined;
         if (!current) {
             throw new NotFoundError(bucket, uuid);
         }
@@ -246,9 +236,7 @@ export class SqliteStore implements Store, JsonLists {
             let written = 0;
             for (const value of values) {
                 const json = JSON.stringify(value);
-                const row = this.stmt(`SELECT value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuidOf(value)) as
-                    | { value: string }
-                    | undefined;
+                const row = this.stmt(`SELECT value FROM ${ident(bucket)} WHERE uuid = ?`).get(uuidOf(value)) as { value: string } | undefined;
                 if (row?.value !== json) {
                     this.putSync(bucket, value, undefined, json);
                     written++;
@@ -365,9 +353,7 @@ export class SqliteStore implements Store, JsonLists {
 
     setMeta(key: string, value: string): Promise<void> {
         try {
-            this.stmt(
-                'INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
-            ).run(key, value);
+            this.stmt('INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
             return Promise.resolve();
         } catch (err) {
             return Promise.reject(asError(err));

@@ -75,11 +75,7 @@ export function lockStore(path: string): StoreLock {
         const other = parse(text);
         if (other && alive(other)) {
             const where = other.host === me.host ? `pid ${other.pid}` : `pid ${other.pid} on host ${other.host}`;
-            throw new StoreOpenError(
-                `store ${abs} is in use by another SAPI process (${where}); lock file ${lockPath}`,
-                abs,
-                other.pid,
-            );
+            throw new StoreOpenError(`store ${abs} is in use by another SAPI process (${where}); lock file ${lockPath}`, abs, other.pid);
         }
         takeOver(lockPath, text);
     }

@@ -348,15 +348,16 @@ t.test('moray: other writers show within the bound; SetMode migration and an out
     t.teardown(() => other.close());
     await other.init();
     const cur = (await other.get<Instance>(BUCKETS.instances.name, inst.uuid))?.value as Instance;
-    const wrote = Date.now();
+    // How long that takes is the cache's bound, checked on a fake clock in
+    // test/unit/model.config-cache.test.ts; here only that it happens (tap's
+    // timeout ends the wait if it never does).
     await other.put(BUCKETS.instances.name, withIndexes({ ...cur, metadata: { I: 3 } }));
     let seen = await h.call('GET', `/configs/${inst.uuid}`);
-    while (seen.body.metadata.I !== 3 && Date.now() - wrote < SHARED_STORE_REVALIDATE_MS + 2000) {
+    while (seen.body.metadata.I !== 3) {
         await new Promise((r) => setTimeout(r, 50));
         seen = await h.call('GET', `/configs/${inst.uuid}`);
     }
     t.equal(seen.body.metadata.I, 3, "another writer's change shows");
-    t.ok(Date.now() - wrote <= SHARED_STORE_REVALIDATE_MS + 2000, `another writer's change shows within the bound (${Date.now() - wrote} ms)`);
     t.equal(unquote(seen.headers.get('etag')), await freshTag(h, inst.uuid));
 
     // Moray down: answers from the kept entry, then, past the bound, from the local copy.

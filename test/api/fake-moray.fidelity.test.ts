@@ -4,7 +4,6 @@
 // must read back the same: bucket configs, values, etags. Then the
 // upgrade's bucket update and reindex, and the server run on its own.
 
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 import bunyan from 'bunyan';
@@ -14,35 +13,16 @@ import { connectMoray, MorayRequestError, morayErrorName, type MorayClient } fro
 import type { JsonObject } from '../../lib/stor/store.js';
 import { exited, freePort, spawnTs } from '../lib/child.js';
 import { morayEtag, startFakeMoray, type FakeMoray, type FakeMorayOptions } from '../lib/fake-moray.js';
-import { DUMP_PATH } from '../lib/sapi-212-dump.js';
+import { DUMP_PATH, readDump, type DumpBucketConfig, type DumpRow } from '../lib/sapi-212-dump.js';
 
 const require = createRequire(import.meta.url);
 
 const DUMP = DUMP_PATH;
 const INSTANCES = 'sapi_instances';
 
-interface DumpConfig {
-    name: string;
-    index: Record<string, { type: 'string' | 'number' | 'boolean'; unique?: boolean }>;
-    pre: unknown[];
-    post: unknown[];
-    options: { version: number };
-    mtime: string;
-}
+type DumpConfig = DumpBucketConfig;
 
-interface DumpRow {
-    bucket: string;
-    key: string;
-    value: JsonObject;
-    _id: number;
-    _etag: string;
-    _mtime: number;
-}
-
-const dump = JSON.parse(readFileSync(DUMP, 'utf8')) as {
-    moray: string;
-    buckets: Record<string, { config: DumpConfig; objects: DumpRow[] }>;
-};
+const dump = readDump(DUMP);
 const BUCKET_NAMES = Object.keys(dump.buckets).sort();
 const inIdOrder = (rows: DumpRow[]): DumpRow[] => [...rows].sort((a, b) => a._id - b._id);
 const instances = inIdOrder(dump.buckets[INSTANCES]?.objects ?? []);

@@ -254,13 +254,23 @@ export class RolloutManager {
         // waiting on CNAPI, gives the server's lock back, and is counted
         // (as timed out) when the item ends.
         const timeout = new AbortController();
-        const timer = setTimeout(
-            () =>
+        // Node's timers run on the event loop's cached clock, which can be a
+        // little behind Date.now(): re-arm for what is left, so an item never
+        // times out before its deadline as its own times (start, duration) see it.
+        let timer: NodeJS.Timeout;
+        const arm = (ms: number): void => {
+            timer = setTimeout(() => {
+                const left = deadline - Date.now();
+                if (left > 0) {
+                    arm(left);
+                    return;
+                }
                 timeout.abort(
                     new Error(`instance ${item.instance_uuid} on server ${item.server_uuid} timed out after ${(r.instance_timeout_ms / 1000).toFixed(1)}s`),
-                ),
-            r.instance_timeout_ms,
-        );
+                );
+            }, ms);
+        };
+        arm(r.instance_timeout_ms);
         try {
             for (;;) {
                 try {
@@ -285,7 +295,7 @@ export class RolloutManager {
             item.error = (err as Error).message;
             this.log.warn({ rollout: r.uuid, instance: item.instance_uuid, server: item.server_uuid, err }, 'rollout item failed');
         } finally {
-            clearTimeout(timer);
+            clearTimeout(timer!);
         }
         item.finished_at = new Date().toISOString();
         item.duration_ms = Date.now() - start;

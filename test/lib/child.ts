@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export function tsLoaderArgs(): string[] {
-    return process.execArgv.filter((a) => a.includes('@tapjs/typescript') || a === '--enable-source-maps');
+    return process.execArgv.filter((a) => a.includes('@tapjs/typescript') || a === '--import=tsx' || a === '--enable-source-maps');
 }
 
 export function spawnTs(script: string, args: string[], opts: SpawnOptions = {}): ChildProcess {

@@ -1,5 +1,9 @@
-// GetConfig at DC scale and the CreateInstance rate, against a server in its
-// own process on the embedded store.
+// GetConfig at DC scale, against a server in its own process on the
+// embedded store, with the client of the create figures (HTTP/1.1
+// keep-alive, `Accept-Version: ~2`), and the same client against the
+// trivial server of bench/ceiling.ts answering as many bytes (the ceiling).
+// CreateInstance has its own benchmark (bench/create.ts): on a fresh store,
+// with realistic bodies.
 //
 // The store holds BENCH_CONFIG_INSTANCES instances (default 200,000, the
 // scale of SAPI 2.1.2's figures) of 20 services of one application, with
@@ -21,12 +25,17 @@ import { withIndexes } from '../lib/model/instance-records.js';
 import type { Instance } from '../lib/model/types.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
 import type { BatchOp } from '../lib/stor/store.js';
+import { startCeiling } from './ceiling.js';
 import { fmt, load, request, rss, startServer, writeConfig, type LoadResult } from './lib.js';
 
 const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
-/** SAPI 2.1.2 on a DC of 200,000 instances, concurrency 32. */
-const V212 = { getConfig: 744, notModified: 918, createInstance: 1300 };
+/** SAPI 2.1.2 with this client, concurrency 32, by number of instances in the store. */
+const V212_BY_N: Record<number, { getConfig: number; notModified: number }> = {
+    10_000: { getConfig: 659, notModified: 1072 },
+    200_000: { getConfig: 744, notModified: 918 },
+};
+const V2 = { 'accept-version': '~2' };
 /** What SAPI-TS is held to: multiples of 2.1.2's rates, and a p99 bound. */
 const TARGET = { getConfig: 5, notModified: 10, p99Ms: 10 };
 
@@ -97,7 +106,7 @@ async function seed(path: string, n: number): Promise<Seeded> {
     }
 }
 
-function line(what: string, r: LoadResult, v212: number, target: number | null): string {
+function line(what: string, r: LoadResult, v212: number, target: number | null, ceiling?: LoadResult): string {
     const ratio = r.rps / v212;
     const verdict =
         target === null
@@ -107,11 +116,16 @@ function line(what: string, r: LoadResult, v212: number, target: number | null):
               : `  (target ≥${target}x, p99 < ${TARGET.p99Ms} ms: NOT met)`;
     return (
         `${what.padEnd(30)} ${fmt(r.rps, 0).padStart(6)} req/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  errors ${r.errors}` +
-        `   | 2.1.2: ${v212} req/s → ${fmt(ratio, 2)}x${verdict}`
+        `   | 2.1.2: ${v212} req/s → ${fmt(ratio, 2)}x${verdict}` +
+        (ceiling
+            ? `\n    ceiling (same client, trivial server, same answer size): ${fmt(ceiling.rps, 0)} req/s → SAPI at ${fmt((100 * r.rps) / ceiling.rps, 0)}% of it`
+            : '')
     );
 }
 
-export async function benchCore(seconds = 10, n = Number(process.env.BENCH_CONFIG_INSTANCES ?? 200_000)): Promise<void> {
+export async function benchCore(seconds = 10, n = Number(process.env.BENCH_CONFIG_INSTANCES ?? 200_000)): Promise<string[]> {
+    const V212: { getConfig: number; notModified: number } = V212_BY_N[n] ?? { getConfig: 744, notModified: 918 };
+    const notes: string[] = [];
     const dir = mkdtempSync(join(tmpdir(), 'sapi-bench-'));
     const port = 18000 + Math.floor(Math.random() * 1000);
     const t0 = performance.now();
@@ -122,34 +136,51 @@ export async function benchCore(seconds = 10, n = Number(process.env.BENCH_CONFI
     try {
         const path = (i: number): string => `/configs/${seeded.instances[i % n]}`;
         // Warm-up (JIT, SQLite page cache) on instances the measured runs do not fetch first.
-        await load(32, { seconds: 1 }, (i) => request(srv.url, 'GET', path(n - 1 - (i % 1000))));
+        await load(32, { seconds: 1 }, (i) => request(srv.url, 'GET', path(n - 1 - (i % 1000)), undefined, V2));
+        const bytes = Buffer.byteLength((await request(srv.url, 'GET', path(n - 1), undefined, V2)).body);
 
         // First fetches: each request a different instance, its tag kept for the polls.
         const tags: string[] = [];
         const first = await load(32, { seconds }, async (i) => {
-            const r = await request(srv.url, 'GET', path(i));
+            const r = await request(srv.url, 'GET', path(i), undefined, V2);
             tags[i] = String(r.headers.etag);
             return r;
         });
         const fetched = Math.min(tags.length, n);
-        console.log(line('GetConfig 200 first fetch c=32', first, V212.getConfig, TARGET.getConfig) + `  (${fetched} instances)`);
+        const ceil200 = await ceiling(seconds, bytes, 200);
+        const l1 = line('GetConfig 200 first fetch c=32', first, V212.getConfig, TARGET.getConfig, ceil200) + `  (${fetched} instances)`;
+        console.log(l1);
 
-        const again = await load(32, { seconds }, (i) => request(srv.url, 'GET', path(i % Math.min(1000, fetched))));
-        console.log(line('GetConfig 200 again c=32', again, V212.getConfig, TARGET.getConfig));
+        const again = await load(32, { seconds }, (i) => request(srv.url, 'GET', path(i % Math.min(1000, fetched)), undefined, V2));
+        const l2 = line('GetConfig 200 again c=32', again, V212.getConfig, TARGET.getConfig, ceil200);
+        console.log(l2);
 
         const polls = await load(
             32,
             { seconds },
-            (i) => request(srv.url, 'GET', path(i % fetched), undefined, { 'if-none-match': tags[i % fetched] as string }),
+            (i) => request(srv.url, 'GET', path(i % fetched), undefined, { ...V2, 'if-none-match': tags[i % fetched] as string }),
             (r) => r.status === 304,
         );
-        console.log(line('GetConfig 304 c=32', polls, V212.notModified, TARGET.notModified) + `  (polls over ${fetched} instances)`);
+        const ceil304 = await ceiling(seconds, 0, 304);
+        const l3 = line('GetConfig 304 c=32', polls, V212.notModified, TARGET.notModified, ceil304) + `  (polls over ${fetched} instances)`;
+        console.log(l3);
         console.log(`server RSS after the GetConfig runs: ${fmt(rss(srv.pid).rss)} MiB`);
-
-        const cr = await load(16, { seconds }, () => request(srv.url, 'POST', '/instances', { service_uuid: seeded.service }));
-        console.log(line('CreateInstance c=16', cr, V212.createInstance, null));
+        notes.push(`N=${n}: ${l1}`, `N=${n}: ${l2}`, `N=${n}: ${l3}`);
     } finally {
         await srv.stop();
         rmSync(dir, { recursive: true, force: true });
+    }
+    return notes;
+}
+
+/** The GetConfig load against the trivial server answering `bytes` bytes (or 304s). */
+async function ceiling(seconds: number, bytes: number, status: number): Promise<LoadResult> {
+    const srv = await startCeiling(17000 + Math.floor(Math.random() * 1000), bytes, status);
+    try {
+        const path = `/configs/${randomUUID()}`;
+        const headers = status === 304 ? { ...V2, 'if-none-match': '"0123456789abcdef0123"' } : V2;
+        return await load(32, { seconds }, () => request(srv.url, 'GET', path, undefined, headers));
+    } finally {
+        await srv.stop();
     }
 }

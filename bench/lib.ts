@@ -19,7 +19,9 @@ export interface ChildServer {
 }
 
 export async function startServer(configPath: string, port: number): Promise<ChildServer> {
-    const proc = spawn(process.execPath, [SERVER_JS, '-f', configPath], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // BENCH_SERVER_NODE_ARGS: extra node options for the server (e.g. --cpu-prof).
+    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const proc = spawn(process.execPath, [...nodeArgs, SERVER_JS, '-f', configPath], { stdio: ['ignore', 'ignore', 'inherit'] });
     const url = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 200; i++) {
         try {
@@ -143,6 +145,25 @@ export function resetPeak(pid: number): void {
     } catch {
         // not permitted: the growth figure then counts from process start
     }
+}
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc). */
+export function cpuSeconds(pid: number): number {
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        // utime and stime are fields 14 and 15 of the line (11 and 12 after the name).
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+        return 0;
+    }
+}
+
+/** Seconds of CPU the whole machine spent busy (not idle or iowait) so far, and its iowait seconds. */
+export function machineCpu(): { busy: number; iowait: number } {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const [user = 0, nice = 0, system = 0, , iowait = 0, irq = 0, softirq = 0, steal = 0] = line.split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq + steal) / 100, iowait: iowait / 100 };
 }
 
 export function fmt(n: number, digits = 1): string {

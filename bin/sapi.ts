@@ -160,6 +160,10 @@ async function main(): Promise<void> {
                 log.info({ port: mport }, 'metrics listening on /metrics');
             }
             listening = undefined;
+            // The request schemas are compiled once the port answers, between
+            // requests; a request that comes first compiles its own.
+            const { precompileRequestSchemas } = await import('../lib/model/validate.js');
+            void precompileRequestSchemas().catch((err: unknown) => log?.warn({ err }, 'compiling request schemas failed'));
         } catch (err) {
             // Let go of the store (and its lock) before exiting.
             await (app ? app.close() : setup.close()).catch(() => undefined);

@@ -1,8 +1,9 @@
 // Route plumbing shared by every endpoint file: the merged parameter bag,
 // the Accept-Version view, ETag headers, and the error wrapper.
 
+import { createRequire } from 'node:module';
+
 import type { Request, Response, Server } from 'restify';
-import semver from 'semver';
 
 import { invalidVersion, isSapiError, toApiError } from '../errors.js';
 import type { ReqInfo } from '../model/context.js';
@@ -79,13 +80,22 @@ function isObj(v: unknown): boolean {
 const V1 = '1.0.0';
 const V2 = '2.0.0';
 
-/** True for the v2 view; throws 400 InvalidVersion for a range neither version satisfies. */
-export function apiView(req: Request): boolean {
-    const header = req.headers['accept-version'];
-    const range = (Array.isArray(header) ? header[0] : header)?.trim() || '~1';
-    if (range === '*') {
-        return true;
+/** What a range selects: the v2 view, the v1 view, or neither (null); by range, as clients send a handful. */
+const views = new Map<string, boolean | null>([
+    ['~1', false],
+    ['~2', true],
+    ['*', true],
+]);
+const VIEWS_KEPT = 256;
+const require = createRequire(import.meta.url);
+
+function viewOf(range: string): boolean | null {
+    const known = views.get(range);
+    if (known !== undefined) {
+        return known;
     }
+    // semver is loaded the first time a range other than the usual ones comes.
+    const semver = require('semver') as typeof import('semver');
     let v1 = false;
     let v2 = false;
     try {
@@ -94,10 +104,22 @@ export function apiView(req: Request): boolean {
     } catch {
         // an unparsable range satisfies nothing
     }
-    if (!v1 && !v2) {
+    const view = v1 || v2 ? v2 : null;
+    if (views.size < VIEWS_KEPT) {
+        views.set(range, view);
+    }
+    return view;
+}
+
+/** True for the v2 view; throws 400 InvalidVersion for a range neither version satisfies. */
+export function apiView(req: Request): boolean {
+    const header = req.headers['accept-version'];
+    const range = (Array.isArray(header) ? header[0] : header)?.trim() || '~1';
+    const view = viewOf(range);
+    if (view === null) {
         throw invalidVersion(`${range} is not supported by ${req.method} ${req.getPath()}`);
     }
-    return v2;
+    return view;
 }
 
 // ---- serialization (services and instances as a fixed key set; `type` only in the v2 view)

@@ -61,11 +61,54 @@ export async function remove(store: Store, kind: Kind, uuid: string, etag?: stri
 
 const MAX_RETRIES = 20;
 
+/** Per store, the tail of the read-modify-writes queued on each object. */
+const queues = new WeakMap<Store, Map<string, Promise<unknown>>>();
+
+/**
+ * Run the read-modify-writes of one object one after another in this
+ * process. A write is committed with others at the next turn of the event
+ * loop (group commit), so writers of one object that all read before any of
+ * them committed would all but one conflict, again and again; queued, each
+ * reads what the one before it wrote. Writers in other processes (several
+ * SAPIs on Moray) still meet as etag conflicts, and retry.
+ */
+function oneAtATime<R>(store: Store, key: string, fn: () => Promise<R>): Promise<R> {
+    let perStore = queues.get(store);
+    if (!perStore) {
+        perStore = new Map();
+        queues.set(store, perStore);
+    }
+    const map = perStore;
+    const run = (map.get(key) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    map.set(key, tail);
+    void tail.then(() => {
+        if (map.get(key) === tail) {
+            map.delete(key);
+        }
+    });
+    return run;
+}
+
 /**
  * Read-modify-write. With `ifMatch`, one conditional attempt (412 on a
  * mismatch); without, retried until no concurrent writer intervened.
  */
-export async function modify<T extends JsonObject & { uuid: string }>(
+export function modify<T extends JsonObject & { uuid: string }>(
+    store: Store,
+    kind: Kind,
+    uuid: string,
+    change: (current: T) => T | Promise<T>,
+    ifMatch?: string[],
+): Promise<Stored<T>> {
+    if (ifMatch) {
+        // One conditional attempt: nothing to retry, nothing to queue.
+        return modifyNow(store, kind, uuid, change, ifMatch);
+    }
+    return oneAtATime(store, `${kind}/${uuid}`, () => modifyNow(store, kind, uuid, change));
+}
+
+async function modifyNow<T extends JsonObject & { uuid: string }>(
     store: Store,
     kind: Kind,
     uuid: string,

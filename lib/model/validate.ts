@@ -1,8 +1,12 @@
-// Request validation: one ajv instance compiles every schema in schemas/
-// once; errors are translated into SAPI 2.1.2's codes and messages.
+// Request validation: one ajv instance compiles each schema in schemas/
+// once, the first time it is needed (or when the server, once listening,
+// warms them all up: precompileRequestSchemas); errors are translated into
+// SAPI 2.1.2's codes and messages. ajv itself is loaded then too, so that
+// neither its load nor the compiles delay the start.
 
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import formatsPlugin from 'ajv-formats';
+import { createRequire } from 'node:module';
+
+import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
 
 import { UUID_RE } from '../../schemas/common.js';
 import { REQUEST_SCHEMAS, type RequestId, type RequestOf } from '../../schemas/requests.js';
@@ -15,16 +19,53 @@ type SchemaWithRequired = {
     properties?: Record<string, { 'x-message'?: string }>;
 };
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-// ajv-formats is CommonJS; its default export is the plugin function.
-const addFormats = ((formatsPlugin as unknown as { default?: unknown }).default ?? formatsPlugin) as (a: Ajv) => void;
-addFormats(ajv);
 const uuidRe = new RegExp(UUID_RE);
-ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });
+const require = createRequire(import.meta.url);
 
-const validators = new Map<string, { fn: ValidateFunction; schema: SchemaWithRequired }>();
+let ajv: AjvClass | null = null;
+
+function theAjv(): AjvClass {
+    if (!ajv) {
+        const { Ajv } = require('ajv') as typeof import('ajv');
+        // ajv-formats is CommonJS; its default export is the plugin function.
+        const formatsPlugin = require('ajv-formats') as { default?: unknown };
+        const addFormats = (formatsPlugin.default ?? formatsPlugin) as (a: AjvClass) => void;
+        ajv = new Ajv({ allErrors: true, strict: false });
+        addFormats(ajv);
+        ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });
+    }
+    return ajv;
+}
+
+const schemas = new Map<string, SchemaWithRequired>();
 for (const schema of Object.values(REQUEST_SCHEMAS) as readonly SchemaWithRequired[]) {
-    validators.set(schema.$id, { fn: ajv.compile(schema), schema });
+    schemas.set(schema.$id, schema);
+}
+const validators = new Map<string, { fn: ValidateFunction; schema: SchemaWithRequired }>();
+
+function validatorOf(schemaId: string): { fn: ValidateFunction; schema: SchemaWithRequired } | undefined {
+    let v = validators.get(schemaId);
+    if (!v) {
+        const schema = schemas.get(schemaId);
+        if (!schema) {
+            return undefined;
+        }
+        v = { fn: theAjv().compile(schema), schema };
+        validators.set(schemaId, v);
+    }
+    return v;
+}
+
+/**
+ * Compile every request schema now. The server calls it once it listens, a
+ * schema at a time between requests; validateRequest compiles on demand
+ * whatever is not compiled yet. Resolves when all are compiled.
+ */
+export async function precompileRequestSchemas(): Promise<void> {
+    for (const id of schemas.keys()) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        validatorOf(id);
+    }
 }
 
 export function isUuid(s: unknown): s is string {
@@ -36,7 +77,7 @@ export function isUuid(s: unknown): s is string {
  * returns, `params` has the type its schema declares.
  */
 export function validateRequest<K extends RequestId>(schemaId: K, params: Record<string, unknown>): asserts params is Record<string, unknown> & RequestOf<K> {
-    const v = validators.get(schemaId);
+    const v = validatorOf(schemaId);
     if (!v) {
         throw new Error(`no request schema ${schemaId}`);
     }

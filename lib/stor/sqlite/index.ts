@@ -1,7 +1,31 @@
-// The embedded store: better-sqlite3, WAL, one transaction per logical write.
+// The embedded store: better-sqlite3 in WAL mode, with durable, grouped commits.
+//
+// Durability: a write is acknowledged (its promise settles) only once the
+// transaction holding it has committed and the write-ahead log has been
+// synced to disk, so an acknowledged write survives a power loss, not only
+// a crash of the process. That is what SQLite's `synchronous = FULL` gives
+// in WAL mode; here the sync of the log runs off the event loop (an
+// fdatasync in libuv's thread pool) instead of inside COMMIT, so requests
+// go on being served while the disk syncs. Checkpoints (copying the log
+// into the database file) are run by the store, with SQLite's own syncs on:
+// the log is synced before the database file is written and the database
+// file is synced before the log is reused, exactly as in FULL mode.
+//
+// Group commit: a sync costs far more than the write it protects, so writes
+// are not committed one by one. Every write asked for while the event loop
+// goes round (all the requests read from the sockets in one pass) joins one
+// group; the group runs as one transaction, each write in its own savepoint,
+// and is committed once, at the next turn of the loop. Groups committed
+// while a sync runs share the next sync. A write that fails (an etag
+// conflict, a missing object) is rolled back to its savepoint and fails
+// alone: the others of its group commit. A commit or a sync that fails fails
+// every write it covers, and none of them is acknowledged.
+//
+// A committed write is visible to readers from its commit, which can be a
+// moment before its sync completes and it is acknowledged.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import Database from 'better-sqlite3';
@@ -24,6 +48,18 @@ interface Row {
     value: string;
 }
 
+/** A write waiting for its group's commit. */
+interface Pending {
+    work: () => unknown;
+    resolve: (value: unknown) => void;
+    reject: (err: Error) => void;
+}
+
+/** Pages SQLite keeps in memory (negative: KiB), beyond its 2 MiB default: indexes of a large DC stay cached. */
+const CACHE_KIB = 32 * 1024;
+/** Committed writes between checkpoints: the log stays in the tens of MiB. */
+const CHECKPOINT_WRITES = 1000;
+
 export function etagOf(json: string): string {
     return createHash('sha1').update(json).digest('hex').slice(0, 20);
 }
@@ -34,6 +70,21 @@ export class SqliteStore implements Store, JsonLists {
     private db: Database.Database | null = null;
     /** This process's hold on the store file (lock.ts); none for ':memory:'. */
     private lock: StoreLock | null = null;
+    /** Writes of the group being formed, committed together at the next turn of the loop. */
+    private pending: Pending[] = [];
+    private flushScheduled = false;
+    /** Runs a function in a savepoint (inside the group's transaction). */
+    private savepoint: ((fn: () => unknown) => unknown) | null = null;
+    /** Groups committed, writes in them and syncs of the log since the store opened (tests and metrics). */
+    readonly commits = { groups: 0, writes: 0, syncs: 0 };
+    /** The write-ahead log, opened to sync it; null for ':memory:'. */
+    private walFd: number | null = null;
+    /** Committed writes waiting for the next sync of the log, and whether one runs. */
+    private unsynced: Pending[] = [];
+    private syncing = false;
+    /** Settled once no write waits for a sync (close() waits on it). */
+    private drained: (() => void)[] = [];
+    private sinceCheckpoint = 0;
 
     constructor(opts: SqliteStoreOptions) {
         this.path = opts.path;
@@ -67,16 +118,26 @@ export class SqliteStore implements Store, JsonLists {
     private open(): Database.Database {
         const db = new Database(this.path);
         db.pragma('journal_mode = WAL');
-        // NORMAL in WAL mode survives a process crash (SIGKILL) without
-        // losing a committed transaction; only a power loss can.
-        db.pragma('synchronous = NORMAL');
+        const file = this.path !== ':memory:';
+        // The store syncs the log itself after each group commit (see the
+        // top of this file) and checkpoints with syncs on (checkpoint()).
+        db.pragma(file ? 'synchronous = OFF' : 'synchronous = FULL');
+        db.pragma('wal_autocheckpoint = 0');
         db.pragma('busy_timeout = 5000');
+        db.pragma(`cache_size = -${CACHE_KIB}`);
+        this.savepoint = db.transaction((fn: () => unknown) => fn());
         db.exec('CREATE TABLE IF NOT EXISTS sapi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
         db.transaction(() => {
             for (const def of ALL_BUCKETS) {
                 this.upgradeBucket(db, def);
             }
         })();
+        if (file) {
+            // The log exists from the first transaction on, for as long as the connection is open.
+            this.walFd = openSync(`${this.path}-wal`, 'r');
+            fdatasyncSync(this.walFd);
+            syncDir(dirname(this.path));
+        }
         return db;
     }
 
@@ -104,15 +165,29 @@ export class SqliteStore implements Store, JsonLists {
         }
     }
 
-    close(): Promise<void> {
+    async close(): Promise<void> {
         if (this.db) {
-            this.stmts.clear();
-            this.db.close();
+            // Writes already asked for are committed, synced and answered first.
+            this.flush();
+            if (this.syncing || this.unsynced.length > 0) {
+                await new Promise<void>((resolve) => this.drained.push(resolve));
+            }
+        }
+        if (this.db) {
+            const db = this.db;
             this.db = null;
+            this.stmts.clear();
+            this.savepoint = null;
+            // Closing checkpoints the log into the file: with syncs, as every checkpoint.
+            db.pragma('synchronous = FULL');
+            db.close();
+            if (this.walFd !== null) {
+                closeSync(this.walFd);
+                this.walFd = null;
+            }
         }
         this.lock?.release();
         this.lock = null;
-        return Promise.resolve();
     }
 
     ping(): Promise<boolean> {
@@ -147,15 +222,9 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     put<T extends JsonObject>(bucket: BucketName, value: T, opts: PutOptions = {}): Promise<Stored<T>> {
-        try {
-            let out: Stored<T> | undefined;
-            this.conn().transaction(() => {
-                out = this.putSync(bucket, value, opts.etag);
-            })();
-            return Promise.resolve(out as Stored<T>);
-        } catch (err) {
-            return Promise.reject(asError(err));
-        }
+        // The value as it is now: the caller may change its object before the group commits.
+        const json = JSON.stringify(value);
+        return this.enqueue(() => this.putSync<T>(bucket, value, opts.etag, json));
     }
 
     /** `json`: the value's JSON text, when the caller has it already. */
@@ -181,12 +250,7 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
-        try {
-            this.conn().transaction(() => this.delSync(bucket, uuid, opts.etag))();
-            return Promise.resolve();
-        } catch (err) {
-            return Promise.reject(asError(err));
-        }
+        return this.enqueue(() => this.delSync(bucket, uuid, opts.etag));
     }
 
     private delSync(bucket: BucketName, uuid: string, expect: string | undefined): void {
@@ -200,20 +264,151 @@ export class SqliteStore implements Store, JsonLists {
         this.stmt(`DELETE FROM ${ident(bucket)} WHERE uuid = ?`).run(uuid);
     }
 
+    /** All of `ops` or none: one savepoint of the group holds them all. */
     batch(ops: BatchOp[]): Promise<void> {
-        try {
-            this.conn().transaction(() => {
-                for (const op of ops) {
-                    if (op.op === 'put') {
-                        this.putSync(op.bucket, op.value, op.etag);
-                    } else {
-                        this.delSync(op.bucket, op.uuid, op.etag);
-                    }
+        const frozen = ops.map((op) => (op.op === 'put' ? { op, json: JSON.stringify(op.value) } : { op, json: '' }));
+        return this.enqueue(() => {
+            for (const { op, json } of frozen) {
+                if (op.op === 'put') {
+                    this.putSync(op.bucket, op.value, op.etag, json);
+                } else {
+                    this.delSync(op.bucket, op.uuid, op.etag);
                 }
-            })();
-            return Promise.resolve();
+            }
+        });
+    }
+
+    // ---- group commit
+
+    /** Queue a write for the group being formed; settles once the group has committed. */
+    private enqueue<R>(work: () => R): Promise<R> {
+        if (!this.db) {
+            return Promise.reject(new StoreUnavailableError('sqlite store is not open'));
+        }
+        return new Promise<R>((resolve, reject) => {
+            this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
+            if (!this.flushScheduled) {
+                this.flushScheduled = true;
+                // After the poll phase: every request read in this pass has queued its write.
+                setImmediate(() => this.flush());
+            }
+        });
+    }
+
+    /**
+     * Commit the group formed so far: one transaction, each write in its own
+     * savepoint, then answer each write. Also run, synchronously, before any
+     * synchronous write, so writes commit in the order they were asked for.
+     */
+    flush(): void {
+        this.flushScheduled = false;
+        const group = this.pending;
+        if (group.length === 0) {
+            return;
+        }
+        this.pending = [];
+        const outcomes: { ok: boolean; value: unknown }[] = [];
+        try {
+            const db = this.conn();
+            if (group.length === 1) {
+                // Alone in its group: its own transaction, which its failure rolls back.
+                const w = group[0] as Pending;
+                outcomes.push({ ok: true, value: db.transaction(w.work)() });
+            } else {
+                const savepoint = this.savepoint as (fn: () => unknown) => unknown;
+                db.transaction(() => {
+                    for (const w of group) {
+                        try {
+                            outcomes.push({ ok: true, value: savepoint(w.work) });
+                        } catch (err) {
+                            if (!db.inTransaction) {
+                                // SQLite rolled the whole transaction back (I/O error, disk full): the group fails.
+                                throw err;
+                            }
+                            outcomes.push({ ok: false, value: err });
+                        }
+                    }
+                })();
+            }
         } catch (err) {
-            return Promise.reject(asError(err));
+            // The commit (or the transaction itself) failed: nothing of the group is stored.
+            for (const w of group) {
+                w.reject(asError(err));
+            }
+            return;
+        }
+        this.commits.groups++;
+        this.commits.writes += group.length;
+        group.forEach((w, i) => {
+            const o = outcomes[i] as { ok: boolean; value: unknown };
+            if (!o.ok) {
+                w.reject(asError(o.value)); // it wrote nothing: no sync to wait for
+            } else if (this.walFd === null) {
+                w.resolve(o.value);
+            } else {
+                this.sinceCheckpoint++;
+                this.unsynced.push({ ...w, work: () => o.value });
+            }
+        });
+        this.sync();
+    }
+
+    /**
+     * Sync the log for every write committed and not yet synced, off the
+     * event loop; writes committed meanwhile wait for the next sync. Once a
+     * sync completes, its writes are answered.
+     */
+    private sync(): void {
+        if (this.syncing || this.walFd === null || this.unsynced.length === 0) {
+            if (!this.syncing && this.unsynced.length === 0) {
+                this.drain();
+            }
+            return;
+        }
+        this.syncing = true;
+        const covered = this.unsynced;
+        this.unsynced = [];
+        fdatasync(this.walFd, (err) => {
+            this.syncing = false;
+            this.commits.syncs++;
+            for (const w of covered) {
+                if (err) {
+                    w.reject(new StoreUnavailableError(`sqlite store: syncing the log failed: ${err.message}`));
+                } else {
+                    w.resolve(w.work());
+                }
+            }
+            this.maybeCheckpoint(0);
+            this.sync();
+        });
+    }
+
+    private drain(): void {
+        const waiting = this.drained;
+        this.drained = [];
+        for (const resolve of waiting) {
+            resolve();
+        }
+    }
+
+    /**
+     * Copy the log into the database file, with SQLite's checkpoint syncs:
+     * the log before the file is written, the file before the log is reused.
+     */
+    private maybeCheckpoint(written: number): void {
+        this.sinceCheckpoint += written;
+        const db = this.db;
+        if (this.sinceCheckpoint < CHECKPOINT_WRITES || !db || db.inTransaction) {
+            return;
+        }
+        this.sinceCheckpoint = 0;
+        try {
+            db.pragma('synchronous = FULL');
+            db.pragma('wal_checkpoint(PASSIVE)');
+        } catch {
+            // busy (another connection reads an old snapshot): the next checkpoint catches up
+        } finally {
+            db.pragma('synchronous = OFF');
         }
     }
 
@@ -222,7 +417,18 @@ export class SqliteStore implements Store, JsonLists {
      * Used for read-modify-write sequences that must be atomic.
      */
     transaction<R>(fn: () => R): R {
-        return this.conn().transaction(fn)();
+        this.flush();
+        const out = this.conn().transaction(fn)();
+        this.syncNow();
+        this.maybeCheckpoint(1);
+        return out;
+    }
+
+    /** Sync the log now, on this thread (synchronous writes that must be durable when they return). */
+    private syncNow(): void {
+        if (this.walFd !== null) {
+            fdatasyncSync(this.walFd);
+        }
     }
 
     /**
@@ -232,7 +438,9 @@ export class SqliteStore implements Store, JsonLists {
      * all. Returns how many rows were written.
      */
     putIfChanged(bucket: BucketName, values: readonly JsonObject[]): number {
-        return this.conn().transaction(() => {
+        this.flush();
+        // A copy of Moray's objects, refilled from Moray: committed, not synced one by one.
+        const written = this.conn().transaction(() => {
             let written = 0;
             for (const value of values) {
                 const json = JSON.stringify(value);
@@ -244,11 +452,15 @@ export class SqliteStore implements Store, JsonLists {
             }
             return written;
         })();
+        this.maybeCheckpoint(written);
+        return written;
     }
 
-    /** Synchronous delete that ignores an absent object. */
+    /** Synchronous delete that ignores an absent object (the local copy of Moray, as putIfChanged). */
     delUnchecked(bucket: BucketName, uuid: string): void {
+        this.flush();
         this.stmt(`DELETE FROM ${ident(bucket)} WHERE uuid = ?`).run(uuid);
+        this.maybeCheckpoint(1);
     }
 
     // ---- queries
@@ -352,12 +564,9 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     setMeta(key: string, value: string): Promise<void> {
-        try {
+        return this.enqueue(() => {
             this.stmt('INSERT INTO sapi_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
-            return Promise.resolve();
-        } catch (err) {
-            return Promise.reject(asError(err));
-        }
+        });
     }
 
     // ---- statement cache
@@ -398,6 +607,21 @@ function omitPaths(omit: readonly string[]): string[] {
 
 function toStored<T extends JsonObject>(row: Row): Stored<T> {
     return { value: JSON.parse(row.value) as T, etag: row.etag };
+}
+
+/** Make a new file's directory entry durable (the log is created beside the database). */
+function syncDir(dir: string): void {
+    let fd: number | null = null;
+    try {
+        fd = openSync(dir, 'r');
+        fsyncSync(fd);
+    } catch {
+        // some file systems refuse a directory sync; the file's own sync still stands
+    } finally {
+        if (fd !== null) {
+            closeSync(fd);
+        }
+    }
 }
 
 function asError(err: unknown): Error {

@@ -22,16 +22,20 @@ import { instrumentDeployer, InstrumentedStore, Metrics } from './metrics.js';
 import { ConfigCache } from './model/config-cache.js';
 import type { Ctx } from './model/context.js';
 import { instanceRecords } from './model/instances.js';
+import { MemoryLeaseBackend, StoreLeases, type Leases } from './model/leases.js';
 import { loadMode } from './model/mode.js';
 import type { InstanceType } from './model/types.js';
 import { RolloutManager } from './rollout/runner.js';
 import { createServer } from './server.js';
 import type { StoreSetup } from './stor/index.js';
+import { ChangeFeed, changeSourceOf } from './stor/moray/feed.js';
 import type { Store } from './stor/store.js';
 
 export interface SapiApp {
     ctx: Ctx;
     rollouts: RolloutManager;
+    /** Server locks and rollout ownership (in Moray when several SAPIs share it). */
+    leases: Leases;
     server: Server;
     metrics: Metrics;
     /** Serve /metrics (config metricsPort); resolves with the bound port. */
@@ -65,18 +69,29 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     // other processes write too, so its entries are re-checked after a bound.
     const configs = new ConfigCache({ shared: config.store.backend === 'moray' });
     const store = configs.watch(new InstrumentedStore(deps.store, metrics));
+    // On Moray, the change feed tells the cache what every process changes (polled a few times a second).
+    const feed =
+        config.store.backend === 'moray'
+            ? new ChangeFeed({ source: () => changeSourceOf(deps.store), sink: configs, log: log.child({ component: 'feed' }) })
+            : null;
+    feed?.start();
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
     const initial = hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true' ? hooks.mode : await loadMode(deps.store, config.mode);
     const mode = { current: initial, transitioning: false };
 
     const clients = deps.clients ?? createClients(config, log, (o) => metrics.downstreamCall(o));
     const records = instanceRecords({ store, log });
+    const leases = new StoreLeases({
+        backend: hooks?.leaseBackend ?? new MemoryLeaseBackend(),
+        ttlMs: config.lease_ttl_ms,
+        onRenewError: (key, err) => log.warn({ err, lease: key }, 'lease renewal failed; retrying'),
+    });
     const deployers: Partial<Record<InstanceType, Deployer>> = {};
-    for (const [type, d] of Object.entries(createDeployers({ deploy: config.deploy, log, records, clients }))) {
+    for (const [type, d] of Object.entries(createDeployers({ deploy: config.deploy, log, records, clients, leases }))) {
         deployers[type as InstanceType] = instrumentDeployer(d, metrics);
     }
     const ctx: Ctx = { store, log, config, deployers, mode, configs };
-    const rollouts = new RolloutManager({ ctx, onProgress: (r) => metrics.rollout(r) });
+    const rollouts = new RolloutManager({ ctx, leases, cnapi: clients.cnapi, onProgress: (r) => metrics.rollout(r) });
 
     // Moray may not have answered yet: the mode follows once it does.
     const storeReady: Promise<boolean> = hooks?.resolved
@@ -123,6 +138,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     return {
         ctx,
         rollouts,
+        leases,
         server,
         metrics,
         listenMetrics: async (port = deps.config.metricsPort ?? 8881, host = deps.config.adminIp ?? deps.config.host) => {
@@ -142,11 +158,15 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
             }),
         close: async () => {
             closing = true;
+            // No new rollout items, takeovers or promotions; a rollout left
+            // running stays so in the store for whichever SAPI holds it next.
+            rollouts.stop();
             await new Promise<void>((resolve) => {
                 server.server.close(() => resolve());
                 server.server.closeIdleConnections();
             });
             hooks?.stop();
+            feed?.stop();
             await resuming; // a resume still reading the store finishes first
             await metricsServer?.close();
             // The setup closes every store it opened; else ctx.store wraps deps.store.

@@ -55,6 +55,8 @@ export const configSchema = {
         log_level: { type: 'string', enum: LOG_LEVELS, default: 'info' },
         maxBodyBytes: { type: 'integer', minimum: 1024, default: 1048576 },
         requestTimeoutMs: { type: 'integer', minimum: 1000, default: 3_600_000 },
+        // How long a lease (a server's agent lock, a rollout's ownership) lasts unless renewed.
+        lease_ttl_ms: { type: 'integer', minimum: 100, default: 30_000 },
         store: {
             type: 'object',
             additionalProperties: false,

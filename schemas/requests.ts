@@ -147,19 +147,41 @@ export const ListManifests = {
 const uuidList = { type: 'array', items: uuid, 'x-message': 'must be a list of UUIDs' } as const;
 const positive = { type: 'number', exclusiveMinimum: 0, 'x-message': 'must be a positive number' } as const;
 
+/**
+ * One of three forms (the runner checks that exactly one is given):
+ * `service_uuid` + `image_uuid`; `services` (each image defaults to the
+ * service's params.image_uuid); `all_agents: true`. The last two take
+ * `exclude_services` (names or UUIDs).
+ */
 export const CreateRollout = {
     $id: 'CreateRollout',
     type: 'object',
-    required: ['service_uuid', 'image_uuid'],
     properties: {
         service_uuid: uuid,
         image_uuid: uuid,
+        services: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'object', required: ['service_uuid'], properties: { service_uuid: uuid, image_uuid: uuid }, additionalProperties: false },
+            'x-message': 'must be a non-empty list of {"service_uuid": UUID, "image_uuid": UUID (optional)}',
+        },
+        all_agents: flag,
+        exclude_services: { type: 'array', items: { type: 'string', minLength: 1 }, 'x-message': 'must be a list of service names or UUIDs' },
         concurrency: { type: 'integer', minimum: 1, maximum: 1000, 'x-message': 'must be an integer between 1 and 1000' },
         servers: uuidList,
         instances: uuidList,
         stall_factor: positive,
         stall_min_finished: positive,
         instance_timeout_ms: positive,
+        canary: { type: 'integer', minimum: 1, 'x-message': 'must be an integer of at least 1' },
+        auto_promote_after_ms: { type: 'integer', minimum: 0, 'x-message': 'must be an integer of at least 0' },
+        max_failures: {
+            anyOf: [
+                { type: 'integer', minimum: 1 },
+                { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?%$' },
+            ],
+            'x-message': 'must be a count of at least 1 or a percentage such as "5%" (over 0, at most 100)',
+        },
     },
 } as const;
 

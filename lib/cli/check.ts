@@ -4,7 +4,8 @@
 // update instances (records only; nothing is installed or removed).
 // Refreshes run a bounded number at a time, each with its own time limit: a
 // server whose refresh does not finish in time is named and goes on stale,
-// and never holds up the others or the command.
+// and never holds up the others or the command. (check vm-instances is in
+// check-vm.ts.)
 
 import type { Command } from 'commander';
 
@@ -13,6 +14,7 @@ import type { Instance } from '../model/types.js';
 import { mustUuid, positiveInt } from './args.js';
 import { readLine, type Cli } from './common.js';
 import { cnapiClient } from './downstream.js';
+import { defineVmCheck } from './check-vm.js';
 import { analyzeDrift, LABELS, type DriftReport, type Finding, type Fix } from './drift.js';
 import { describeError, EXIT_DRIFT, EXIT_OK } from './errors.js';
 import type { SapiApi } from './sapi-api.js';
@@ -137,6 +139,7 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
             }
             cli.exitCode = after.drift === 0 ? EXIT_OK : EXIT_DRIFT;
         });
+    defineVmCheck(cli, cmd);
 }
 
 async function analyze(api: SapiApi, cnapi: CnapiClient, only: string[] | undefined): Promise<DriftReport> {
@@ -195,7 +198,9 @@ async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: 
     };
     await Promise.all(Array.from({ length: Math.min(limits.concurrency, targets.length) }, worker));
     if (unsupported) {
-        say('warning: this CNAPI has no refresh-agents route (CNAPI-727): server.agents may be stale; going on with it as is');
+        say(
+            'warning: this CNAPI is too old to refresh server.agents on request (it has no refresh-agents route): server.agents may be stale; going on with it as is',
+        );
     }
 }
 

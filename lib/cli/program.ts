@@ -1,5 +1,6 @@
 // The sapiadm command tree (commander) and run(): parse, dispatch, and map
-// every outcome to an exit code (0 ok, 1 API error, 2 usage, 3 drift).
+// every outcome to an exit code (0 ok, 1 API error, 2 usage, 3 drift,
+// 4 a watched rollout paused).
 
 import { Command, CommanderError } from 'commander';
 
@@ -24,7 +25,7 @@ const GROUPS: Group[] = [
         load: () => import('./instances.js'),
     },
     { name: 'manifests', description: 'SAPI configuration manifests', load: () => import('./manifests.js') },
-    { name: 'check', description: 'consistency checks (check server-agents: agent drift)', load: () => import('./check.js') },
+    { name: 'check', description: 'consistency checks (check server-agents: agent drift; check vm-instances: VM drift)', load: () => import('./check.js') },
     {
         name: 'migrate',
         description: 'backfill params.server_uuid and params.image_uuid on instances that lack them (SAPI 2.1.2 data)',
@@ -32,7 +33,7 @@ const GROUPS: Group[] = [
     },
     {
         name: 'rollout',
-        description: 'upgrade the instances of an agent service to an image, many servers at a time',
+        description: 'upgrade agents, many servers at a time: one service to an image, or a plan of several (canaries, failure limit, revert)',
         load: () => import('./rollout.js'),
     },
 ];
@@ -48,10 +49,13 @@ Examples:
   sapiadm check server-agents --cnapi-url http://cnapi.coal.example.com --fix
   sapiadm migrate --dry-run --cnapi-url http://cnapi... --vmapi-url http://vmapi...
   sapiadm rollout vm-agent 0f5c... --concurrency 10
+  sapiadm rollout start --all-agents --exclude marlin-agent --canary 5
+  sapiadm check vm-instances --vmapi-url http://vmapi.coal.example.com
 
 Environment: SAPI_URL, CNAPI_URL, VMAPI_URL.
 Exit status: 0 ok, 1 API or downstream error, 2 usage error,
-             3 drift or unfinished work found (check, migrate).`;
+             3 drift or unfinished work found (check, migrate),
+             4 a watched rollout paused (promote, resume or revert it).`;
 
 /** The group `argv` names (`sapiadm [-u URL] [--json] GROUP ...`, or `help GROUP`). */
 function groupIn(argv: string[]): Group | undefined {

@@ -1,6 +1,8 @@
 // Live rollout progress: a bar redrawn in place on a terminal, plain lines
-// (on change, and every HEARTBEAT_MS) otherwise; stall warnings and failed
-// instances are printed as they appear; a summary at the end.
+// (on change, and every HEARTBEAT_MS) otherwise; stall warnings, failed
+// items and changes of state (paused, promoted, reverting) are printed as
+// they appear; a summary at the end, with per-agent counts for a plan and
+// every failure (server, agent, error).
 
 import type { Rollout, RolloutItem } from '../rollout/types.js';
 import type { Cli } from './common.js';
@@ -9,19 +11,54 @@ import { duration, plural } from './table.js';
 const BAR = 24;
 const HEARTBEAT_MS = 10_000;
 
+/** A plan (several agent services, or every agent) rather than one service to one image. */
+export function isPlan(r: Rollout): boolean {
+    return Array.isArray(r.services) && r.image_uuid === undefined;
+}
+
+function skippedOf(r: Rollout): number {
+    return r.counts.skipped ?? r.totals?.skipped ?? 0;
+}
+
+/** Items that ran or will not run anymore. */
+function doneOf(r: Rollout): number {
+    const c = r.counts;
+    return c.succeeded + c.failed + c.canceled + skippedOf(r);
+}
+
+/** `paused (canary)`, `reverting`, ... for the progress line: the states that are not plain work. */
+function stateTag(r: Rollout): string {
+    if (r.state === 'paused') return `  PAUSED (${r.paused_reason ?? '?'})`;
+    if (r.state === 'reverting') return '  REVERTING';
+    return '';
+}
+
 export function progressLine(r: Rollout, now = Date.now()): string {
     const c = r.counts;
     const total = r.items.length;
-    const done = c.succeeded + c.failed + c.canceled;
+    const done = doneOf(r);
+    const skipped = skippedOf(r);
     const filled = total === 0 ? BAR : Math.round((done / total) * BAR);
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR - filled)}]`;
     const end = r.finished_at ? Date.parse(r.finished_at) : now;
+    const servers = isPlan(r) && r.totals ? `  servers ${r.totals.servers_done}/${r.totals.servers}` : '';
     return (
-        `${bar} ${done}/${total}  pending ${c.pending}  running ${c.running}  succeeded ${c.succeeded}` +
+        `${bar} ${done}/${total}${servers}  pending ${c.pending}  running ${c.running}  succeeded ${c.succeeded}` +
         `  failed ${c.failed}  stalled ${c.stalled}` +
+        (skipped > 0 ? `  skipped ${skipped}` : '') +
         (c.canceled > 0 ? `  canceled ${c.canceled}` : '') +
-        `  avg ${duration(r.average_ms)}  elapsed ${duration(end - Date.parse(r.created_at))}`
+        `  avg ${duration(r.average_ms)}  elapsed ${duration(end - Date.parse(r.created_at))}` +
+        stateTag(r)
     );
+}
+
+/** A change of state worth its own line (undefined when there is none). */
+function stateEvent(prev: Rollout | undefined, r: Rollout): string | undefined {
+    if (!prev || (prev.state === r.state && prev.paused_reason === r.paused_reason)) return undefined;
+    if (r.state === 'paused') return `paused: ${pausedWhy(r)}`;
+    if (r.state === 'reverting') return 'reverting: upgraded agents go back to their previous images';
+    if (r.state === 'running' && prev.state === 'paused') return prev.paused_reason === 'canary' ? 'promoted: the other servers go on' : 'resumed';
+    return undefined;
 }
 
 export class ProgressView {
@@ -30,6 +67,7 @@ export class ProgressView {
     private lastLine = '';
     private lastPrinted = 0;
     private drawn = false;
+    private prev: Rollout | undefined;
 
     constructor(
         private readonly cli: Cli,
@@ -43,11 +81,15 @@ export class ProgressView {
         }
         this.warningsSeen = r.warnings.length;
         for (const item of r.items) {
-            if (item.state === 'failed' && !this.failedSeen.has(item.instance_uuid)) {
-                this.failedSeen.add(item.instance_uuid);
-                events.push(`failed: ${failure(item)}`);
+            const key = `${item.instance_uuid}/${item.phase ?? ''}`;
+            if (item.state === 'failed' && !this.failedSeen.has(key)) {
+                this.failedSeen.add(key);
+                events.push(`failed: ${failure(item, isPlan(r))}`);
             }
         }
+        const changed = stateEvent(this.prev, r);
+        if (changed) events.push(changed);
+        this.prev = r;
         const line = progressLine(r);
         if (this.tty) {
             this.clear();
@@ -83,32 +125,107 @@ export class ProgressView {
     }
 }
 
-/** "instance X on server Y: <error>" (the error alone when it names the instance). */
-function failure(item: RolloutItem): string {
+/**
+ * A single-service rollout: "instance X on server Y: <error>" (the error
+ * alone when it names the instance). A plan: "server Y, <agent> (instance
+ * X): <error>", with "revert of" for a revert item.
+ */
+function failure(item: RolloutItem, plan: boolean): string {
     const error = item.error ?? 'unknown error';
-    return error.includes(item.instance_uuid) ? error : `instance ${item.instance_uuid} on server ${item.server_uuid}: ${error}`;
+    if (!plan) {
+        const what = item.phase === 'revert' ? `revert of instance ${item.instance_uuid}` : `instance ${item.instance_uuid}`;
+        return error.includes(item.instance_uuid) && item.phase !== 'revert' ? error : `${what} on server ${item.server_uuid}: ${error}`;
+    }
+    const agent = `${item.phase === 'revert' ? 'revert of ' : ''}${item.service_name ?? 'agent'}`;
+    return `server ${item.server_uuid}, ${agent} (instance ${item.instance_uuid}): ${error}`;
 }
 
-/** The end-of-rollout report. */
+/** Why the rollout is paused, and the commands that go on from there. */
+export function pausedWhy(r: Rollout): string {
+    if (r.paused_reason === 'canary') {
+        const auto = r.auto_promote_at ? `; it promotes itself at ${r.auto_promote_at} if every canary succeeded` : '';
+        const n = r.canary ?? 0;
+        return `the ${plural(n, 'canary server')} ${n === 1 ? 'is' : 'are'} done${auto}`;
+    }
+    if (r.paused_reason === 'failures') {
+        return `${plural(r.counts.failed, 'failed item')} reached max failures ${String(r.max_failures ?? '?')}`;
+    }
+    return 'waiting';
+}
+
+/** What the operator can run on a paused rollout. */
+export function pausedCommands(r: Rollout): string[] {
+    const lines: string[] = [];
+    if (r.paused_reason === 'canary') {
+        lines.push(`promote (upgrade the other servers): sapiadm rollout promote ${r.uuid}`);
+    } else {
+        lines.push(`resume (go on with the other servers): sapiadm rollout resume ${r.uuid}`);
+    }
+    lines.push(`revert (back to the previous images):   sapiadm rollout revert ${r.uuid}`);
+    lines.push(`cancel (leave the rest as it is):      sapiadm rollout cancel ${r.uuid}`);
+    return lines;
+}
+
+/** Per planned agent: its image and its items by state. */
+function perAgent(r: Rollout): string[] {
+    const rows = new Map<string, { image: string; n: Record<string, number> }>();
+    for (const s of r.services ?? []) {
+        rows.set(s.service_name, { image: s.image_uuid, n: {} });
+    }
+    for (const i of r.items) {
+        if (i.phase === 'revert') continue;
+        const name = i.service_name ?? '?';
+        const row = rows.get(name) ?? { image: i.to_image, n: {} };
+        row.n[i.state] = (row.n[i.state] ?? 0) + 1;
+        rows.set(name, row);
+    }
+    const width = Math.max(0, ...[...rows.keys()].map((k) => k.length));
+    return [...rows.entries()].map(([name, { image, n }]) => {
+        const parts = ['succeeded', 'failed', 'skipped', 'pending', 'running', 'stalled', 'canceled']
+            .filter((s) => (n[s] ?? 0) > 0 || s === 'succeeded' || s === 'failed')
+            .map((s) => `${n[s] ?? 0} ${s}`);
+        return `    ${name.padEnd(width)}  to ${image}: ${parts.join(', ')}`;
+    });
+}
+
+/** The end-of-rollout (or paused) report. */
 export function summary(r: Rollout): string[] {
     const c = r.counts;
+    const plan = isPlan(r);
     const took = r.finished_at ? duration(Date.parse(r.finished_at) - Date.parse(r.created_at)) : 'still running';
+    const skipped = skippedOf(r);
+    const unfinished = c.pending + c.running + c.stalled;
+    const what = plan ? `plan of ${plural((r.services ?? []).length, 'agent service')}` : `${r.service_name} to image ${r.image_uuid ?? '?'}`;
     const lines = [
-        `Rollout ${r.uuid} ${r.state}: ${r.service_name} to image ${r.image_uuid}`,
-        `  ${plural(r.items.length, 'instance')}: ${c.succeeded} succeeded, ${c.failed} failed` +
+        `Rollout ${r.uuid} ${r.state}${r.state === 'paused' ? ` (${r.paused_reason ?? '?'})` : ''}: ${what}`,
+        `  ${plan && r.totals ? `${plural(r.totals.servers, 'server')} (${r.totals.servers_done} done), ` : ''}` +
+            `${plural(r.items.length, plan ? 'item' : 'instance')}: ${c.succeeded} succeeded, ${c.failed} failed` +
+            (skipped > 0 ? `, ${skipped} skipped (already on the image)` : '') +
             (c.canceled > 0 ? `, ${c.canceled} canceled` : '') +
-            (c.pending + c.running + c.stalled > 0 ? `, ${c.pending + c.running + c.stalled} not finished` : '') +
+            (unfinished > 0 ? `, ${unfinished} not finished` : '') +
             `; average ${duration(r.average_ms)}; took ${took}`,
     ];
+    if (plan) {
+        lines.push('  per agent:', ...perAgent(r));
+    }
+    const reverts = r.items.filter((i) => i.phase === 'revert');
+    if (reverts.length > 0) {
+        const ok = reverts.filter((i) => i.state === 'succeeded').length;
+        lines.push(`  revert: ${ok} of ${plural(reverts.length, 'agent')} back on the previous image`);
+    }
     const failed = r.items.filter((i) => i.state === 'failed');
     if (failed.length > 0) {
         lines.push('  failed:');
         for (const i of failed) {
-            lines.push(`    ${failure(i)}`);
+            lines.push(`    ${failure(i, plan)}`);
         }
     }
     if (r.warnings.length > 0) {
         lines.push(`  ${plural(r.warnings.length, 'warning')} (see above or \`sapiadm rollout status ${r.uuid}\`)`);
+    }
+    if (r.state === 'paused') {
+        lines.push(`  paused: ${pausedWhy(r)}`);
+        for (const cmd of pausedCommands(r)) lines.push(`  ${cmd}`);
     }
     return lines;
 }

@@ -55,7 +55,7 @@ export class AgentDeployer implements Deployer {
         this.records = opts.records;
         this.cnapi = opts.cnapi;
         this.imgapi = opts.imgapi;
-        this.locks = opts.locks ?? new ServerLocks();
+        this.locks = opts.locks ?? new ServerLocks(undefined, opts.log);
     }
 
     // ---- Deployer
@@ -133,7 +133,7 @@ export class AgentDeployer implements Deployer {
                     `; DELETE /servers/${server}/instances forgets its agent records without uninstalling`,
             );
         }
-        const release = this.locks.acquire(server, `uninstall of ${name}`);
+        const release = await this.locks.acquire(server, `uninstall of ${name}`);
         try {
             let task: { id: string };
             try {
@@ -167,7 +167,7 @@ export class AgentDeployer implements Deployer {
         then: { record: () => Promise<Instance>; undo?: () => Promise<void> },
     ): Promise<CreateResult> {
         const { server, name } = target(plan);
-        const release = this.locks.acquire(server, `${verb} of ${name} to image ${image}`);
+        const release = await this.locks.acquire(server, `${verb} of ${name} to image ${image}`);
         try {
             const task = await step(`${verb} of ${name} on server ${server}`, () => this.cnapi.installAgent(server, image, { reqId: req.reqId }));
             req.log.info({ server, agent: name, image, task: task.id }, `agent ${verb} started`);

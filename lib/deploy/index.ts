@@ -10,9 +10,11 @@ import { ImgapiClient } from '../clients/imgapi.js';
 import { NapiClient } from '../clients/napi.js';
 import { VmapiClient } from '../clients/vmapi.js';
 import type { SapiConfig } from '../config.js';
+import type { Leases } from '../model/leases.js';
 import type { InstanceType } from '../model/types.js';
 import { AgentDeployer } from './agent.js';
 import type { Deployer, InstanceRecords } from './deployer.js';
+import { ServerLocks } from './server-locks.js';
 import { VmDeployer } from './vm.js';
 
 export interface Clients {
@@ -42,16 +44,20 @@ export interface DeployerDeps {
     log: Logger;
     records: InstanceRecords;
     clients: Clients;
+    /** Where the per-server agent locks are kept (default: this process's memory). */
+    leases?: Leases | undefined;
 }
 
 export function createDeployers(deps: DeployerDeps): Partial<Record<InstanceType, Deployer>> {
-    const { clients, records, deploy, log } = deps;
+    const { clients, records, deploy, log, leases } = deps;
     const out: Partial<Record<InstanceType, Deployer>> = {};
     if (clients.vmapi) {
         out.vm = new VmDeployer({ deploy, records, vmapi: clients.vmapi, imgapi: clients.imgapi, napi: clients.napi, cnapi: clients.cnapi });
     }
     if (clients.cnapi && clients.imgapi) {
-        out.agent = new AgentDeployer({ deploy, log: log.child({ component: 'agent-deployer' }), records, cnapi: clients.cnapi, imgapi: clients.imgapi });
+        const agentLog = log.child({ component: 'agent-deployer' });
+        const locks = new ServerLocks(leases, agentLog);
+        out.agent = new AgentDeployer({ deploy, log: agentLog, records, cnapi: clients.cnapi, imgapi: clients.imgapi, locks });
     }
     return out;
 }

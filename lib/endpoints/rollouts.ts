@@ -1,5 +1,6 @@
 // Rollouts (new in SAPI-TS): upgrade an agent service's instances to an
-// image, many servers at a time, with progress readable while it runs.
+// image, or a plan of agent services, many servers at a time, with
+// progress readable while it runs; promote, resume, revert and cancel.
 
 import type { Server } from 'restify';
 
@@ -15,13 +16,13 @@ function normalize(p: Record<string, unknown>): Record<string, unknown> {
         if (v === undefined || v === '') {
             continue;
         }
-        if ((k === 'servers' || k === 'instances') && typeof v === 'string') {
+        if ((k === 'servers' || k === 'instances' || k === 'exclude_services') && typeof v === 'string') {
             out[k] = v
                 .split(',')
                 .map((x) => x.trim())
                 .filter(Boolean);
         } else if (
-            ['concurrency', 'stall_factor', 'stall_min_finished', 'instance_timeout_ms'].includes(k) &&
+            ['concurrency', 'stall_factor', 'stall_min_finished', 'instance_timeout_ms', 'canary', 'auto_promote_after_ms', 'max_failures'].includes(k) &&
             typeof v === 'string' &&
             /^\d+(\.\d+)?$/.test(v)
         ) {
@@ -49,5 +50,14 @@ export function mountRollouts(server: Server, rollouts: RolloutManager): void {
     });
     mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout' }, async (req, res) => {
         res.send(200, await rollouts.cancel(String(req.params.uuid)));
+    });
+    mount(server, { method: 'post', path: '/rollouts/:uuid/promote', name: 'PromoteRollout' }, async (req, res) => {
+        res.send(200, await rollouts.promote(String(req.params.uuid)));
+    });
+    mount(server, { method: 'post', path: '/rollouts/:uuid/resume', name: 'ResumeRollout' }, async (req, res) => {
+        res.send(200, await rollouts.resume(String(req.params.uuid)));
+    });
+    mount(server, { method: 'post', path: '/rollouts/:uuid/revert', name: 'RevertRollout' }, async (req, res, info) => {
+        res.send(200, await rollouts.revert(String(req.params.uuid), info.reqId));
     });
 }

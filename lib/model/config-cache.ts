@@ -23,10 +23,36 @@
 //
 // Other writers. On the embedded store this process is the only writer: an
 // entry stays valid until one of the writes above. On Moray, other SAPI
-// processes (and SAPI 2.1.2) write the same buckets unseen, so an entry is
-// answered from for at most SHARED_STORE_REVALIDATE_MS after its assembly
-// began; then the next request assembles it again, from Moray, or from the
-// local copy while Moray is unreachable, exactly as without this cache.
+// processes (and SAPI 2.1.2) write the same buckets unseen, so, unless the
+// change feed (below) vouches for it, nothing read from the store is
+// answered from for SHARED_STORE_REVALIDATE_MS or more after the read began: a write acknowledged by any SAPI is in every answer
+// that starts that long after it, deletes included. An entry carries the
+// start of the oldest read it was assembled from; past the bound the next
+// request assembles it again, from Moray, or from the local copy while Moray
+// is unreachable, exactly as without this cache. A request joins an
+// assembly already running only within the same bound.
+//
+// The change feed. On Moray one poller per process (lib/stor/moray/feed.ts)
+// tells the cache every object of those buckets that anyone changed or
+// deleted, a few times a second, through changed() (as noteWrite()), and
+// after each successful poll, through polled(), that every change committed
+// before that poll began has been told. While the last successful poll
+// began less than the bound ago, an entry (or kept source) read after the
+// feed's current chain began is answered from without reading Moray again,
+// for up to fallbackMs after its read: a write acknowledged by any SAPI more
+// than the bound ago has been told, and has dropped it. What the feed
+// cannot see (a delete by a SAPI that writes no tombstones, such as SAPI
+// 2.1.2 during an upgrade, or a write whose commit lags far behind its
+// stamp) is in every answer that starts fallbackMs after it. When polls
+// fail or stall, the rule above (the bound after each read) applies again
+// at once.
+//
+// Sources on Moray. Services, applications and manifests change rarely and
+// every document of a service is made of the same ones, so on Moray they
+// are kept too (read once per bound, however many documents use them; a
+// read under way is shared): an assembly then costs one Moray read, its
+// instance's. A write of one of them through this process drops it at once,
+// as it does the entries.
 //
 // Bounds. At most maxEntries entries, the least recently used dropped first.
 // The JSON of the most recently used entries is kept within maxBodyBytes; an
@@ -36,13 +62,16 @@
 
 import type { BucketName } from '../stor/buckets.js';
 import { ForwardingStore } from '../stor/forwarding.js';
+import type { ChangeSink } from '../stor/moray/feed.js';
 import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from '../stor/store.js';
-import { assembleConfig, configEtag, type ConfigSources } from './config-doc.js';
+import { assembleConfig, configEtag, storeReader, type ConfigSources, type SourceReader } from './config-doc.js';
 import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';
 import { BUCKET_OF } from './objects.js';
 
 /** On a store other processes also write (Moray): how long an entry is answered from. */
 export const SHARED_STORE_REVALIDATE_MS = 1000;
+/** With a healthy change feed: how long an entry is answered from at most (what the feed cannot see is read again after this). */
+export const FEED_FALLBACK_MS = 30_000;
 /** Entries kept by default: every instance of a DC of 200,000 (an entry without its JSON is about 200 bytes). */
 export const DEFAULT_MAX_ENTRIES = 200_000;
 /** Documents' JSON kept by default, in bytes. */
@@ -57,6 +86,8 @@ export interface ConfigCacheOptions {
     maxBodyBytes?: number;
     /** With `shared`, how long an entry is answered from (default SHARED_STORE_REVALIDATE_MS). */
     revalidateMs?: number;
+    /** With `shared` and a healthy change feed, how long an entry is answered from (default FEED_FALLBACK_MS). */
+    fallbackMs?: number;
     /** A monotonic clock in milliseconds (tests replace it). */
     now?: () => number;
 }
@@ -78,7 +109,7 @@ interface Entry {
     sources: Sources;
     /** The write counter when its assembly began. */
     seq: number;
-    /** The clock when its assembly began. */
+    /** The clock when the oldest read it was assembled from began. */
     at: number;
 }
 
@@ -88,15 +119,31 @@ interface Running {
     lastWrite: number;
 }
 
+/** Sources kept at most (services, applications, manifests of a DC are far fewer). */
+const MAX_KEPT_SOURCES = 10_000;
+
+/** A source read from the store, kept on a shared store (see "Sources on Moray"). */
+interface KeptSource {
+    promise: Promise<unknown>;
+    /** The clock when its read began. */
+    at: number;
+    /** The write counter then. */
+    seq: number;
+}
+
 const INSTANCES: BucketName = BUCKET_OF.instance;
 const WATCHED: ReadonlySet<string> = new Set<string>([BUCKET_OF.instance, BUCKET_OF.service, BUCKET_OF.application, BUCKET_OF.manifest]);
 
-export class ConfigCache implements ConfigAnswers {
+export class ConfigCache implements ConfigAnswers, ChangeSink {
     readonly shared: boolean;
     readonly maxEntries: number;
     readonly maxBodyBytes: number;
     private readonly revalidateMs: number;
-    private readonly now: () => number;
+    private readonly fallbackMs: number;
+    private readonly clock: () => number;
+    /** The start of the change feed's last successful poll, and of its chain; null: no feed. */
+    private feedAt: number | null = null;
+    private feedSince = Infinity;
 
     /** Entries by instance uuid, least recently used first. */
     private readonly entries = new Map<string, Entry>();
@@ -107,7 +154,9 @@ export class ConfigCache implements ConfigAnswers {
     /** `<bucket>/<uuid>` of services, applications, manifests → the counter after their last write. */
     private readonly written = new Map<string, number>();
     private readonly running = new Map<string, Running>();
-    private readonly assemblies = new Map<string, { seq: number; promise: Promise<ConfigAnswer> }>();
+    private readonly assemblies = new Map<string, { seq: number; at: number; promise: Promise<ConfigAnswer> }>();
+    /** Services, applications and manifests read lately (shared store only), by `<bucket>/<uuid>`. */
+    private readonly kept = new Map<string, KeptSource>();
     /** The write counter. */
     private seq = 0;
     /** The counter after the last write of a service, application or manifest. */
@@ -120,7 +169,31 @@ export class ConfigCache implements ConfigAnswers {
         this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
         this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
         this.revalidateMs = opts.revalidateMs ?? SHARED_STORE_REVALIDATE_MS;
-        this.now = opts.now ?? (() => performance.now());
+        this.fallbackMs = opts.fallbackMs ?? FEED_FALLBACK_MS;
+        this.clock = opts.now ?? (() => performance.now());
+    }
+
+    /** The cache's clock (the change feed times its polls with it). */
+    now(): number {
+        return this.clock();
+    }
+
+    /** From the change feed: `uuid` of `bucket` was written or deleted by some process. */
+    changed(bucket: BucketName, uuid: string): void {
+        this.noteWrite(bucket, uuid);
+    }
+
+    /** From the change feed: every change committed before `startedAt` has been told, and since `since` every one is. */
+    polled(startedAt: number, since: number): void {
+        if (this.feedAt === null || startedAt >= this.feedAt) {
+            this.feedAt = startedAt;
+            this.feedSince = since;
+        }
+    }
+
+    /** Whether the change feed vouches now for what was read from `at` on. */
+    private feedCovers(at: number, now: number): boolean {
+        return this.feedAt !== null && now - this.feedAt < this.revalidateMs && at >= this.feedSince && now - at < this.fallbackMs;
     }
 
     /** `store`, reporting to this cache every write it carries. */
@@ -177,11 +250,13 @@ export class ConfigCache implements ConfigAnswers {
             return;
         }
         this.written.set(`${bucket}/${uuid}`, this.seq);
+        this.kept.delete(`${bucket}/${uuid}`);
         this.lastSourceWrite = this.seq;
         if (this.written.size > MAX_RECORDED_WRITES) {
             // Whatever began before now is dropped with the record it was checked against.
             this.floor = this.seq;
             this.written.clear();
+            this.kept.clear();
             for (const k of [...this.entries.keys()]) {
                 this.remove(k);
             }
@@ -190,7 +265,7 @@ export class ConfigCache implements ConfigAnswers {
 
     /** Whether an entry may be answered from now. */
     private answers(e: Entry): boolean {
-        if (e.seq < this.floor || (this.shared && this.now() - e.at >= this.revalidateMs)) {
+        if (e.seq < this.floor || !this.fresh(e.at, this.now())) {
             return false;
         }
         return this.lastSourceWrite <= e.seq || this.unwritten(e.sources.keys, e.seq);
@@ -208,7 +283,8 @@ export class ConfigCache implements ConfigAnswers {
 
     private assemble(ctx: Ctx, uuid: string): Promise<ConfigAnswer> {
         const pending = this.assemblies.get(uuid);
-        if (pending !== undefined && pending.seq === this.seq) {
+        const now = this.now();
+        if (pending !== undefined && pending.seq === this.seq && this.fresh(pending.at, now)) {
             return pending.promise;
         }
         const seq = this.seq;
@@ -219,7 +295,7 @@ export class ConfigCache implements ConfigAnswers {
         }
         run.count++;
         const mine = run;
-        const promise = this.assembleOnce(ctx, uuid, seq, this.now(), mine).finally(() => {
+        const promise = this.assembleOnce(ctx, uuid, seq, now, mine).finally(() => {
             if (--mine.count === 0) {
                 this.running.delete(uuid);
             }
@@ -227,14 +303,67 @@ export class ConfigCache implements ConfigAnswers {
                 this.assemblies.delete(uuid);
             }
         });
-        this.assemblies.set(uuid, { seq, promise });
+        this.assemblies.set(uuid, { seq, at: now, promise });
         return promise;
     }
 
-    private async assembleOnce(ctx: Ctx, uuid: string, seq: number, at: number, run: Running): Promise<ConfigAnswer> {
+    /** On a shared store: whether what was read from `at` on may still be answered at `now`. */
+    private fresh(at: number, now: number): boolean {
+        return !this.shared || now - at < this.revalidateMs || this.feedCovers(at, now);
+    }
+
+    /**
+     * Where an assembly reads its sources: the store, or on a shared store
+     * the kept sources; `oldest.at` is lowered to the start of the oldest
+     * read used.
+     */
+    private reader(ctx: Ctx, oldest: { at: number }): SourceReader {
+        if (!this.shared) {
+            return storeReader(ctx);
+        }
+        const direct = storeReader(ctx);
+        const via =
+            <T>(bucket: BucketName, read: (uuid: string) => Promise<T | null>) =>
+            (uuid: string): Promise<T | null> => {
+                const key = `${bucket}/${uuid}`;
+                const now = this.now();
+                let k = this.kept.get(key);
+                if (k === undefined || !this.fresh(k.at, now) || k.seq < this.floor || (this.written.get(key) ?? 0) > k.seq) {
+                    const mine: KeptSource = { promise: read(uuid), at: now, seq: this.seq };
+                    k = mine;
+                    if (this.kept.size >= MAX_KEPT_SOURCES) {
+                        this.kept.clear();
+                    }
+                    this.kept.set(key, mine);
+                    // Nothing (a 404) and failures are not kept.
+                    mine.promise.then(
+                        (v) => {
+                            if (v === null && this.kept.get(key) === mine) {
+                                this.kept.delete(key);
+                            }
+                        },
+                        () => {
+                            if (this.kept.get(key) === mine) {
+                                this.kept.delete(key);
+                            }
+                        },
+                    );
+                }
+                oldest.at = Math.min(oldest.at, k.at);
+                return k.promise as Promise<T | null>;
+            };
+        return {
+            service: via(BUCKET_OF.service, (u) => direct.service(u)),
+            application: via(BUCKET_OF.application, (u) => direct.application(u)),
+            manifest: via(BUCKET_OF.manifest, (u) => direct.manifest(u)),
+        };
+    }
+
+    private async assembleOnce(ctx: Ctx, uuid: string, seq: number, started: number, run: Running): Promise<ConfigAnswer> {
         let assembled: Awaited<ReturnType<typeof assembleConfig>>;
+        const oldest = { at: started };
         try {
-            assembled = await assembleConfig(ctx, uuid);
+            assembled = await assembleConfig(ctx, uuid, this.reader(ctx, oldest));
         } catch (err) {
             // An entry older than this attempt answers no more than the attempt did.
             const old = this.entries.get(uuid);
@@ -247,7 +376,7 @@ export class ConfigCache implements ConfigAnswers {
         const body = toBuffer(JSON.stringify(assembled.doc));
         const sources = this.intern(assembled.sources);
         if (seq >= this.floor && run.lastWrite <= seq && (this.lastSourceWrite <= seq || this.unwritten(sources.keys, seq))) {
-            this.insert(uuid, { etag, body, bytes: body.length, sources, seq, at });
+            this.insert(uuid, { etag, body, bytes: body.length, sources, seq, at: oldest.at });
         } else {
             this.release(sources);
         }

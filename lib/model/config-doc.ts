@@ -15,17 +15,41 @@ export interface ConfigDoc {
     metadata: Dict;
 }
 
+/**
+ * Where an assembly reads the objects a document is made of besides its
+ * instance: the store, or a cache of them (config-cache.ts). Each answers
+ * the stored object, or null when there is none.
+ */
+export interface SourceReader {
+    service(uuid: string): Promise<Service | null>;
+    application(uuid: string): Promise<Application | null>;
+    manifest(uuid: string): Promise<Manifest | null>;
+}
+
+/** Reads every source from ctx.store. */
+export function storeReader(ctx: Ctx): SourceReader {
+    return {
+        service: async (uuid) => (await find<Service>(ctx.store, 'service', uuid))?.value ?? null,
+        application: async (uuid) => (await find<Application>(ctx.store, 'application', uuid))?.value ?? null,
+        manifest: async (uuid) => (await find<Manifest>(ctx.store, 'manifest', uuid))?.value ?? null,
+    };
+}
+
 /** A service and its application; a missing one is a 404 naming it. */
-export async function loadParents(ctx: Ctx, serviceUuid: string): Promise<{ service: Service; application: Application }> {
-    const svc = await find<Service>(ctx.store, 'service', serviceUuid);
-    if (!svc) {
+export async function loadParents(
+    ctx: Ctx,
+    serviceUuid: string,
+    reader: SourceReader = storeReader(ctx),
+): Promise<{ service: Service; application: Application }> {
+    const service = await reader.service(serviceUuid);
+    if (!service) {
         throw noSuch('service', serviceUuid);
     }
-    const app = await find<Application>(ctx.store, 'application', svc.value.application_uuid);
-    if (!app) {
-        throw noSuch('application', svc.value.application_uuid);
+    const application = await reader.application(service.application_uuid);
+    if (!application) {
+        throw noSuch('application', service.application_uuid);
     }
-    return { service: svc.value, application: app.value };
+    return { service, application };
 }
 
 /** The uuids a config document was assembled from, besides its instance's. */
@@ -40,26 +64,27 @@ export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
     return (await assembleConfig(ctx, uuid)).doc;
 }
 
-/** The GetConfig document of an instance, and what it was assembled from. */
-export async function assembleConfig(ctx: Ctx, uuid: string): Promise<{ doc: ConfigDoc; sources: ConfigSources }> {
+/**
+ * The GetConfig document of an instance, and what it was assembled from.
+ * The instance comes from ctx.store; the rest from `reader`, the manifests
+ * all at once.
+ */
+export async function assembleConfig(ctx: Ctx, uuid: string, reader: SourceReader = storeReader(ctx)): Promise<{ doc: ConfigDoc; sources: ConfigSources }> {
     const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
-    const { service, application } = await loadParents(ctx, inst.service_uuid);
+    const { service, application } = await loadParents(ctx, inst.service_uuid, reader);
     const merged = mergeAttributes(application, service, inst);
 
-    const manifests: Manifest[] = [];
-    const cache = new Map<string, Manifest>();
-    for (const muuid of Object.values(merged.manifests)) {
-        let m = cache.get(muuid);
+    const wanted = [...new Set(Object.values(merged.manifests))];
+    const got = await Promise.all(wanted.map((muuid) => reader.manifest(muuid)));
+    const byUuid = new Map<string, Manifest>();
+    for (const [i, muuid] of wanted.entries()) {
+        const m = got[i];
         if (!m) {
-            const got = await find<Manifest>(ctx.store, 'manifest', muuid);
-            if (!got) {
-                throw noSuch('manifest', muuid);
-            }
-            m = got.value;
-            cache.set(muuid, m);
+            throw noSuch('manifest', muuid);
         }
-        manifests.push(m);
+        byUuid.set(muuid, m);
     }
+    const manifests = Object.values(merged.manifests).map((muuid) => byUuid.get(muuid) as Manifest);
 
     const metadata = copyInto({}, merged.metadata);
     delete metadata['user-script'];
@@ -68,7 +93,7 @@ export async function assembleConfig(ctx: Ctx, uuid: string): Promise<{ doc: Con
     metadata.INSTANCE_UUID = inst.uuid;
     return {
         doc: { manifests, metadata },
-        sources: { service: inst.service_uuid, application: service.application_uuid, manifests: [...cache.keys()] },
+        sources: { service: inst.service_uuid, application: service.application_uuid, manifests: wanted },
     };
 }
 

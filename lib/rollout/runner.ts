@@ -1,46 +1,67 @@
-// RolloutManager: starts, runs, persists and resumes agent rollouts.
+// RolloutManager: starts, runs, persists, pauses, reverts and resumes
+// agent rollouts.
 //
-// Each item is one UpgradeInstance through the agent deployer. Up to
-// `concurrency` run at once; a server busy with another agent operation is
-// retried later (the deployer's per-server lock keeps cn-agent and
-// config-agent from running beside other agents). The running average
+// A rollout works on up to `concurrency` servers at once; on each server
+// its items (one per planned agent instance) run one after another, so
+// cn-agent and config-agent are never upgraded beside another agent there
+// (and cn-agent, whose upgrade restarts the task runner, goes last). Each
+// item is one UpgradeInstance through the agent deployer; a server busy
+// with another agent operation is retried later. The running average
 // duration flags stalled items; a hard timeout fails them.
+//
+// The SAPI driving a rollout holds its lease `rollout/<uuid>` and keeps it
+// alive; if the lease is lost it starts no more items. Every SAPI looks,
+// every ttl/2, for running or reverting rollouts nobody holds and takes
+// them over, never repeating finished items. A paused rollout is driven by
+// nobody: promote, resume, revert and cancel take its lease to act on it.
 
 import { randomUUID } from 'node:crypto';
 
 import type Logger from 'bunyan';
 
-import { hasCode, invalidArgument, noDeployer, noSuch } from '../errors.js';
+import { CnapiClient } from '../clients/cnapi.js';
+import { hasCode, invalidArgument, noDeployer, noSuch, operationInProgress } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
+import { memoryLeases, type LeaseHandle, type Leases } from '../model/leases.js';
 import { find } from '../model/objects.js';
-import type { Instance, Service } from '../model/types.js';
-import { validateRequest } from '../model/validate.js';
-import type { RequestOf } from '../../schemas/requests.js';
-import { BUCKETS, indexFieldValue } from '../stor/buckets.js';
-import { and, eq } from '../stor/store.js';
+import type { Service } from '../model/types.js';
+import { BUCKETS } from '../stor/buckets.js';
+import { ALL, oneOf } from '../stor/store.js';
 import {
+    failureLimit,
+    failuresCounted,
+    markCanaries,
+    planItems,
+    planServices,
+    recount,
+    retotal,
+    rolloutInput,
+    serverView,
+    settleItems,
+    type PlanDeps,
+    type StartRollout,
+} from './plan.js';
+import {
+    ACTIVE_STATES,
     DEFAULT_CONCURRENCY,
     DEFAULT_INSTANCE_TIMEOUT_MS,
     DEFAULT_STALL_FACTOR,
     DEFAULT_STALL_MIN_FINISHED,
-    type ItemState,
+    FINAL_STATES,
+    type PausedReason,
     type Rollout,
     type RolloutItem,
+    type RolloutState,
 } from './types.js';
+
+export { rolloutInput, type StartRollout } from './plan.js';
 
 const BUCKET = BUCKETS.rollouts.name;
 const BUSY_RETRY_MS = 100;
 const PERSIST_INTERVAL_MS = 500;
-
-/** What a rollout is started with: the CreateRollout request schema's type. */
-export type StartRollout = RequestOf<'CreateRollout'>;
-
-/** Check a rollout request against its schema (409 with the field named). */
-export function rolloutInput(params: Record<string, unknown>): StartRollout {
-    validateRequest('CreateRollout', params);
-    return params;
-}
+/** Lease TTL when the manager is built without Leases (one process per store). */
+const DEFAULT_LEASE_TTL_MS = 30_000;
 
 /** Emitted as progress is made (sapiadm watches it over REST; metrics use it). */
 export type RolloutListener = (r: Rollout) => void;
@@ -48,20 +69,60 @@ export type RolloutListener = (r: Rollout) => void;
 export interface RolloutManagerDeps {
     /** The model (rollouts upgrade instances as UpgradeInstance does). */
     ctx: Ctx;
+    /** Who drives which rollout (default: this process's memory, for one SAPI per store). */
+    leases?: Leases | undefined;
+    /** CNAPI, for server.agents (default: a client for the config's cnapi.url). */
+    cnapi?: CnapiClient | undefined;
     /** Told of every progress step (metrics). */
     onProgress?: RolloutListener;
 }
 
+/** A rollout this process drives. */
+interface Live {
+    rollout: Rollout;
+    lease: LeaseHandle;
+    stopKeepAlive: () => void;
+    cancel: boolean;
+    /** Start no more items: pause for failures, or revert once the running ones end. */
+    halt: 'failures' | 'revert' | null;
+    /** Taken over after a restart (servers are checked again per item). */
+    resumed: boolean;
+    /** Durations of the succeeded items, for average_ms. */
+    durations: { sum: number; n: number };
+    done: Promise<void>;
+}
+
+export function rolloutLeaseKey(uuid: string): string {
+    return `rollout/${uuid}`;
+}
+
 export class RolloutManager {
-    private readonly running = new Map<string, { rollout: Rollout; cancel: boolean; done: Promise<void> }>();
+    private readonly running = new Map<string, Live>();
     private readonly ctx: Ctx;
+    private readonly leases: Leases;
+    private readonly cnapi: CnapiClient | undefined;
     private readonly onProgress: RolloutListener | undefined;
     private readonly log: Logger;
+    private readonly autoPromotions = new Map<string, NodeJS.Timeout>();
+    private scanTimer: NodeJS.Timeout | null = null;
+    private scanning: Promise<number> | null = null;
+    private stopped = false;
 
     constructor(deps: RolloutManagerDeps) {
         this.ctx = deps.ctx;
         this.onProgress = deps.onProgress;
         this.log = deps.ctx.log.child({ component: 'rollout' });
+        this.leases = deps.leases ?? memoryLeases(DEFAULT_LEASE_TTL_MS);
+        const url = deps.ctx.config.cnapi?.url;
+        this.cnapi =
+            deps.cnapi ??
+            (url
+                ? new CnapiClient({
+                      url,
+                      timeoutMs: deps.ctx.config.deploy.downstreamTimeoutMs,
+                      log: this.log.child({ component: 'cnapi' }),
+                  })
+                : undefined);
     }
 
     // ---- API
@@ -69,78 +130,221 @@ export class RolloutManager {
     async start(raw: StartRollout, reqId: string): Promise<Rollout> {
         // Callers other than the route (sapiadm's tests, resumption) are held to the same schema.
         const input = rolloutInput({ ...raw });
-        if (this.ctx.mode.current !== 'full') {
-            throw invalidArgument('rollouts deploy agents and need full mode');
-        }
-        if (!this.ctx.deployers.agent) {
-            throw noDeployer('agent');
-        }
-        const svc = await find<Service>(this.ctx.store, 'service', input.service_uuid);
-        if (!svc) {
-            throw noSuch('service', input.service_uuid);
-        }
-        if (svc.value.type !== 'agent') {
-            throw invalidArgument(`service ${svc.value.name} is not an agent service`);
-        }
-        const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
-        let targets: Instance[] = [];
-        for await (const chunk of this.ctx.store.iterate<Instance>(BUCKETS.instances.name, eq('service_uuid', svc.value.uuid))) {
-            targets.push(...chunk.map((c) => c.value));
-        }
-        if (input.servers) {
-            const want = new Set(input.servers);
-            targets = targets.filter((i) => want.has(serverOf(i)));
-        }
-        if (input.instances) {
-            const want = new Set(input.instances);
-            targets = targets.filter((i) => want.has(i.uuid));
-        }
-        // The image is checked once here (a clear 4xx now, not N failures later).
-        const agent = this.ctx.deployers.agent;
-        await agent.checkImage?.({ reqId, log: this.log, async: false }, input.image_uuid, svc.value);
+        const deps = this.planDeps();
+        const services = await planServices(deps, input, reqId);
         const now = new Date().toISOString();
+        const single = input.service_uuid !== undefined ? services[0] : undefined;
         const rollout: Rollout = {
             uuid: randomUUID(),
-            service_uuid: svc.value.uuid,
-            service_name: svc.value.name,
-            image_uuid: input.image_uuid,
-            concurrency,
+            ...(single ? { service_uuid: single.service_uuid, image_uuid: single.image_uuid } : { services }),
+            service_name: services.map((s) => s.service_name).join(','),
+            ...(input.exclude_services ? { exclude_services: input.exclude_services } : {}),
+            concurrency: input.concurrency ?? DEFAULT_CONCURRENCY,
             stall_factor: input.stall_factor ?? DEFAULT_STALL_FACTOR,
             stall_min_finished: input.stall_min_finished ?? DEFAULT_STALL_MIN_FINISHED,
             instance_timeout_ms: input.instance_timeout_ms ?? DEFAULT_INSTANCE_TIMEOUT_MS,
+            ...(input.canary !== undefined ? { canary: input.canary } : {}),
+            ...(input.auto_promote_after_ms !== undefined ? { auto_promote_after_ms: input.auto_promote_after_ms } : {}),
+            ...(input.max_failures !== undefined ? { max_failures: input.max_failures } : {}),
             state: 'running',
             created_at: now,
-            counts: emptyCounts(),
+            counts: { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0 },
+            totals: { servers: 0, servers_done: 0, items: 0, succeeded: 0, failed: 0, skipped: 0 },
             warnings: [],
-            items: targets.map((i) => ({ instance_uuid: i.uuid, server_uuid: serverOf(i), state: 'pending', attempts: 0 })),
+            items: await planItems(deps, services, input),
         };
         // All servers checked in one CNAPI call: the ones that cannot take an
         // upgrade now fail at once, clearly, instead of one by one later.
-        const notReady = agent.checkServers
-            ? await agent.checkServers({ reqId, log: this.log, async: false }, [...new Set(rollout.items.map((i) => i.server_uuid))])
-            : new Map<string, string>();
-        for (const item of rollout.items) {
-            const why = notReady.get(item.server_uuid);
-            if (why) {
-                item.state = 'failed';
-                item.error = why;
-                item.finished_at = now;
-            }
-        }
-        if (notReady.size > 0) {
-            rollout.warnings.push(`${now}: ${notReady.size} server(s) not ready; their items failed without an attempt`);
+        await settleItems(deps, rollout, rollout.items, reqId, { checkReady: true, resumed: false });
+        if (rollout.canary !== undefined) {
+            markCanaries(rollout.items, rollout.canary);
         }
         recount(rollout);
-        await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
+        retotal(rollout);
+        const lease = await this.leases.tryAcquire(rolloutLeaseKey(rollout.uuid), `rollout ${rollout.uuid}`);
+        if (!lease) {
+            throw operationInProgress(`rollout ${rollout.uuid} is already held by another SAPI`);
+        }
+        rollout.owner = this.leases.owner;
+        try {
+            await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
+        } catch (err) {
+            await lease.release().catch(() => undefined);
+            throw err;
+        }
         this.log.info(
-            { rollout: rollout.uuid, service: rollout.service_name, image: rollout.image_uuid, n: rollout.items.length, concurrency },
+            {
+                rollout: rollout.uuid,
+                services: rollout.service_name,
+                n: rollout.items.length,
+                servers: rollout.totals.servers,
+                concurrency: rollout.concurrency,
+            },
             'rollout started',
         );
-        this.launch(rollout, reqId);
-        return rollout;
+        this.launch(rollout, lease, reqId, false);
+        return present(rollout);
     }
 
     async get(uuid: string): Promise<Rollout> {
+        return present(await this.current(uuid));
+    }
+
+    async list(serviceUuid?: string): Promise<Rollout[]> {
+        const page = await this.ctx.store.find<Rollout>(BUCKET, ALL);
+        return page.items
+            .map((s) => this.running.get(s.value.uuid)?.rollout ?? s.value)
+            .filter((r) => serviceUuid === undefined || r.service_uuid === serviceUuid || (r.services ?? []).some((s) => s.service_uuid === serviceUuid))
+            .map(present);
+    }
+
+    /** Cancel: pending items are not started; running ones finish. A finished rollout is returned as it is. */
+    async cancel(uuid: string): Promise<Rollout> {
+        const live = await this.settled(uuid);
+        if (live) {
+            live.cancel = true;
+            cancelPending(live.rollout);
+            recount(live.rollout);
+            await this.persist(live.rollout, true);
+            this.emit(live.rollout);
+            return present(live.rollout);
+        }
+        const stored = await this.current(uuid);
+        if (FINAL_STATES.includes(stored.state)) {
+            return present(stored);
+        }
+        return this.withLease(uuid, 'cancel', async (r) => {
+            if (FINAL_STATES.includes(r.state)) {
+                return r;
+            }
+            // Nobody drives it: items it had running were interrupted and will not be started again.
+            for (const item of r.items) {
+                if (item.state === 'running' || item.state === 'stalled') {
+                    item.state = 'canceled';
+                }
+            }
+            cancelPending(r);
+            finish(r, 'canceled');
+            recount(r);
+            this.clearAutoPromote(uuid);
+            await this.persist(r, true);
+            this.emit(r);
+            return r;
+        });
+    }
+
+    /** Paused for canaries → running on every server. */
+    async promote(uuid: string): Promise<Rollout> {
+        await this.settled(uuid);
+        const live = this.running.get(uuid);
+        if (live) {
+            throw wrongState(live.rollout, 'promoted', 'only a rollout paused for its canaries can be promoted');
+        }
+        return this.continuePaused(
+            uuid,
+            'promoted',
+            (r) => r.state === 'paused' && r.paused_reason === 'canary',
+            'only a rollout paused for its canaries can be promoted',
+        );
+    }
+
+    /** Paused (for failures, or for canaries: that promotes) → running. */
+    async resume(uuid: string): Promise<Rollout> {
+        await this.settled(uuid);
+        const live = this.running.get(uuid);
+        if (live) {
+            throw wrongState(live.rollout, 'resumed', 'only a paused rollout can be resumed');
+        }
+        return this.continuePaused(uuid, 'resumed', (r) => r.state === 'paused', 'only a paused rollout can be resumed');
+    }
+
+    /**
+     * Put back each succeeded item's from_image, by the same per-server rules.
+     * A running rollout starts no more items and reverts once its running ones end.
+     */
+    async revert(uuid: string, reqId: string): Promise<Rollout> {
+        const live = await this.settled(uuid);
+        const why = 'a rollout can be reverted while running, paused, or once succeeded, failed or canceled, and only once';
+        if (live) {
+            const r = live.rollout;
+            if (r.state !== 'running') {
+                throw wrongState(r, 'reverted', why);
+            }
+            live.halt = 'revert';
+            cancelPending(r);
+            r.state = 'reverting';
+            delete r.paused_reason;
+            recount(r);
+            await this.persist(r, true);
+            this.emit(r);
+            return present(r);
+        }
+        const stored = await this.current(uuid);
+        if (!revertable(stored)) {
+            throw wrongState(stored, 'reverted', why);
+        }
+        return this.withLease(uuid, 'revert', async (r, lease) => {
+            // A running rollout nobody drives waits for its takeover first.
+            if (!revertable(r) || r.state === 'running') {
+                throw wrongState(r, 'reverted', why);
+            }
+            await this.beginRevert(r, reqId);
+            return this.launch(r, lease, reqId, false).rollout;
+        });
+    }
+
+    /** At start-up: resume rollouts a restart interrupted (those nobody holds), then look again every ttl/2. */
+    async resumeAll(): Promise<number> {
+        if (!this.scanTimer && !this.stopped) {
+            this.scanTimer = setInterval(
+                () => {
+                    void this.scan(false).catch((err: unknown) => this.log.error({ err }, 'rollout takeover scan failed'));
+                },
+                Math.max(1, Math.floor(this.leases.ttlMs / 2)),
+            );
+            this.scanTimer.unref();
+        }
+        return this.scan(true);
+    }
+
+    /** Resolves when every running rollout has finished or paused (tests, shutdown). */
+    async idle(): Promise<void> {
+        while (this.running.size > 0) {
+            await Promise.all([...this.running.values()].map((r) => r.done));
+        }
+    }
+
+    /**
+     * Shutting down: no more scans or automatic promotions, and no item
+     * starts; running ones end; the rollouts stay as they are in the store
+     * (a restart, or another SAPI once the leases are free, resumes them).
+     */
+    stop(): void {
+        this.stopped = true;
+        if (this.scanTimer) {
+            clearInterval(this.scanTimer);
+            this.scanTimer = null;
+        }
+        for (const t of this.autoPromotions.values()) {
+            clearTimeout(t);
+        }
+        this.autoPromotions.clear();
+    }
+
+    // ---- helpers of the API
+
+    private planDeps(): PlanDeps {
+        if (this.ctx.mode.current !== 'full') {
+            throw invalidArgument('rollouts deploy agents and need full mode');
+        }
+        const agent = this.ctx.deployers.agent;
+        if (!agent) {
+            throw noDeployer('agent');
+        }
+        return { ctx: this.ctx, log: this.log, agent, cnapi: this.cnapi };
+    }
+
+    private async current(uuid: string): Promise<Rollout> {
         const live = this.running.get(uuid);
         if (live) {
             return live.rollout;
@@ -152,99 +356,394 @@ export class RolloutManager {
         return stored.value;
     }
 
-    async list(serviceUuid?: string): Promise<Rollout[]> {
-        const filter = serviceUuid ? and(eq('service_uuid', serviceUuid)) : and();
-        const page = await this.ctx.store.find<Rollout>(BUCKET, filter);
-        return page.items.map((s) => this.running.get(s.value.uuid)?.rollout ?? s.value);
+    /** The live entry, once a driver that is pausing or ending has let go (then null). */
+    private async settled(uuid: string): Promise<Live | null> {
+        for (;;) {
+            const live = this.running.get(uuid);
+            if (!live) {
+                return null;
+            }
+            if (ACTIVE_STATES.includes(live.rollout.state) && !live.cancel && !live.halt) {
+                return live;
+            }
+            if (live.rollout.state === 'reverting' && live.halt === 'revert') {
+                return live;
+            }
+            await live.done;
+        }
     }
 
-    /** Cancel: pending items are not started; running ones finish. */
-    async cancel(uuid: string): Promise<Rollout> {
-        const live = this.running.get(uuid);
-        if (!live) {
-            return this.get(uuid);
+    /**
+     * Act on a rollout nobody here drives: take its lease (409 when another
+     * SAPI drives it), read it again, and act; the lease is given back
+     * unless `fn` launched a driver with it.
+     */
+    private async withLease(uuid: string, what: string, fn: (r: Rollout, lease: LeaseHandle) => Promise<Rollout>): Promise<Rollout> {
+        const lease = await this.leases.tryAcquire(rolloutLeaseKey(uuid), `${what} of rollout ${uuid}`);
+        if (!lease) {
+            const holder = await this.leases.holder(rolloutLeaseKey(uuid)).catch(() => null);
+            throw operationInProgress(
+                `rollout ${uuid} is driven by another SAPI${holder ? ` (${holder.owner}: ${holder.operation})` : ''}; try again later or there`,
+            );
         }
-        live.cancel = true;
-        for (const item of live.rollout.items) {
-            if (item.state === 'pending') {
-                item.state = 'canceled';
+        let launched = false;
+        try {
+            const stored = await this.ctx.store.get<Rollout>(BUCKET, uuid);
+            if (!stored) {
+                throw noSuch('rollout', uuid);
+            }
+            const out = await fn(stored.value, lease);
+            launched = this.running.get(uuid)?.lease === lease;
+            return present(out);
+        } finally {
+            if (!launched) {
+                await lease.release().catch((err: unknown) => this.log.warn({ err, rollout: uuid }, 'could not release a rollout lease'));
             }
         }
-        recount(live.rollout);
-        await this.persist(live.rollout, true);
-        this.emit(live.rollout);
-        return live.rollout;
     }
 
-    /** At start-up: resume rollouts a restart interrupted. */
-    async resumeAll(): Promise<number> {
-        const page = await this.ctx.store.find<Rollout>(BUCKET, eq('state', 'running'));
+    private async continuePaused(uuid: string, verb: string, ok: (r: Rollout) => boolean, why: string): Promise<Rollout> {
+        const stored = await this.current(uuid);
+        if (!ok(stored)) {
+            throw wrongState(stored, verb, why);
+        }
+        return this.withLease(uuid, verb, async (r, lease) => {
+            if (!ok(r)) {
+                throw wrongState(r, verb, why);
+            }
+            const now = new Date().toISOString();
+            if (r.paused_reason === 'canary') {
+                r.promoted_at = now;
+            } else {
+                // max_failures counts again from here.
+                r.failures_baseline = r.items.filter((i) => i.phase !== 'revert' && i.state === 'failed').length;
+            }
+            r.warnings.push(`${now}: ${verb} (was paused: ${String(r.paused_reason)})`);
+            r.state = 'running';
+            delete r.paused_reason;
+            delete r.paused_at;
+            delete r.auto_promote_at;
+            this.clearAutoPromote(uuid);
+            this.log.info({ rollout: uuid }, `rollout ${verb}`);
+            return this.launch(r, lease, `${verb}-${uuid}`, false).rollout;
+        });
+    }
+
+    // ---- takeover
+
+    /** Take over running/reverting rollouts whose lease is free; arm automatic promotions of paused ones. */
+    private scan(startup: boolean): Promise<number> {
+        if (this.scanning) {
+            return this.scanning;
+        }
+        this.scanning = this.scanOnce(startup).finally(() => {
+            this.scanning = null;
+        });
+        return this.scanning;
+    }
+
+    private async scanOnce(startup: boolean): Promise<number> {
+        if (this.stopped) {
+            return 0;
+        }
+        const page = await this.ctx.store.find<Rollout>(BUCKET, oneOf('state', ['running', 'reverting', 'paused']));
+        let n = 0;
         for (const { value: r } of page.items) {
-            const interrupted = r.items.filter((i) => i.state === 'running' || i.state === 'stalled');
-            for (const item of interrupted) {
-                item.state = 'pending';
+            if (this.stopped || this.running.has(r.uuid)) {
+                continue;
             }
-            r.resumed_at = new Date().toISOString();
-            r.warnings.push(`${r.resumed_at}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`);
-            recount(r);
-            await this.persist(r, true);
-            this.log.warn({ rollout: r.uuid, rerun: interrupted.length }, 'resuming an interrupted rollout');
-            this.launch(r, `resume-${r.uuid}`);
+            if (r.state === 'paused') {
+                if (r.auto_promote_at !== undefined) {
+                    this.armAutoPromote(r);
+                }
+                continue;
+            }
+            const lease = await this.leases.tryAcquire(rolloutLeaseKey(r.uuid), `rollout ${r.uuid}`);
+            if (!lease) {
+                continue; // its owner is alive
+            }
+            try {
+                const fresh = (await this.ctx.store.get<Rollout>(BUCKET, r.uuid))?.value;
+                if (!fresh || !ACTIVE_STATES.includes(fresh.state) || this.running.has(r.uuid)) {
+                    await lease.release();
+                    continue;
+                }
+                await this.takeOver(fresh, lease, startup);
+                n += 1;
+            } catch (err) {
+                await lease.release().catch(() => undefined);
+                this.log.error({ err, rollout: r.uuid }, 'could not resume a rollout');
+            }
         }
-        return page.items.length;
+        return n;
     }
 
-    /** Resolves when every running rollout has finished (tests, shutdown). */
-    async idle(): Promise<void> {
-        await Promise.all([...this.running.values()].map((r) => r.done));
+    private async takeOver(r: Rollout, lease: LeaseHandle, startup: boolean): Promise<void> {
+        const interrupted = r.items.filter((i) => i.state === 'running' || i.state === 'stalled');
+        for (const item of interrupted) {
+            item.state = 'pending';
+        }
+        const previous = r.owner;
+        r.resumed_at = new Date().toISOString();
+        r.warnings.push(
+            startup
+                ? `${r.resumed_at}: resumed after a restart; ${interrupted.length} interrupted item(s) re-run`
+                : `${r.resumed_at}: taken over from ${previous ?? 'a SAPI'} whose lease expired (resumed after a restart of that SAPI, or its loss); ${interrupted.length} interrupted item(s) re-run`,
+        );
+        // Items that finished unseen (their task completed as SAPI went down) are not run again.
+        try {
+            await settleItems(this.planDeps(), r, r.items, `resume-${r.uuid}`, { checkReady: false, resumed: true });
+        } catch (err) {
+            this.log.warn({ err, rollout: r.uuid }, 'could not check interrupted items against server.agents');
+        }
+        recount(r);
+        this.log.warn({ rollout: r.uuid, rerun: interrupted.length, previous }, 'resuming an interrupted rollout');
+        await this.persist(r, true);
+        this.launch(r, lease, `resume-${r.uuid}`, true);
+    }
+
+    private armAutoPromote(r: Rollout): void {
+        if (this.stopped || r.auto_promote_at === undefined || this.autoPromotions.has(r.uuid)) {
+            return;
+        }
+        const uuid = r.uuid;
+        const timer = setTimeout(
+            () => {
+                this.autoPromotions.delete(uuid);
+                this.promote(uuid).then(
+                    () => this.log.info({ rollout: uuid }, 'canaries succeeded: promoted automatically'),
+                    (err: unknown) => this.log.info({ err, rollout: uuid }, 'automatic promotion not done'),
+                );
+            },
+            Math.max(0, Date.parse(r.auto_promote_at) - Date.now()),
+        );
+        timer.unref();
+        this.autoPromotions.set(uuid, timer);
+    }
+
+    private clearAutoPromote(uuid: string): void {
+        const t = this.autoPromotions.get(uuid);
+        if (t) {
+            clearTimeout(t);
+            this.autoPromotions.delete(uuid);
+        }
     }
 
     // ---- execution
 
-    private launch(rollout: Rollout, reqId: string): void {
-        const entry = { rollout, cancel: false, done: Promise.resolve() };
-        entry.done = this.run(entry, reqId).catch((err: unknown) => {
+    private launch(rollout: Rollout, lease: LeaseHandle, reqId: string, resumed: boolean): Live {
+        rollout.owner = this.leases.owner;
+        const entry: Live = {
+            rollout,
+            lease,
+            stopKeepAlive: this.leases.keepAlive(lease),
+            cancel: false,
+            halt: null,
+            resumed,
+            durations: { sum: 0, n: 0 },
+            done: Promise.resolve(),
+        };
+        for (const i of rollout.items) {
+            if (i.state === 'succeeded' && i.duration_ms !== undefined) {
+                entry.durations.sum += i.duration_ms;
+                entry.durations.n += 1;
+            }
+        }
+        this.running.set(rollout.uuid, entry);
+        entry.done = this.drive(entry, reqId).catch((err: unknown) => {
             this.log.error({ err, rollout: rollout.uuid }, 'rollout runner crashed');
         });
-        this.running.set(rollout.uuid, entry);
+        return entry;
     }
 
-    private async run(entry: { rollout: Rollout; cancel: boolean }, reqId: string): Promise<void> {
+    /** Run items until the rollout ends or pauses (or its lease is lost), then let go of it. */
+    private async drive(entry: Live, reqId: string): Promise<void> {
         const r = entry.rollout;
-        const queue = r.items.filter((i) => i.state === 'pending');
+        const lost = (): boolean => entry.lease.lost.aborted;
+        try {
+            for (;;) {
+                await this.runPending(entry, reqId);
+                if (lost() || this.stopped) {
+                    return;
+                }
+                if (entry.cancel) {
+                    finish(r, 'canceled');
+                    return;
+                }
+                if (entry.halt === 'revert') {
+                    entry.halt = null;
+                    await this.beginRevert(r, reqId);
+                    continue;
+                }
+                if (r.state === 'reverting') {
+                    finish(r, r.items.some((i) => i.phase === 'revert' && i.state === 'failed') ? 'failed' : 'reverted');
+                    return;
+                }
+                if (entry.halt === 'failures') {
+                    entry.halt = null;
+                    pause(r, 'failures');
+                    r.warnings.push(`${String(r.paused_at)}: paused: ${failuresCounted(r)} failed item(s) reached max_failures ${String(r.max_failures)}`);
+                    return;
+                }
+                if (canaryPhase(r) && r.items.some((i) => i.state === 'pending' && i.phase === 'main')) {
+                    pause(r, 'canary');
+                    const canaries = r.items.filter((i) => i.phase === 'canary');
+                    if (r.auto_promote_after_ms !== undefined && canaries.every((i) => i.state === 'succeeded' || i.state === 'skipped')) {
+                        r.auto_promote_at = new Date(Date.now() + r.auto_promote_after_ms).toISOString();
+                    }
+                    return;
+                }
+                finish(r, r.items.some((i) => i.phase !== 'revert' && i.state === 'failed') ? 'failed' : 'succeeded');
+                return;
+            }
+        } finally {
+            entry.stopKeepAlive();
+            if (lost()) {
+                this.log.warn({ rollout: r.uuid }, 'rollout lease lost: no more items started here (another SAPI takes it over)');
+                this.running.delete(r.uuid);
+                this.flushes.delete(r.uuid);
+            } else {
+                if (!ACTIVE_STATES.includes(r.state)) {
+                    delete r.owner;
+                }
+                recount(r);
+                await this.persist(r, true);
+                this.running.delete(r.uuid);
+                await entry.lease.release().catch((err: unknown) => this.log.warn({ err, rollout: r.uuid }, 'could not release a rollout lease'));
+                this.log.info(
+                    { rollout: r.uuid, state: r.state, paused_reason: r.paused_reason, counts: r.counts, average_ms: r.average_ms },
+                    FINAL_STATES.includes(r.state) ? 'rollout finished' : `rollout ${r.state}`,
+                );
+                this.emit(r);
+                if (r.state === 'paused' && r.auto_promote_at !== undefined) {
+                    this.armAutoPromote(r);
+                }
+            }
+        }
+    }
+
+    /**
+     * Pending items of the current phase: up to `concurrency` servers at a
+     * time, each server's items one after another. Returns once none is
+     * left, or when the rollout must start no more (cancel, pause, revert,
+     * lost lease, shutdown) and the running ones have ended.
+     */
+    private async runPending(entry: Live, reqId: string): Promise<void> {
+        const r = entry.rollout;
+        const phases = r.state === 'reverting' ? ['revert'] : canaryPhase(r) ? ['canary'] : ['canary', 'main'];
+        const halted = (): boolean => entry.cancel || entry.halt !== null || entry.lease.lost.aborted || this.stopped;
+        if (r.state === 'running') {
+            this.checkFailures(entry);
+        }
+        const groups = new Map<string, RolloutItem[]>();
+        for (const item of r.items) {
+            if (item.state === 'pending' && phases.includes(item.phase ?? 'main')) {
+                const g = groups.get(item.server_uuid);
+                if (g) g.push(item);
+                else groups.set(item.server_uuid, [item]);
+            }
+        }
+        const queue = [...groups.values()];
         const watchdog = setInterval(() => this.checkStalls(r), 250);
         try {
             const worker = async (): Promise<void> => {
                 for (;;) {
-                    if (entry.cancel) {
+                    const group = halted() ? undefined : queue.shift();
+                    if (!group) {
                         return;
                     }
-                    const item = queue.shift();
-                    if (!item) {
-                        return;
+                    for (const item of group) {
+                        if (halted()) {
+                            break;
+                        }
+                        if (item.state !== 'pending') {
+                            continue;
+                        }
+                        await this.runItem(entry, item, reqId);
+                        // (runItem changed the state)
+                        if ((item.state as RolloutItem['state']) === 'failed' && r.state === 'running') {
+                            this.checkFailures(entry);
+                        }
                     }
-                    await this.runItem(r, item, reqId);
                 }
             };
             await Promise.all(Array.from({ length: Math.min(r.concurrency, Math.max(queue.length, 1)) }, worker));
         } finally {
             clearInterval(watchdog);
         }
+    }
+
+    private checkFailures(entry: Live): void {
+        const limit = failureLimit(entry.rollout);
+        if (limit !== undefined && entry.halt === null && failuresCounted(entry.rollout) >= limit) {
+            entry.halt = 'failures';
+        }
+    }
+
+    /** Switch to reverting: one revert item per succeeded upgrade whose from_image differs, checked like a start. */
+    private async beginRevert(r: Rollout, reqId: string): Promise<void> {
+        const now = new Date().toISOString();
+        cancelPending(r);
+        const back: RolloutItem[] = r.items
+            .filter((i) => i.phase !== 'revert' && i.state === 'succeeded' && i.from_image !== undefined && i.from_image !== i.to_image)
+            .map((i) => ({
+                instance_uuid: i.instance_uuid,
+                server_uuid: i.server_uuid,
+                service_uuid: i.service_uuid,
+                service_name: i.service_name,
+                from_image: i.to_image,
+                to_image: i.from_image as string,
+                phase: 'revert',
+                state: 'pending',
+                attempts: 0,
+            }));
+        r.state = 'reverting';
+        r.reverted_at = now;
+        delete r.paused_reason;
+        delete r.paused_at;
+        delete r.auto_promote_at;
+        delete r.finished_at;
+        this.clearAutoPromote(r.uuid);
+        r.warnings.push(`${now}: reverting ${back.length} upgraded item(s) to their previous image`);
+        this.log.warn({ rollout: r.uuid, n: back.length }, 'reverting a rollout');
+        const deps = this.planDeps();
+        // Each previous image is checked once (it may have been removed from IMGAPI since).
+        const images = new Map<string, RolloutItem>();
+        for (const item of back) images.set(`${item.service_uuid}/${item.to_image}`, item);
+        for (const item of images.values()) {
+            let err: string | undefined;
+            try {
+                const svc = await find<Service>(this.ctx.store, 'service', item.service_uuid);
+                if (svc) await deps.agent.checkImage?.({ reqId, log: this.log, async: false }, item.to_image, svc.value);
+            } catch (e) {
+                err = (e as Error).message;
+            }
+            if (err !== undefined) {
+                for (const i of back) {
+                    if (i.service_uuid === item.service_uuid && i.to_image === item.to_image) {
+                        i.state = 'failed';
+                        i.error = err;
+                        i.finished_at = now;
+                    }
+                }
+            }
+        }
+        await settleItems(deps, r, back, reqId, { checkReady: true, resumed: false });
+        r.items.push(...back);
         recount(r);
-        r.state = entry.cancel ? 'canceled' : r.counts.failed > 0 ? 'failed' : 'succeeded';
-        r.finished_at = new Date().toISOString();
         await this.persist(r, true);
-        this.running.delete(r.uuid);
-        this.log.info({ rollout: r.uuid, state: r.state, counts: r.counts, average_ms: r.average_ms }, 'rollout finished');
         this.emit(r);
     }
 
-    private async runItem(r: Rollout, item: RolloutItem, reqId: string): Promise<void> {
+    private async runItem(entry: Live, item: RolloutItem, reqId: string): Promise<void> {
+        const r = entry.rollout;
         item.state = 'running';
         item.attempts += 1;
         const start = Date.now();
         item.started_at = new Date(start).toISOString();
         delete item.error;
+        delete item.finished_at;
+        delete item.duration_ms;
         recount(r);
         void this.persist(r);
         this.emit(r);
@@ -274,8 +773,8 @@ export class RolloutManager {
         try {
             for (;;) {
                 try {
-                    const opts = { imageChecked: true, serverChecked: r.resumed_at === undefined, signal: timeout.signal };
-                    await untilAborted(upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: r.image_uuid }, opts), timeout.signal);
+                    const opts = { imageChecked: true, serverChecked: !entry.resumed, signal: timeout.signal };
+                    await untilAborted(upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: item.to_image }, opts), timeout.signal);
                     break;
                 } catch (err) {
                     if (timeout.signal.aborted) {
@@ -300,8 +799,9 @@ export class RolloutManager {
         item.finished_at = new Date().toISOString();
         item.duration_ms = Date.now() - start;
         if (item.state === 'succeeded') {
-            const done = r.items.filter((i) => i.state === 'succeeded' && i.duration_ms !== undefined);
-            r.average_ms = Math.round(done.reduce((s, i) => s + (i.duration_ms ?? 0), 0) / done.length);
+            entry.durations.sum += item.duration_ms;
+            entry.durations.n += 1;
+            r.average_ms = Math.round(entry.durations.sum / entry.durations.n);
         }
         recount(r);
         void this.persist(r);
@@ -346,8 +846,9 @@ export class RolloutManager {
     /**
      * Progress is written at most every PERSIST_INTERVAL_MS per rollout
      * (a 1,000-item rollout object is large); `final` writes at once. A
-     * restart re-runs items finished in the last interval, which is safe:
-     * installing the same image again is idempotent.
+     * restart re-checks items finished in the last interval against
+     * CNAPI's server.agents, and runs again only those not at their image.
+     * Nothing is written once the lease is lost (the new owner writes).
      */
     private persist(r: Rollout, final = false): Promise<void> {
         let f = this.flushes.get(r.uuid);
@@ -359,7 +860,11 @@ export class RolloutManager {
         const write = (): Promise<void> => {
             state.timer = null;
             state.chain = state.chain.then(async () => {
+                if (this.running.get(r.uuid)?.lease.lost.aborted) {
+                    return;
+                }
                 try {
+                    retotal(r);
                     await this.ctx.store.put(BUCKET, structuredClone(r));
                 } catch (err) {
                     this.log.error({ err, rollout: r.uuid }, 'could not persist rollout progress');
@@ -382,16 +887,45 @@ export class RolloutManager {
     }
 }
 
-function emptyCounts(): Record<ItemState, number> {
-    return { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0 };
+/** What the API answers: the rollout with its items also grouped by server. */
+function present(r: Rollout): Rollout {
+    retotal(r);
+    return { ...r, servers: serverView(r.items) };
 }
 
-function recount(r: Rollout): void {
-    const c = emptyCounts();
-    for (const i of r.items) {
-        c[i.state] += 1;
+function canaryPhase(r: Rollout): boolean {
+    return r.canary !== undefined && r.promoted_at === undefined;
+}
+
+function cancelPending(r: Rollout): void {
+    for (const item of r.items) {
+        if (item.state === 'pending') {
+            item.state = 'canceled';
+        }
     }
-    r.counts = c;
+}
+
+function pause(r: Rollout, reason: PausedReason): void {
+    r.state = 'paused';
+    r.paused_reason = reason;
+    r.paused_at = new Date().toISOString();
+}
+
+function finish(r: Rollout, state: RolloutState): void {
+    r.state = state;
+    r.finished_at = new Date().toISOString();
+    delete r.paused_reason;
+    delete r.paused_at;
+    delete r.auto_promote_at;
+}
+
+function revertable(r: Rollout): boolean {
+    return r.state === 'running' || r.state === 'paused' || r.state === 'succeeded' || r.state === 'failed' || r.state === 'canceled';
+}
+
+function wrongState(r: Rollout, verb: string, why: string): Error {
+    const state = r.state === 'paused' ? `paused (${String(r.paused_reason)})` : r.state;
+    return invalidArgument(`rollout ${r.uuid} is ${state} and cannot be ${verb}: ${why}`);
 }
 
 /** `p`, or the signal's reason as soon as it aborts (whether or not `p` heeds the signal). */
@@ -407,9 +941,4 @@ async function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     } finally {
         if (onAbort) signal.removeEventListener('abort', onAbort);
     }
-}
-
-/** The server an instance is on, wherever its record keeps it (SAPI 2.1.2's records: only in params). */
-function serverOf(i: Instance): string {
-    return indexFieldValue(BUCKETS.instances, i, 'server_uuid') ?? '';
 }

@@ -94,6 +94,34 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
 
 export const ALL_BUCKETS: BucketDef[] = Object.values(BUCKETS);
 
+/**
+ * Leases (model/leases.ts), on Moray only: the key is the lease's key
+ * ('server/<uuid>', 'rollout/<uuid>'), the value its record. Not a bucket
+ * of objects: never cached locally, copied or migrated.
+ */
+export const LEASES_BUCKET: { name: 'sapi_leases'; version: number; index: Record<string, IndexDef> } = {
+    name: 'sapi_leases',
+    version: 1,
+    index: {
+        owner: { type: 'string' },
+        expires_at: { type: 'string' },
+    },
+};
+
+/**
+ * Tombstones, on Moray only: Moray keeps no record of a delete, so every
+ * delete SAPI-TS makes of an instance, service, application or manifest
+ * also writes `<bucket>/<uuid>` here, in the same batch (lib/stor/moray).
+ * GetConfig's change feed reads them by `_mtime` like the objects' own
+ * changes; old ones are pruned. Not a bucket of objects: never cached
+ * locally, copied or migrated.
+ */
+export const TOMBSTONES_BUCKET: { name: 'sapi_tombstones'; version: number; index: Record<string, IndexDef> } = {
+    name: 'sapi_tombstones',
+    version: 1,
+    index: {},
+};
+
 export function bucketDef(name: BucketName): BucketDef {
     const def = ALL_BUCKETS.find((b) => b.name === name);
     if (!def) {

@@ -15,6 +15,9 @@
 // need a column the embedded store does not have (and batches return no
 // etags). The comparison is a primary-key read of the local file, cheaper
 // than the write it saves. Objects Moray no longer has are always deleted.
+// The Moray etag of what was last mirrored for each object is remembered
+// in memory, so a read that finds an object as it was last mirrored does
+// not even compare (GetConfig on Moray reads its instance every second).
 
 import type Logger from 'bunyan';
 
@@ -22,6 +25,7 @@ import { ALL_BUCKETS, type BucketName } from './buckets.js';
 import { copyChunks } from './copy.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
+import type { ChangeSource } from './moray/feed.js';
 import type { SqliteStore } from './sqlite/index.js';
 import {
     ALL,
@@ -40,8 +44,13 @@ import {
 /** Set in the local copy once a sync() has copied every bucket. */
 export const CACHE_FILLED_KEY = 'cache.filled_at';
 
+/** Objects whose mirrored Moray etag is remembered, at most. */
+const MAX_MIRRORED = 500_000;
+
 export class CachedStore extends ForwardingStore {
     private filled: boolean | null = null;
+    /** `<bucket>/<uuid>` → Moray's etag of the value the local copy was last given. */
+    private readonly mirrored = new Map<string, string>();
 
     constructor(
         private readonly primary: Store,
@@ -58,6 +67,12 @@ export class CachedStore extends ForwardingStore {
 
     override get name(): string {
         return `${this.primary.name}+LocalCache`;
+    }
+
+    /** Moray's change source (GetConfig's change feed), when the primary offers one. */
+    changeSource(): ChangeSource | null {
+        const offer = (this.primary as { changeSource?: () => ChangeSource }).changeSource;
+        return typeof offer === 'function' ? offer.call(this.primary) : null;
     }
 
     override async init(): Promise<void> {
@@ -204,6 +219,8 @@ export class CachedStore extends ForwardingStore {
             }
         }
         await this.local.setMeta(CACHE_FILLED_KEY, new Date().toISOString());
+        // The copy was written around mirror(): what it remembers no longer holds.
+        this.mirrored.clear();
         this.filled = true;
         this.log.info({ copied, written, dropped }, 'local cache refreshed from moray');
         return { copied, written, dropped };
@@ -215,9 +232,20 @@ export class CachedStore extends ForwardingStore {
      * never fails the request.
      */
     private mirror(bucket: BucketName, uuid: string, got: Stored | null): void {
+        const key = `${bucket}/${uuid}`;
+        if (got && got.etag !== '' && this.mirrored.get(key) === got.etag) {
+            return;
+        }
+        this.mirrored.delete(key);
         try {
             if (got) {
                 this.local.putIfChanged(bucket, [got.value]);
+                if (got.etag !== '') {
+                    if (this.mirrored.size >= MAX_MIRRORED) {
+                        this.mirrored.clear();
+                    }
+                    this.mirrored.set(key, got.etag);
+                }
             } else {
                 this.local.delUnchecked(bucket, uuid);
             }

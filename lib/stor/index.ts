@@ -17,6 +17,7 @@
 import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
+import { MemoryLeaseBackend, type LeaseBackend } from '../model/leases.js';
 import type { Mode } from '../model/types.js';
 import { ALL_BUCKETS } from './buckets.js';
 import { CACHE_FILLED_KEY, CachedStore } from './cached.js';
@@ -43,6 +44,12 @@ export interface StoreSetup {
     syncCache?: () => Promise<void>;
     /** Moray bucket setup, reindex and backfill progress; null without Moray. */
     status?: () => Record<string, BucketStatus> | null;
+    /**
+     * Where leases (server locks, rollout ownership) are kept: Moray in
+     * full mode, shared by every SAPI on it; this process's memory in proto
+     * mode. Absent: memory (embedded backend).
+     */
+    leaseBackend?: LeaseBackend;
     /** Stop timers and background work. */
     stop(): void;
     /** Close every store this setup opened. */
@@ -115,6 +122,15 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
     };
 
     const store = new SwitchingStore(null);
+    // Leases follow the store: in memory while the embedded store serves
+    // (proto mode), in Moray otherwise (failing as unavailable until it answers).
+    const memoryLeases = new MemoryLeaseBackend();
+    const morayLeases = moray.leaseBackend();
+    const leaseBackend: LeaseBackend = {
+        get: (key) => (store.inner === local ? memoryLeases : morayLeases).get(key),
+        put: (record, etag) => (store.inner === local ? memoryLeases : morayLeases).put(record, etag),
+        del: (key, etag) => (store.inner === local ? memoryLeases : morayLeases).del(key, etag),
+    };
     const localMode = await local.getMeta(MODE_KEY);
     const cacheFilled = (await local.getMeta(CACHE_FILLED_KEY)) !== null;
 
@@ -154,6 +170,7 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
 
     const setup: StoreSetup = {
         store,
+        leaseBackend,
         stop: () => {
             stopped = true;
             if (timer) clearInterval(timer);

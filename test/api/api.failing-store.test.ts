@@ -113,6 +113,9 @@ function probes(ids: Ids): Record<string, Probe> {
         ListRollouts: { method: 'GET', path: '/rollouts' },
         GetRollout: { method: 'GET', path: `/rollouts/${rollout}` },
         CancelRollout: { method: 'DELETE', path: `/rollouts/${rollout}` },
+        PromoteRollout: { method: 'POST', path: `/rollouts/${rollout}/promote`, opts: v2 },
+        ResumeRollout: { method: 'POST', path: `/rollouts/${rollout}/resume`, opts: v2 },
+        RevertRollout: { method: 'POST', path: `/rollouts/${rollout}/revert`, opts: v2 },
     };
 }
 

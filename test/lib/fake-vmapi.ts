@@ -20,6 +20,9 @@ export interface FakeVmapiOptions {
     defaultServerUuid?: string;
 }
 
+/** ListVms answers at most this many VMs. */
+const LIST_LIMIT = 1000;
+
 type JobPlan = { kind: 'fail'; error: unknown } | { kind: 'hang' };
 
 type JobKind = 'provision' | 'reprovision' | 'destroy';
@@ -54,6 +57,7 @@ export class FakeVmapi extends FakeHttpServer {
         for (const vm of opts.vms ?? []) {
             this.addVm(vm);
         }
+        this.route('GET', '/vms', (req) => this.listVms(req));
         this.route('GET', '/vms/:uuid', (req) => ({ status: 200, body: clone(this.vmOr404(req)) }));
         this.route('POST', '/vms', (req) => this.createVm(req));
         this.route('POST', '/vms/:uuid', (req) => this.vmAction(req));
@@ -119,6 +123,39 @@ export class FakeVmapi extends FakeHttpServer {
             throw new FakeHttpError(404, 'ResourceNotFound', 'VM not found');
         }
         return vm;
+    }
+
+    /**
+     * ListVms as VMAPI filters it: `owner_uuid`, `server_uuid`, `image_uuid`,
+     * `state` (`active`: neither destroyed nor failed), `tag.KEY=VALUE`;
+     * paged with `limit` (default and maximum 1000) and `offset`, in uuid order.
+     */
+    private listVms(req: FakeRequest): FakeResponse {
+        const q = req.query;
+        const limit = q['limit'] === undefined ? LIST_LIMIT : Number(q['limit']);
+        if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT) {
+            throw validationFailed('limit', 'Invalid', `Must be an integer between 1 and ${LIST_LIMIT}`);
+        }
+        const offset = q['offset'] === undefined ? 0 : Number(q['offset']);
+        if (!Number.isInteger(offset) || offset < 0) {
+            throw validationFailed('offset', 'Invalid', 'Must be an integer >= 0');
+        }
+        const matches = (vm: VmapiVm): boolean => {
+            for (const [k, v] of Object.entries(q)) {
+                if (typeof v !== 'string') continue;
+                if (k === 'owner_uuid' || k === 'server_uuid' || k === 'image_uuid') {
+                    if (vm[k] !== v) return false;
+                } else if (k === 'state') {
+                    if (v === 'active' ? vm.state === 'destroyed' || vm.state === 'failed' : vm.state !== v) return false;
+                } else if (k.startsWith('tag.')) {
+                    const tags = (vm['tags'] ?? {}) as Record<string, unknown>;
+                    if (String(tags[k.slice(4)]) !== v) return false;
+                }
+            }
+            return true;
+        };
+        const all = [...this.state.vms.values()].filter(matches).sort((a, b) => a.uuid.localeCompare(b.uuid));
+        return { status: 200, body: clone(all.slice(offset, offset + limit)), headers: { 'x-joyent-resource-count': String(all.length) } };
     }
 
     private createVm(req: FakeRequest): FakeResponse {

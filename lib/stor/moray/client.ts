@@ -480,15 +480,15 @@ export class MorayClient {
         return out;
     }
 
-    /** All operations in one transaction. */
-    batch(requests: MorayBatchRequest[]): Promise<void> {
+    /** All operations in one transaction; `ctx` names the object an error is about when Moray does not. */
+    batch(requests: MorayBatchRequest[], ctx: ErrorContext = {}): Promise<void> {
         const reqs = requests.map((r) => {
             const o = r.options?.etag === undefined ? {} : { etag: r.options.etag };
             return r.operation === 'put'
                 ? { operation: 'put', bucket: r.bucket, key: r.key, value: r.value, options: o }
                 : { operation: 'delete', bucket: r.bucket, key: r.key, options: o };
         });
-        return this.call<unknown>({}, (cb) => this.raw.batch(reqs, {}, cb)).then(() => undefined);
+        return this.call<unknown>(ctx, (cb) => this.raw.batch(reqs, {}, cb)).then(() => undefined);
     }
 
     async reindexObjects(bucket: string, count: number): Promise<ReindexResult> {

@@ -8,11 +8,13 @@
 // in that index yet); such filters are answered by a scan of the rest of the
 // filter, checked here, until the initializer says the reindex is complete.
 
-import { ALL_BUCKETS, bucketDef, type BucketDef, type BucketName } from '../buckets.js';
+import type { LeaseBackend, LeaseRecord, StoredLease } from '../../model/leases.js';
+import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buckets-init.js';
 import { createMorayClient, type MorayBatchRequest, type MorayClient, type MorayConnectOptions, type MorayObject } from './client.js';
+import { FEED_BUCKETS, type ChangedRow, type ChangeSource } from './feed.js';
 import { afterId, afterMarker, filterFields, matchesNothing, matchesValue, toLdapString, withoutFields } from './filter.js';
 
 /** Service-level settings: key = setting name, value `{value}`. */
@@ -42,6 +44,20 @@ function byUuid(a: Stored, b: Stored): number {
     const x = a.value.uuid as string;
     const y = b.value.uuid as string;
     return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** Buckets whose deletes leave a tombstone (GetConfig's change feed reads them). */
+const TOMBSTONED: ReadonlySet<string> = new Set<string>(FEED_BUCKETS);
+
+/** The put that records the delete of `uuid` of `bucket`, in the delete's batch. */
+function tombstone(bucket: BucketName, uuid: string): MorayBatchRequest {
+    return {
+        operation: 'put',
+        bucket: TOMBSTONES_BUCKET.name,
+        key: `${bucket}/${uuid}`,
+        // The time makes each tombstone's etag new, so a prune never removes a newer one.
+        value: { bucket, uuid, deleted_at: new Date().toISOString() },
+    };
 }
 
 function keyOf(value: JsonObject): string {
@@ -95,7 +111,7 @@ export class MorayStore implements Store {
         if (!this.initializerRef) {
             this.initializerRef = new BucketsInitializer({
                 client: this.ensureClient(),
-                buckets: [...this.defs, META_BUCKET],
+                buckets: [...this.defs, META_BUCKET, LEASES_BUCKET, TOMBSTONES_BUCKET],
                 log: this.opts.log,
                 metaBucket: META_BUCKET.name,
                 reindexBatchSize: this.opts.reindexBatchSize,
@@ -199,9 +215,18 @@ export class MorayStore implements Store {
         return { value: JSON.parse(json) as T, etag };
     }
 
+    /** Deletes; of a config bucket, with its tombstone in the same batch. */
     async del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
         bucketDef(bucket);
-        await this.client.delObject(bucket, uuid, { etag: opts.etag });
+        if (!TOMBSTONED.has(bucket)) {
+            await this.client.delObject(bucket, uuid, { etag: opts.etag });
+            return;
+        }
+        await this.client.batch([{ operation: 'delete', bucket, key: uuid, options: { etag: opts.etag } }, tombstone(bucket, uuid)], {
+            bucket,
+            key: uuid,
+            expected: opts.etag,
+        });
     }
 
     async batch(ops: BatchOp[]): Promise<void> {
@@ -218,6 +243,11 @@ export class MorayStore implements Store {
             }
             return { operation: 'delete', bucket: op.bucket, key: op.uuid, options: { etag: op.etag } };
         });
+        for (const op of ops) {
+            if (op.op === 'del' && TOMBSTONED.has(op.bucket)) {
+                reqs.push(tombstone(op.bucket, op.uuid));
+            }
+        }
         if (reqs.length === 0) {
             return;
         }
@@ -331,5 +361,59 @@ export class MorayStore implements Store {
 
     async setMeta(key: string, value: string): Promise<void> {
         await this.client.putObject(META_BUCKET.name, key, { value });
+    }
+
+    // ---- change feed
+
+    private feedSource: ChangeSource | null = null;
+
+    /** What GetConfig's change feed asks this Moray (lib/stor/moray/feed.ts); the same object every time. */
+    changeSource(): ChangeSource {
+        this.feedSource ??= {
+            changedSince: async (bucket: string, mtime: number, limit: number): Promise<ChangedRow[]> => {
+                const recs = await this.client.findAll(bucket, `(_mtime>=${Math.floor(mtime)})`, {
+                    limit,
+                    sort: { attribute: '_mtime', order: 'ASC' },
+                });
+                return recs.map((r) => ({ key: r.key, value: r.value, mtime: Number(r._mtime ?? 0), etag: r._etag }));
+            },
+            stamp: async (key: string): Promise<number> => {
+                const bucket = TOMBSTONES_BUCKET.name;
+                await this.client.putObject(bucket, key, { stamped_at: new Date().toISOString() });
+                const got = await this.client.getObject(bucket, key);
+                if (typeof got?._mtime !== 'number' && typeof got?._mtime !== 'string') {
+                    throw new StoreUnavailableError(`moray ${bucket}/${key}: no _mtime`);
+                }
+                return Number(got._mtime);
+            },
+            pruneTombstones: async (mtime: number, limit: number): Promise<number> => {
+                const bucket = TOMBSTONES_BUCKET.name;
+                const old = await this.client.findAll(bucket, `(_mtime<=${Math.floor(mtime)})`, { limit, sort: { attribute: '_mtime', order: 'ASC' } });
+                if (old.length === 0) {
+                    return 0;
+                }
+                // Conditional on each etag: a tombstone written again meanwhile stays (another SAPI pruning too fails the batch).
+                await this.client.batch(old.map((r) => ({ operation: 'delete', bucket, key: r.key, options: { etag: r._etag } })));
+                return old.length;
+            },
+        };
+        return this.feedSource;
+    }
+
+    // ---- leases
+
+    /** The leases kept in this Moray (conditional writes on Moray's etag). */
+    leaseBackend(): LeaseBackend {
+        const bucket = LEASES_BUCKET.name;
+        return {
+            get: async (key: string): Promise<StoredLease | null> => {
+                const r = await this.client.getObject(bucket, key);
+                return r ? { record: r.value as unknown as LeaseRecord, etag: r._etag } : null;
+            },
+            put: async (record: LeaseRecord, etag: string | null): Promise<string> => {
+                return (await this.client.putObject(bucket, record.key, { ...record }, { etag })).etag;
+            },
+            del: (key: string, etag: string): Promise<void> => this.client.delObject(bucket, key, { etag }),
+        };
     }
 }

@@ -1,0 +1,333 @@
+// GetConfig's change feed on Moray: one poller per process that asks Moray,
+// every intervalMs, which objects of the buckets config documents are made
+// of (instances, services, applications, manifests) changed lately, and
+// which were deleted (the tombstones SAPI-TS writes in the same batch as
+// each delete, see TOMBSTONES_BUCKET), and tells the sink (GetConfig's
+// cache) exactly those. While polls succeed, the cache answers from what it
+// keeps without reading Moray again; when they stop, it falls back to
+// reading again what is older than the visibility bound.
+//
+// What a poll asks. Moray stamps every row it writes with `_mtime` (the
+// Moray process's clock in milliseconds, taken while the write runs, before
+// its transaction commits), keeps it in an indexed column, and accepts it in
+// findObjects filters and sorts. A poll asks, per bucket, for the rows with
+// `_mtime` at or after "the start of the previous successful poll, on
+// Moray's clock, minus OVERLAP_MS", oldest first. Moray's clock is found
+// from this process's own: now and then the feed writes a row of its own
+// (in the tombstones bucket) and reads its `_mtime` back; the offset taken
+// (the stamp minus the local time once the write has returned) never puts
+// Moray's clock later than it is. The overlap is needed because `_mtime`
+// order is not commit order: a write stamped earlier can commit later (a
+// long batch, a slow commit), and several Moray processes stamp with their
+// own clocks. So a write that commits less than OVERLAP_MS after its stamp
+// (stamp-to-commit lag plus clock skew between Moray processes below
+// OVERLAP_MS) is seen by the first poll that starts after its commit. Rows
+// met again in the overlap are told only once (by their `_mtime` and
+// `_etag`). A write beyond that lag, and a delete made by a SAPI that writes
+// no tombstones (SAPI 2.1.2 during an upgrade), are not seen by the feed:
+// the cache's slower revalidation of everything it keeps covers those (its
+// fallbackMs).
+//
+// Chains. The first poll only measures Moray's clock (nothing before it is
+// told); a poll that meets more than `limit` rows of one bucket cannot tell
+// everything and starts afresh the same way, as does one after the feed has
+// failed for longer than half the tombstones' life. The sink hears when the
+// chain it may trust began (polled()'s `since`): what it read before then is
+// not covered by the feed.
+
+import { randomUUID } from 'node:crypto';
+
+import type { BucketName } from '../buckets.js';
+import { BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
+import { ForwardingStore } from '../forwarding.js';
+import { MultiDcStore } from '../multi-dc.js';
+import type { Store } from '../store.js';
+
+/** The buckets GetConfig documents are made of: their deletes leave tombstones. */
+export const FEED_BUCKETS: readonly BucketName[] = [BUCKETS.instances.name, BUCKETS.services.name, BUCKETS.applications.name, BUCKETS.manifests.name];
+
+/** Between polls. */
+export const FEED_INTERVAL_MS = 300;
+/** How far before the highest `_mtime` seen each poll looks again (see above). */
+export const OVERLAP_MS = 3000;
+/** Rows of one bucket one poll reads at most before it starts afresh. */
+export const FEED_LIMIT = 2000;
+/** Tombstones older than this are pruned. */
+export const TOMBSTONE_KEEP_MS = 60 * 60 * 1000;
+/** Between prunes of old tombstones. */
+export const PRUNE_EVERY_MS = 10 * 60 * 1000;
+/** Between measures of Moray's clock. */
+export const CLOCK_EVERY_MS = 10_000;
+
+/** A changed row, as the feed needs it. */
+export interface ChangedRow {
+    key: string;
+    value: Record<string, unknown>;
+    mtime: number;
+    etag: string;
+}
+
+/** What the feed asks Moray (MorayStore.changeSource()). */
+export interface ChangeSource {
+    /** Rows of `bucket` with `_mtime` ≥ `mtime`, oldest first, at most `limit`. */
+    changedSince(bucket: string, mtime: number, limit: number): Promise<ChangedRow[]>;
+    /** Delete tombstones with `_mtime` ≤ `mtime` (some of them: at most `limit`); resolves with how many. */
+    pruneTombstones(mtime: number, limit: number): Promise<number>;
+    /** Write the row `key` of the tombstones bucket (not a tombstone) and resolve with its `_mtime`. */
+    stamp(key: string): Promise<number>;
+}
+
+/** Who is told (GetConfig's cache). Times are on the sink's own clock. */
+export interface ChangeSink {
+    now(): number;
+    /** `uuid` of `bucket` was written or deleted (by anyone). */
+    changed(bucket: BucketName, uuid: string): void;
+    /**
+     * Every change committed before `startedAt` has been told, and every
+     * change committed since `since` (the start of this chain) will be.
+     */
+    polled(startedAt: number, since: number): void;
+}
+
+export interface FeedLogger {
+    warn(obj: object, msg: string): void;
+    info(obj: object, msg: string): void;
+}
+
+export interface ChangeFeedOptions {
+    /** The Moray behind the store now, or null (proto mode, multi-DC, embedded store): no polls then. */
+    source: () => ChangeSource | null;
+    sink: ChangeSink;
+    log?: FeedLogger | undefined;
+    intervalMs?: number | undefined;
+    overlapMs?: number | undefined;
+    limit?: number | undefined;
+    tombstoneKeepMs?: number | undefined;
+    pruneEveryMs?: number | undefined;
+    clockEveryMs?: number | undefined;
+    /** This process's wall clock in milliseconds (tests replace it). */
+    wallNow?: (() => number) | undefined;
+}
+
+const TOMBSTONES = TOMBSTONES_BUCKET.name;
+
+/** Moray's change source behind `store` (through its decorators), or null. Multi-DC: none (the master's writes are not in the local Moray). */
+export function changeSourceOf(store: Store): ChangeSource | null {
+    let s: Store = store;
+    for (;;) {
+        if (s instanceof MultiDcStore) {
+            return null;
+        }
+        const offer = (s as { changeSource?: () => ChangeSource | null }).changeSource;
+        if (typeof offer === 'function') {
+            return offer.call(s);
+        }
+        if (!(s instanceof ForwardingStore)) {
+            return null;
+        }
+        s = s.inner;
+    }
+}
+
+export class ChangeFeed {
+    private readonly intervalMs: number;
+    private readonly overlapMs: number;
+    private readonly limit: number;
+    private readonly keepMs: number;
+    private readonly pruneEveryMs: number;
+    private readonly clockEveryMs: number;
+    private readonly wallNow: () => number;
+    /** Names this process's clock row. */
+    private readonly id = `clock/${randomUUID()}`;
+    private source: ChangeSource | null = null;
+    /** Moray's clock minus this process's (wall clocks); null: not measured in this chain. */
+    private offset: number | null = null;
+    private lastClock = -Infinity;
+    /** The wall clock when the last successful poll began (null: no chain). */
+    private lastWall: number | null = null;
+    /** Rows told within the overlap: `<bucket>/<key>` → their `_mtime` and signature. */
+    private readonly seen = new Map<string, { mtime: number; sig: string }>();
+    /** The start of the current chain, and of its last successful poll (sink clock). */
+    private since = 0;
+    private lastOk = 0;
+    private lastPrune = -Infinity;
+    private pruning: Promise<void> | null = null;
+    private timer: NodeJS.Timeout | null = null;
+    private running: Promise<void> | null = null;
+    private stopped = false;
+    private failing = false;
+    /** Restarting for too many changes (logged once until a poll succeeds). */
+    private overflowing = false;
+
+    constructor(private readonly opts: ChangeFeedOptions) {
+        this.intervalMs = opts.intervalMs ?? FEED_INTERVAL_MS;
+        this.overlapMs = opts.overlapMs ?? OVERLAP_MS;
+        this.limit = opts.limit ?? FEED_LIMIT;
+        this.keepMs = opts.tombstoneKeepMs ?? TOMBSTONE_KEEP_MS;
+        this.pruneEveryMs = opts.pruneEveryMs ?? PRUNE_EVERY_MS;
+        this.clockEveryMs = opts.clockEveryMs ?? CLOCK_EVERY_MS;
+        this.wallNow = opts.wallNow ?? Date.now;
+    }
+
+    /** Poll every intervalMs (after the previous poll ends) until stop(). */
+    start(): void {
+        this.stopped = false;
+        const tick = (): void => {
+            this.timer = null;
+            if (this.stopped) {
+                return;
+            }
+            void this.poll().finally(() => {
+                if (!this.stopped) {
+                    this.timer = setTimeout(tick, this.intervalMs);
+                    this.timer.unref();
+                }
+            });
+        };
+        tick();
+    }
+
+    /** Stop polling. A poll under way is not waited for (Moray may be down): it ends without a word. */
+    stop(): void {
+        this.stopped = true;
+        if (this.timer) {
+            clearTimeout(this.timer);
+            this.timer = null;
+        }
+    }
+
+    /** One poll (tests call it directly); a poll under way is joined. Never rejects. */
+    poll(): Promise<void> {
+        this.running ??= this.pollOnce().finally(() => {
+            this.running = null;
+        });
+        return this.running;
+    }
+
+    /** Start afresh: the next poll begins a new chain. */
+    private restart(): void {
+        this.lastWall = null;
+        this.offset = null;
+        this.seen.clear();
+    }
+
+    private async pollOnce(): Promise<void> {
+        const sink = this.opts.sink;
+        const source = this.opts.source();
+        if (source !== this.source) {
+            this.source = source;
+            this.restart();
+        }
+        if (source === null) {
+            return;
+        }
+        const started = sink.now();
+        const wall = this.wallNow();
+        // Failing long enough for tombstones of deletes it missed to be pruned: start afresh.
+        if (this.lastWall !== null && started - this.lastOk > this.keepMs / 2) {
+            this.restart();
+        }
+        try {
+            if (this.offset === null || wall - this.lastClock >= this.clockEveryMs) {
+                const before = this.wallNow();
+                const mtime = await source.stamp(this.id);
+                const after = this.wallNow();
+                // Stamped no later than `after` on this clock: Moray's clock is at least this far ahead.
+                this.offset = mtime - after;
+                this.lastClock = before;
+            }
+            if (this.lastWall === null) {
+                this.since = started;
+            } else {
+                const from = Math.floor(this.lastWall + this.offset - this.overlapMs);
+                const buckets = [...FEED_BUCKETS, TOMBSTONES];
+                const rows = await Promise.all(buckets.map((b) => source.changedSince(b, Math.max(0, from), this.limit)));
+                for (const [k, v] of this.seen) {
+                    if (v.mtime < from) {
+                        this.seen.delete(k);
+                    }
+                }
+                for (const [i, b] of buckets.entries()) {
+                    this.tell(b, rows[i] as ChangedRow[]);
+                }
+                if (rows.some((r) => r.length >= this.limit)) {
+                    // More changed than one poll reads: what it read is told, and a new chain begins.
+                    if (!this.overflowing) {
+                        this.overflowing = true;
+                        this.opts.log?.warn({ limit: this.limit }, 'change feed: too many changes in one poll, starting afresh');
+                    }
+                    this.restart();
+                    return;
+                }
+            }
+            this.lastWall = wall;
+            this.lastOk = started;
+            this.overflowing = false;
+            if (this.failing) {
+                this.failing = false;
+                this.opts.log?.info({}, 'change feed: polling again');
+            }
+            sink.polled(started, this.since);
+        } catch (err) {
+            if (!this.failing && !this.stopped) {
+                this.failing = true;
+                this.opts.log?.warn({ err }, 'change feed: poll failed; documents are read again after the visibility bound until it recovers');
+            }
+            return;
+        }
+        // Beside the polls, not in their way.
+        if (this.pruning === null) {
+            this.pruning = this.prune(source).finally(() => {
+                this.pruning = null;
+            });
+        }
+    }
+
+    /** Tell the sink the rows not told yet. */
+    private tell(bucket: string, rows: ChangedRow[]): void {
+        const sink = this.opts.sink;
+        for (const r of rows) {
+            const key = bucket === TOMBSTONES ? r.key : `${bucket}/${r.key}`;
+            const sig = `${r.mtime}/${r.etag}`;
+            if (this.seen.get(key)?.sig === sig) {
+                continue;
+            }
+            this.seen.set(key, { mtime: r.mtime, sig });
+            if (bucket === TOMBSTONES) {
+                const b = r.value.bucket;
+                const uuid = r.value.uuid;
+                if (typeof b === 'string' && typeof uuid === 'string' && (FEED_BUCKETS as readonly string[]).includes(b)) {
+                    sink.changed(b as BucketName, uuid);
+                }
+            } else {
+                sink.changed(bucket as BucketName, r.key);
+            }
+        }
+    }
+
+    /** Now and then, delete tombstones older than keepMs (on Moray's clock). Failures wait for the next time. */
+    private async prune(source: ChangeSource): Promise<void> {
+        const now = this.opts.sink.now();
+        if (now - this.lastPrune < this.pruneEveryMs || this.offset === null) {
+            return;
+        }
+        this.lastPrune = now;
+        try {
+            const before = this.wallNow() + this.offset - this.keepMs;
+            let n = 0;
+            // A few batches at most each time; what is left waits for the next.
+            for (let round = 0; round < 10; round++) {
+                const got = await source.pruneTombstones(before, 1000);
+                n += got;
+                if (got < 1000) {
+                    break;
+                }
+            }
+            if (n > 0) {
+                this.opts.log?.info({ pruned: n }, 'change feed: old tombstones pruned');
+            }
+        } catch (err) {
+            this.opts.log?.warn({ err }, 'change feed: pruning old tombstones failed');
+        }
+    }
+}

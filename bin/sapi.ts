@@ -17,6 +17,8 @@ import { bunyanLevel, ConfigError, loadConfig, type SapiConfig } from '../lib/co
 import { packageVersion } from '../lib/version.js';
 
 const EXIT_STARTUP = 2;
+/** How long after the port answers the request schemas start compiling. */
+const SCHEMA_WARMUP_DELAY_MS = 500;
 const USAGE = 'usage: sapi [-f CONFIG_FILE] [--help] [--version]';
 const HELP = `${USAGE}
 
@@ -160,10 +162,14 @@ async function main(): Promise<void> {
                 log.info({ port: mport }, 'metrics listening on /metrics');
             }
             listening = undefined;
-            // The request schemas are compiled once the port answers, between
-            // requests; a request that comes first compiles its own.
+            // The request schemas are compiled a little after the port answers
+            // (the first compile, with ajv's own setup, takes tens of ms that
+            // would otherwise hold up the first requests), one at a time
+            // between requests; a request that comes first compiles its own.
             const { precompileRequestSchemas } = await import('../lib/model/validate.js');
-            void precompileRequestSchemas().catch((err: unknown) => log?.warn({ err }, 'compiling request schemas failed'));
+            setTimeout(() => {
+                void precompileRequestSchemas().catch((err: unknown) => log?.warn({ err }, 'compiling request schemas failed'));
+            }, SCHEMA_WARMUP_DELAY_MS).unref();
         } catch (err) {
             // Let go of the store (and its lock) before exiting.
             await (app ? app.close() : setup.close()).catch(() => undefined);

@@ -1,12 +1,12 @@
 // Request validation: one ajv instance compiles each schema in schemas/
 // once, the first time it is needed (or when the server, once listening,
 // warms them all up: precompileRequestSchemas); errors are translated into
-// SAPI 2.1.2's codes and messages. ajv itself is loaded then too, so that
-// neither its load nor the compiles delay the start.
+// SAPI 2.1.2's codes and messages. The ajv instance is set up then too (ajv
+// itself is loaded at start anyway, for the config), so that neither its
+// setup nor the compiles delay the start.
 
-import { createRequire } from 'node:module';
-
-import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import ajvFormats from 'ajv-formats';
 
 import { UUID_RE } from '../../schemas/common.js';
 import { REQUEST_SCHEMAS, type RequestId, type RequestOf } from '../../schemas/requests.js';
@@ -20,16 +20,14 @@ type SchemaWithRequired = {
 };
 
 const uuidRe = new RegExp(UUID_RE);
-const require = createRequire(import.meta.url);
 
-let ajv: AjvClass | null = null;
+let ajv: Ajv | null = null;
 
-function theAjv(): AjvClass {
+function theAjv(): Ajv {
     if (!ajv) {
-        const { Ajv } = require('ajv') as typeof import('ajv');
-        // ajv-formats is CommonJS; its default export is the plugin function.
-        const formatsPlugin = require('ajv-formats') as { default?: unknown };
-        const addFormats = (formatsPlugin.default ?? formatsPlugin) as (a: AjvClass) => void;
+        // ajv-formats is CommonJS; the plugin function is its exports or their `default`.
+        const formatsPlugin = ajvFormats as unknown as { default?: unknown };
+        const addFormats = (formatsPlugin.default ?? formatsPlugin) as (a: Ajv) => void;
         ajv = new Ajv({ allErrors: true, strict: false });
         addFormats(ajv);
         ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });

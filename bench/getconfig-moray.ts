@@ -27,11 +27,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import { withIndexes } from '../lib/model/instance-records.js';
-import type { Instance } from '../lib/model/types.js';
 import { MorayStore } from '../lib/stor/moray/index.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
 import type { BatchOp, JsonObject, Store } from '../lib/stor/store.js';
-import { fmt, load, request, startServer, type ChildServer, type LoadResult } from './lib.js';
+import { fmt, load, request, seededInstance, startServer, type ChildServer, type LoadResult } from './lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MORAY_SERVER_JS = join(here, '..', 'test', 'lib', 'moray-test-server.js');
@@ -81,15 +80,8 @@ function tree(n: number): Tree {
     }
     const instances: JsonObject[] = [];
     for (let i = 0; i < n; i++) {
-        const svcIdx = i % 20;
-        const inst: Instance = {
-            uuid: randomUUID(),
-            service_uuid: services[svcIdx] as string,
-            type: svcIdx < 10 ? 'agent' : 'vm',
-            params: { server_uuid: `00000000-0000-4000-8000-${String(i % 2000).padStart(12, '0')}`, alias: `inst${i}` },
-            metadata: { N: i, ADMIN_IP: `10.0.${(i >> 8) & 255}.${i & 255}` },
-        };
-        instances.push(withIndexes(inst));
+        const server = `00000000-0000-4000-8000-${String(i % 2000).padStart(12, '0')}`;
+        instances.push(withIndexes(seededInstance(i, services, { server_uuid: server }, { ADMIN_IP: `10.0.${(i >> 8) & 255}.${i & 255}` })));
     }
     return { puts, instances };
 }

@@ -21,12 +21,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { withIndexes } from '../lib/model/instance-records.js';
-import type { Instance } from '../lib/model/types.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
-import type { BatchOp } from '../lib/stor/store.js';
 import { startCeiling } from './ceiling.js';
-import { fmt, load, request, rss, startServer, writeConfig, type LoadResult } from './lib.js';
+import { fmt, load, putInstances, request, rss, seededInstance, startServer, writeConfig, type LoadResult } from './lib.js';
 
 const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
@@ -81,25 +78,9 @@ async function seed(path: string, n: number): Promise<Seeded> {
             });
         }
         const servers = Array.from({ length: 2000 }, () => randomUUID());
-        const instances: string[] = [];
-        let ops: BatchOp[] = [];
-        for (let i = 0; i < n; i++) {
-            const svcIdx = i % 20;
-            const inst: Instance = {
-                uuid: randomUUID(),
-                service_uuid: services[svcIdx] as string,
-                type: svcIdx < 10 ? 'agent' : 'vm',
-                params: { server_uuid: servers[i % 2000], alias: `inst${i}` },
-                metadata: { N: i, ADMIN_IP: `10.0.${(i >> 8) & 255}.${i & 255}` },
-            };
-            instances.push(inst.uuid);
-            ops.push({ op: 'put', bucket: 'sapi_instances', value: withIndexes(inst) });
-            if (ops.length === 5000) {
-                await store.batch(ops);
-                ops = [];
-            }
-        }
-        await store.batch(ops);
+        const instances = await putInstances(store, n, (i) =>
+            seededInstance(i, services, { server_uuid: servers[i % 2000] }, { ADMIN_IP: `10.0.${(i >> 8) & 255}.${i & 255}` }),
+        );
         return { instances, service: services[10] as string };
     } finally {
         await store.close();

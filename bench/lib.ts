@@ -1,11 +1,17 @@
 // Benchmark plumbing: a SAPI server in a child process (its own core), a
-// keep-alive load generator, latency percentiles and RSS readings.
+// keep-alive load generator, latency percentiles and RSS readings; seeded
+// instances written straight into a store.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { withIndexes } from '../lib/model/instance-records.js';
+import type { Instance } from '../lib/model/types.js';
+import type { BatchOp, Store } from '../lib/stor/store.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/bin/sapi.js, next to this compiled file's dist/bench/. */
@@ -172,4 +178,37 @@ export function fmt(n: number, digits = 1): string {
 
 export function writeConfig(path: string, port: number, storePath: string, extra: Record<string, unknown> = {}): void {
     writeFileSync(path, JSON.stringify({ port, host: '127.0.0.1', store: { backend: 'sqlite', path: storePath }, ...extra }));
+}
+
+/**
+ * The i-th seeded instance: of `services[i % services.length]` (the first ten
+ * are agent services, the others vm ones), alias inst<i>, metadata N: i;
+ * `params` and `metadata` are added.
+ */
+export function seededInstance(i: number, services: readonly string[], params: Record<string, unknown>, metadata: Record<string, unknown> = {}): Instance {
+    const svcIdx = i % services.length;
+    return {
+        uuid: randomUUID(),
+        service_uuid: services[svcIdx] as string,
+        type: svcIdx < 10 ? 'agent' : 'vm',
+        params: { ...params, alias: `inst${i}` },
+        metadata: { N: i, ...metadata },
+    };
+}
+
+/** Writes `make(i)` for i below `n`, with its index copies, straight into `store`, `batchSize` to a batch; their uuids. */
+export async function putInstances(store: Store, n: number, make: (i: number) => Instance, batchSize = 5000): Promise<string[]> {
+    const uuids: string[] = [];
+    let ops: BatchOp[] = [];
+    for (let i = 0; i < n; i++) {
+        const inst = make(i);
+        uuids.push(inst.uuid);
+        ops.push({ op: 'put', bucket: 'sapi_instances', value: withIndexes(inst) });
+        if (ops.length === batchSize) {
+            await store.batch(ops);
+            ops = [];
+        }
+    }
+    await store.batch(ops);
+    return uuids;
 }

@@ -6,13 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { withIndexes } from '../lib/model/instance-records.js';
-import type { Instance } from '../lib/model/types.js';
 import { SqliteStore } from '../lib/stor/sqlite/index.js';
 import { MorayStore } from '../lib/stor/moray/index.js';
-import type { BatchOp, Store } from '../lib/stor/store.js';
+import type { Store } from '../lib/stor/store.js';
 import { startFakeMoray } from '../test/lib/fake-moray.js';
-import { fmt, load, request, resetPeak, rss, startServer, writeConfig } from './lib.js';
+import { fmt, load, putInstances, request, resetPeak, rss, seededInstance, startServer, writeConfig } from './lib.js';
 
 const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
@@ -32,23 +30,7 @@ export async function seed(store: Store, n: number, batchSize = 5000): Promise<S
     for (const [i, s] of services.entries()) {
         await store.put('sapi_services', { uuid: s, name: `svc${i}`, application_uuid: app, type: i < 10 ? 'agent' : 'vm' });
     }
-    let ops: BatchOp[] = [];
-    for (let i = 0; i < n; i++) {
-        const svcIdx = i % 20;
-        const inst: Instance = {
-            uuid: randomUUID(),
-            service_uuid: services[svcIdx] as string,
-            type: svcIdx < 10 ? 'agent' : 'vm',
-            params: { server_uuid: servers[i % 2000], image_uuid: images[(i >> 3) % 10], alias: `inst${i}` },
-            metadata: { N: i },
-        };
-        ops.push({ op: 'put', bucket: 'sapi_instances', value: withIndexes(inst) });
-        if (ops.length === batchSize) {
-            await store.batch(ops);
-            ops = [];
-        }
-    }
-    await store.batch(ops);
+    await putInstances(store, n, (i) => seededInstance(i, services, { server_uuid: servers[i % 2000], image_uuid: images[(i >> 3) % 10] }), batchSize);
     return { servers, services, images };
 }
 

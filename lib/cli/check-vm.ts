@@ -10,9 +10,10 @@ import type { Command } from 'commander';
 import type { VmapiClient, VmapiVm } from '../clients/vmapi.js';
 import type { Application, Instance, Service } from '../model/types.js';
 import { mustUuid, positiveInt } from './args.js';
-import { readLine, type Cli } from './common.js';
+import { runCheck } from './check-flow.js';
+import { mapLimit, type Cli } from './common.js';
 import { vmapiClient } from './downstream.js';
-import { describeError, EXIT_DRIFT, EXIT_OK, UsageError } from './errors.js';
+import { describeError, UsageError } from './errors.js';
 import type { SapiApi } from './sapi-api.js';
 import { plural } from './table.js';
 
@@ -109,56 +110,27 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error, 2 usage error
             const lookups = positiveInt(o.concurrency, '--concurrency');
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
-            const gather = (): Promise<VmReport> => analyzeVms(api, vmapi, owner, lookups);
-
-            const before = await gather();
-            if (!json) printVmReport(cli, before);
-            if (before.drift === 0 || !o.fix) {
-                if (json) {
-                    cli.json({ report: before });
-                } else if (before.fixable > 0) {
-                    cli.out('Run `sapiadm check vm-instances --fix` to make the SAPI records match VMAPI.');
-                }
-                cli.exitCode = before.drift === 0 ? EXIT_OK : EXIT_DRIFT;
-                return;
-            }
-            if (before.fixable === 0) {
-                if (json) cli.json({ report: before });
-                else cli.out('Nothing here that --fix can change; see the notes above.');
-                cli.exitCode = EXIT_DRIFT;
-                return;
-            }
-            if (!o.yes) {
-                cli.io.stderr.write(`Change ${plural(before.fixable, 'SAPI record')} as listed (no VM is touched)? [y/N] `);
-                const answer = (await readLine(cli.io.stdin)).toLowerCase();
-                if (answer !== 'y' && answer !== 'yes') {
-                    cli.warn('Nothing changed.');
-                    if (json) cli.json({ report: before });
-                    cli.exitCode = EXIT_DRIFT;
-                    return;
-                }
-            }
-            if (!json) cli.out('Fixing:');
-            const actions: { fix: VmFix; ok: boolean; message: string }[] = [];
-            for (const f of before.findings) {
-                if (!f.fix) continue;
-                const r = await applyVmFix(api, vmapi, f, f.fix);
-                actions.push({ fix: f.fix, ...r });
-                if (!json) cli.out(`  ${r.ok ? 'done' : r.skipped ? 'skipped' : 'FAILED'}: ${r.message}`);
-            }
-            const after = await gather();
-            if (json) {
-                cli.json({ report: before, actions, after });
-            } else {
-                cli.out('');
-                if (after.drift === 0) {
-                    cli.out(`Fixed: ${plural(actions.filter((a) => a.ok).length, 'change')}; SAPI and VMAPI agree now.`);
-                } else {
-                    cli.out(`After --fix (${plural(actions.filter((a) => a.ok).length, 'change')} made):`);
-                    printVmReport(cli, after);
-                }
-            }
-            cli.exitCode = after.drift === 0 ? EXIT_OK : EXIT_DRIFT;
+            await runCheck(cli, {
+                json,
+                fix: o.fix,
+                yes: o.yes,
+                gather: () => analyzeVms(api, vmapi, owner, lookups),
+                print: (r) => printVmReport(cli, r),
+                fixHint: 'Run `sapiadm check vm-instances --fix` to make the SAPI records match VMAPI.',
+                nothingToFix: 'Nothing here that --fix can change; see the notes above.',
+                question: (r) => `Change ${plural(r.fixable, 'SAPI record')} as listed (no VM is touched)?`,
+                apply: async (before) => {
+                    const actions: { fix: VmFix; ok: boolean; message: string }[] = [];
+                    for (const f of before.findings) {
+                        if (!f.fix) continue;
+                        const r = await applyVmFix(api, vmapi, f, f.fix);
+                        actions.push({ fix: f.fix, ...r });
+                        if (!json) cli.out(`  ${r.ok ? 'done' : r.skipped ? 'skipped' : 'FAILED'}: ${r.message}`);
+                    }
+                    return actions;
+                },
+                other: 'VMAPI',
+            });
         });
 }
 
@@ -173,17 +145,6 @@ async function listVms(vmapi: VmapiClient, query: Record<string, string>): Promi
         all.push(...page);
         if (page.length < VM_PAGE) return all;
     }
-}
-
-/** `work` over `items`, at most `n` at a time. */
-async function eachLimited<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    const worker = async (): Promise<void> => {
-        while (next < items.length) {
-            await work(items[next++] as T);
-        }
-    };
-    await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
 }
 
 function roleOf(vm: VmapiVm): string | undefined {
@@ -221,7 +182,7 @@ export async function analyzeVms(api: SapiApi, vmapi: VmapiClient, ownerFlag: st
     // Instances the list did not have: destroyed, failed, missing or another owner's.
     const vmOf = new Map<string, VmapiVm | null>();
     const unlisted = instances.filter((i) => !listed.has(i.uuid));
-    await eachLimited(unlisted, lookups, async (i) => {
+    await mapLimit(unlisted, lookups, async (i) => {
         vmOf.set(i.uuid, await vmapi.getVm(i.uuid));
     });
 
@@ -234,30 +195,19 @@ export async function analyzeVms(api: SapiApi, vmapi: VmapiClient, ownerFlag: st
         const vm = listed.get(inst.uuid) ?? vmOf.get(inst.uuid) ?? null;
         const server = vm?.server_uuid ?? (inst.params?.server_uuid as string | undefined);
         const where = server ? { server_uuid: server } : {};
+        const found = (f: Pick<VmFinding, 'kind' | 'message' | 'fix' | 'hint'>): void => {
+            findings.push({ ...base, ...where, ...f });
+        };
         if (vm === null) {
-            findings.push({
-                ...base,
-                ...where,
-                kind: 'vm-missing',
-                message: `${what}: VMAPI has no such VM`,
-                fix: { op: 'forget', instance: inst.uuid },
-            });
+            found({ kind: 'vm-missing', message: `${what}: VMAPI has no such VM`, fix: { op: 'forget', instance: inst.uuid } });
             continue;
         }
         if (vm.state === 'destroyed') {
-            findings.push({
-                ...base,
-                ...where,
-                kind: 'vm-destroyed',
-                message: `${what}: the VM is destroyed`,
-                fix: { op: 'forget', instance: inst.uuid },
-            });
+            found({ kind: 'vm-destroyed', message: `${what}: the VM is destroyed`, fix: { op: 'forget', instance: inst.uuid } });
             continue;
         }
         if (vm.state === 'failed') {
-            findings.push({
-                ...base,
-                ...where,
+            found({
                 kind: 'vm-failed',
                 message: `${what}: the VM is in state "failed"`,
                 hint: `sapiadm instances delete ${inst.uuid}   (destroys the VM, then removes the record)`,
@@ -266,19 +216,12 @@ export async function analyzeVms(api: SapiApi, vmapi: VmapiClient, ownerFlag: st
         }
         const expectedOwner = ownerFlag ?? (svc ? appOwner.get(svc.application_uuid) : undefined);
         if (expectedOwner && vm.owner_uuid && vm.owner_uuid !== expectedOwner) {
-            findings.push({
-                ...base,
-                ...where,
-                kind: 'owner-mismatch',
-                message: `${what}: the VM belongs to ${vm.owner_uuid}, not ${expectedOwner}`,
-            });
+            found({ kind: 'owner-mismatch', message: `${what}: the VM belongs to ${vm.owner_uuid}, not ${expectedOwner}` });
             continue;
         }
         const recorded = inst.params?.image_uuid;
         if (typeof vm.image_uuid === 'string' && recorded !== vm.image_uuid) {
-            findings.push({
-                ...base,
-                ...where,
+            found({
                 kind: 'image-mismatch',
                 message: `${what}: params.image_uuid is ${typeof recorded === 'string' ? recorded : 'not set'}, the VM runs ${vm.image_uuid}`,
                 fix: { op: 'set-image', instance: inst.uuid, image_uuid: vm.image_uuid },

@@ -12,11 +12,12 @@ import type { Command } from 'commander';
 import type { CnapiClient } from '../clients/cnapi.js';
 import type { Instance } from '../model/types.js';
 import { mustUuid, positiveInt } from './args.js';
-import { readLine, type Cli } from './common.js';
+import { runCheck } from './check-flow.js';
+import { mapLimit, type Cli } from './common.js';
 import { cnapiClient } from './downstream.js';
 import { defineVmCheck } from './check-vm.js';
 import { analyzeDrift, LABELS, type DriftReport, type Finding, type Fix } from './drift.js';
-import { describeError, EXIT_DRIFT, EXIT_OK } from './errors.js';
+import { describeError } from './errors.js';
 import type { SapiApi } from './sapi-api.js';
 import { plural } from './table.js';
 
@@ -85,59 +86,30 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
             const gather = async (): Promise<DriftReport> => analyze(api, cnapi, only);
-
-            const before = await gather();
-            if (!json) printReport(cli, before);
-            if (before.drift === 0 || !o.fix) {
-                if (json) {
-                    cli.json({ report: before });
-                } else if (before.fixable > 0) {
-                    cli.out('Run `sapiadm check server-agents --fix` to make the SAPI records match the servers.');
-                }
-                cli.exitCode = before.drift === 0 ? EXIT_OK : EXIT_DRIFT;
-                return;
-            }
-            if (before.fixable === 0) {
-                if (json) cli.json({ report: before });
-                else cli.out('Nothing here that --fix can change; see the commands above.');
-                cli.exitCode = EXIT_DRIFT;
-                return;
-            }
-            if (!o.yes) {
-                cli.io.stderr.write(`Refresh server.agents and change ${plural(before.fixable, 'SAPI record')} as listed? [y/N] `);
-                const answer = (await readLine(cli.io.stdin)).toLowerCase();
-                if (answer !== 'y' && answer !== 'yes') {
-                    cli.warn('Nothing changed.');
-                    if (json) cli.json({ report: before });
-                    cli.exitCode = EXIT_DRIFT;
-                    return;
-                }
-            }
-
-            if (!json) cli.out('Fixing:');
-            await refresh(cli, cnapi, before, json, limits);
-            const plan = await gather();
-            const results: ActionResult[] = [];
-            for (const f of [...plan.general, ...plan.servers.flatMap((s) => s.findings)]) {
-                if (f.fix) {
-                    const r = await apply(api, f.fix);
-                    results.push(r);
-                    if (!json) cli.out(`  ${r.ok ? 'done' : 'FAILED'}: ${r.message}`);
-                }
-            }
-            const after = await gather();
-            if (json) {
-                cli.json({ report: before, actions: results, after });
-            } else {
-                cli.out('');
-                if (after.drift === 0) {
-                    cli.out(`Fixed: ${plural(results.length, 'change')}; SAPI and CNAPI agree now.`);
-                } else {
-                    cli.out(`After --fix (${plural(results.filter((r) => r.ok).length, 'change')} made):`);
-                    printReport(cli, after);
-                }
-            }
-            cli.exitCode = after.drift === 0 ? EXIT_OK : EXIT_DRIFT;
+            await runCheck(cli, {
+                json,
+                fix: o.fix,
+                yes: o.yes,
+                gather,
+                print: (r) => printReport(cli, r),
+                fixHint: 'Run `sapiadm check server-agents --fix` to make the SAPI records match the servers.',
+                nothingToFix: 'Nothing here that --fix can change; see the commands above.',
+                question: (r) => `Refresh server.agents and change ${plural(r.fixable, 'SAPI record')} as listed?`,
+                apply: async (before) => {
+                    await refresh(cli, cnapi, before, json, limits);
+                    const plan = await gather();
+                    const results: ActionResult[] = [];
+                    for (const f of [...plan.general, ...plan.servers.flatMap((s) => s.findings)]) {
+                        if (f.fix) {
+                            const r = await apply(api, f.fix);
+                            results.push(r);
+                            if (!json) cli.out(`  ${r.ok ? 'done' : 'FAILED'}: ${r.message}`);
+                        }
+                    }
+                    return results;
+                },
+                other: 'CNAPI',
+            });
         });
     defineVmCheck(cli, cmd);
 }
@@ -190,13 +162,7 @@ async function refresh(cli: Cli, cnapi: CnapiClient, report: DriftReport, json: 
         done += 1;
         progress();
     };
-    let next = 0;
-    const worker = async (): Promise<void> => {
-        while (next < targets.length) {
-            await one(targets[next++] as string);
-        }
-    };
-    await Promise.all(Array.from({ length: Math.min(limits.concurrency, targets.length) }, worker));
+    await mapLimit(targets, limits.concurrency, one);
     if (unsupported) {
         say(
             'warning: this CNAPI is too old to refresh server.agents on request (it has no refresh-agents route): server.agents may be stale; going on with it as is',

@@ -1,5 +1,6 @@
 // The per-run context every sapiadm command shares: global options, the
-// clients it opened (closed at the end), output and the y/N prompt.
+// clients it opened (closed at the end), output and the y/N prompt; and
+// mapLimit, for work that runs a bounded number at a time.
 
 import type { Command } from 'commander';
 
@@ -128,4 +129,18 @@ export function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
         stdin.on('error', done);
         stdin.resume();
     });
+}
+
+/** `fn` over `items`, at most `limit` at a time; the results in the items' order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+    const out: R[] = new Array<R>(items.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+        while (next < items.length) {
+            const i = next++;
+            out[i] = await fn(items[i] as T);
+        }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return out;
 }

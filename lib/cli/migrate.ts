@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import type { CnapiAgent, CnapiClient } from '../clients/cnapi.js';
 import type { VmapiClient } from '../clients/vmapi.js';
 import type { Instance } from '../model/types.js';
-import type { Cli } from './common.js';
+import { mapLimit, type Cli } from './common.js';
 import { cnapiClient, vmapiClient } from './downstream.js';
 import { describeError, EXIT_DRIFT, EXIT_ERROR, EXIT_OK, UsageError } from './errors.js';
 import { param, plural } from './table.js';
@@ -284,17 +284,4 @@ function describeChange(ch: Change, dryRun: boolean): string {
         .join(' ');
     const setPart = `${dryRun ? 'would set' : 'set'} ${fields}`;
     return ch.kinds.includes('index-missing') ? `${setPart}; ${reindex} too (the record ${lacks} index copies)` : setPart;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-    const out: R[] = new Array<R>(items.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-        while (next < items.length) {
-            const i = next++;
-            out[i] = await fn(items[i] as T);
-        }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-    return out;
 }

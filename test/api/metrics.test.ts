@@ -5,7 +5,7 @@
 
 import t from 'tap';
 
-import { agentWorld, type AgentWorld } from '../lib/agent-world.js';
+import { agentWorld, rolloutWhen, vmAgentServers } from '../lib/agent-world.js';
 
 t.test('GET /metrics after traffic', async (t) => {
     const w = await agentWorld();
@@ -33,33 +33,12 @@ t.test('GET /metrics after traffic', async (t) => {
     t.equal(notFound.status, 404);
 });
 
-async function withAgents(w: AgentWorld, n: number): Promise<string[]> {
-    const servers: string[] = [];
-    for (let i = 0; i < n; i++) {
-        const s = w.cnapi.addServer().uuid;
-        const r = await w.h.call('POST', '/instances', { body: { service_uuid: w.svc['vm-agent']?.uuid, params: { server_uuid: s } }, version: '~2' });
-        if (r.status !== 200) throw new Error(r.text);
-        servers.push(s);
-    }
-    return servers;
-}
-
-/** GET /rollouts/:uuid until `done` holds (each look waits for the previous answer; no time limit of its own). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function rolloutWhen(w: AgentWorld, uuid: string, done: (r: any) => boolean): Promise<any> {
-    for (;;) {
-        const r = await w.h.call('GET', `/rollouts/${uuid}`, { version: '~2' });
-        if (done(r.body)) return r.body;
-        await new Promise((res) => setTimeout(res, 20));
-    }
-}
-
 t.test('rollout series while a rollout runs, removed once it ends', async (t) => {
     const w = await agentWorld();
     t.teardown(w.close);
     const port = await w.h.app.listenMetrics(0, '127.0.0.1');
     const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    await withAgents(w, 2);
+    await vmAgentServers(w, 2);
     // Task polls go unanswered: both items stay running until unhang().
     w.cnapi.hang('GET /tasks/:id');
     const r = await w.h.call('POST', '/rollouts', {
@@ -68,7 +47,7 @@ t.test('rollout series while a rollout runs, removed once it ends', async (t) =>
     });
     t.equal(r.status, 200, r.text);
     const uuid = r.body.uuid as string;
-    await rolloutWhen(w, uuid, (b) => b.counts.running === 2);
+    await rolloutWhen(w.h, uuid, (b) => b.counts.running === 2);
     const during = await scrape();
     t.match(
         during,
@@ -79,7 +58,7 @@ t.test('rollout series while a rollout runs, removed once it ends', async (t) =>
 
     w.cnapi.unhang();
     await w.h.app.rollouts.idle();
-    const done = await rolloutWhen(w, uuid, (b) => b.state !== 'running');
+    const done = await rolloutWhen(w.h, uuid, (b) => b.state !== 'running');
     t.equal(done.state, 'succeeded', 'the polls recovered once answered');
     const after = await scrape();
     t.notMatch(after, `rollout="${uuid}"`, 'no series of the finished rollout');
@@ -90,7 +69,7 @@ t.test('a timed-out rollout item is counted in sapi_deploy_duration_seconds', as
     const w = await agentWorld();
     t.teardown(w.close);
     const port = await w.h.app.listenMetrics(0, '127.0.0.1');
-    const servers = await withAgents(w, 3);
+    const servers = await vmAgentServers(w, 3);
     // The last server's task never ends: only the rollout's per-item timeout ends its item.
     w.cnapi.planTaskOn(servers[2] as string, 'hang');
     const r = await w.h.call('POST', '/rollouts', {
@@ -99,7 +78,7 @@ t.test('a timed-out rollout item is counted in sapi_deploy_duration_seconds', as
     });
     t.equal(r.status, 200, r.text);
     await w.h.app.rollouts.idle();
-    const done = await rolloutWhen(w, r.body.uuid as string, (b) => b.state !== 'running');
+    const done = await rolloutWhen(w.h, r.body.uuid as string, (b) => b.state !== 'running');
     t.equal(done.state, 'failed');
     t.same(
         Object.fromEntries(

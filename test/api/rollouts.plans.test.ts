@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 
 import type { LeaseBackend } from '../../lib/model/leases.js';
-import { agentWorld, type AgentWorld } from '../lib/agent-world.js';
+import { agentWorld, rolloutWhen, type AgentWorld } from '../lib/agent-world.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { startFakeImgapi } from '../lib/fake-imgapi.js';
 import { anApplication, aService } from '../lib/fixtures.js';
@@ -37,17 +37,8 @@ async function withServers(w: AgentWorld, n: number): Promise<string[]> {
     return servers;
 }
 
-async function waitFor(h: Harness, uuid: string, cond: (r: Body) => boolean): Promise<Body> {
-    for (;;) {
-        const r = await h.call('GET', `/rollouts/${uuid}`, { version: '~2' });
-        if (r.status !== 200) throw new Error(r.text);
-        if (cond(r.body)) return r.body;
-        await new Promise((res) => setTimeout(res, 20));
-    }
-}
-
 const FINAL = ['succeeded', 'failed', 'canceled', 'reverted'];
-const waitDone = (h: Harness, uuid: string): Promise<Body> => waitFor(h, uuid, (b) => FINAL.includes(b.state));
+const waitDone = (h: Harness, uuid: string): Promise<Body> => rolloutWhen(h, uuid, (b: Body) => FINAL.includes(b.state));
 
 async function post(h: Harness, path: string, body?: Record<string, unknown>): Promise<{ status: number; body: Body; text: string }> {
     return h.call('POST', path, { ...(body ? { body } : {}), version: '~2' });
@@ -152,7 +143,7 @@ t.test('canaries: paused until promoted; automatic promotion once they succeeded
     t.equal(r.body.services[0].image_uuid, img['vm-agent'], "the image defaults to the service's");
     t.equal(r.body.items.filter((i: Body) => i.phase === 'canary').length, 1);
     t.equal(r.body.items[0].server_uuid, servers[0], 'the first server is the canary');
-    const paused = await waitFor(w.h, r.body.uuid, (b) => b.state !== 'running');
+    const paused = await rolloutWhen(w.h, r.body.uuid, (b) => b.state !== 'running');
     t.match(paused, { state: 'paused', paused_reason: 'canary' });
     t.same(
         paused.items.map((i: Body) => i.state),
@@ -171,7 +162,7 @@ t.test('canaries: paused until promoted; automatic promotion once they succeeded
     // Again, promoted by hand this time.
     const r2 = await post(w.h, '/rollouts', { services: [{ service_uuid: w.svc['vm-agent']?.uuid }], canary: 2, concurrency: 4 });
     t.equal(r2.status, 200, r2.text);
-    await waitFor(w.h, r2.body.uuid, (b) => b.state === 'paused');
+    await rolloutWhen(w.h, r2.body.uuid, (b) => b.state === 'paused');
     bad = await post(w.h, `/rollouts/${r2.body.uuid}/resume`);
     t.equal(bad.status, 200, 'resume from a canary pause promotes');
     const done2 = await waitDone(w.h, r2.body.uuid);
@@ -209,7 +200,7 @@ t.test('max_failures pauses the rollout; resume goes on; a percentage works too'
     const svc = w.svc['vm-agent']?.uuid;
     const r = await post(w.h, '/rollouts', { services: [{ service_uuid: svc }], concurrency: 1, max_failures: 2 });
     t.equal(r.status, 200, r.text);
-    const paused = await waitFor(w.h, r.body.uuid, (b) => b.state !== 'running');
+    const paused = await rolloutWhen(w.h, r.body.uuid, (b) => b.state !== 'running');
     t.match(paused, { state: 'paused', paused_reason: 'failures' });
     t.same(
         paused.items.map((i: Body) => i.state),
@@ -241,7 +232,7 @@ t.test('max_failures pauses the rollout; resume goes on; a percentage works too'
     const rerun = await post(w.h, '/rollouts', { services: [{ service_uuid: svc }], concurrency: 2, max_failures: '25%' });
     t.equal(rerun.status, 200, rerun.text);
     t.equal(rerun.body.counts.skipped, 2, 'the two upgraded servers are skipped');
-    const p2 = await waitFor(w.h, rerun.body.uuid, (b) => b.state !== 'running');
+    const p2 = await rolloutWhen(w.h, rerun.body.uuid, (b) => b.state !== 'running');
     t.match(p2, { state: 'paused', paused_reason: 'failures' }, '25% of 3 items to run: one failure pauses');
     t.ok(w.cnapi.state.taskLog.length - before <= 2, 'running items finished, nothing new started');
     const canceled = await w.h.call('DELETE', `/rollouts/${rerun.body.uuid}`);
@@ -289,7 +280,7 @@ t.test('revert puts back the previous images; a running rollout reverts once its
     const img = w.newImage('vm-agent', '9.0.0');
     w.cnapi.planTaskOn(servers[0] as string, 'hang');
     const r2 = await post(w.h, '/rollouts', { services: [{ service_uuid: w.svc['vm-agent']?.uuid, image_uuid: img }], concurrency: 1 });
-    await waitFor(w.h, r2.body.uuid, (b) => b.items[0].state === 'running');
+    await rolloutWhen(w.h, r2.body.uuid, (b) => b.items[0].state === 'running');
     const rv2 = await post(w.h, `/rollouts/${r2.body.uuid}/revert`);
     t.equal(rv2.status, 200, rv2.text);
     t.equal(rv2.body.state, 'reverting', 'reverting at once');
@@ -305,32 +296,12 @@ t.test('revert puts back the previous images; a running rollout reverts once its
 });
 
 t.test('a restart in the middle of a plan runs no finished item again; a paused rollout stays paused', async (t) => {
-    const imgapi = await startFakeImgapi();
-    const cnapi = await startFakeCnapi({ taskDurationMs: 60, imgapi: { url: imgapi.url }, adoptDuringInstall: true, adoptIntervalMs: 20 });
-    t.teardown(async () => {
-        await cnapi.close();
-        await imgapi.close();
-    });
-    const config = { mode: 'full', cnapi: { url: cnapi.url }, imgapi: { url: imgapi.url }, deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 5000 } };
-    let h = await startSapi({ config, keepDir: true });
-    const dir = h.dir;
-    cnapi.sapiUrl = h.url;
-    const app = await anApplication(h);
-    const svcs: Record<string, string> = {};
-    const images: Record<string, string> = {};
-    for (const name of ['config-agent', 'vm-agent']) {
-        images[name] = imgapi.addImage({ name, version: '1.0.0' }).uuid;
-        svcs[name] = (await aService(h, app.uuid, { name, type: 'agent', params: { image_uuid: images[name] } })).uuid;
-    }
-    for (let i = 0; i < 4; i++) {
-        const agents = Object.keys(svcs).map((name) => ({ name, version: '1.0.0', image_uuid: images[name] as string, uuid: randomUUID() }));
-        const s = cnapi.addServer({ agents }).uuid;
-        for (const a of agents) {
-            await h.call('POST', '/instances', { body: { service_uuid: svcs[a.name], uuid: a.uuid, params: { server_uuid: s, image_uuid: a.image_uuid } } });
-        }
-    }
-    const services = Object.keys(svcs).map((name) => ({ service_uuid: svcs[name], image_uuid: imgapi.addImage({ name, version: '2.0.0' }).uuid }));
-    const r = await h.call('POST', '/rollouts', { body: { services, concurrency: 1 }, version: '~2' });
+    const w = await agentWorld({ agents: ['config-agent', 'vm-agent'], taskDurationMs: 60, deploy: { taskDeadlineMs: 5000 }, keepDir: true });
+    t.teardown(w.close);
+    const { cnapi } = w;
+    await withServers(w, 4);
+    const services = Object.entries(w.svc).map(([name, s]) => ({ service_uuid: s.uuid, image_uuid: w.newImage(name, '2.0.0') }));
+    const r = await w.h.call('POST', '/rollouts', { body: { services, concurrency: 1 }, version: '~2' });
     t.equal(r.status, 200, r.text);
     // Interrupted once a few items have finished: task polls go unanswered,
     // and once the one worker waits on its task (it can send nothing more),
@@ -349,13 +320,10 @@ t.test('a restart in the middle of a plan runs no finished item again; a paused 
     }
     const key = (l: { server_uuid: string; params: Record<string, unknown> }): string => `${l.server_uuid}/${String(l.params['image_uuid'])}`;
     const finishedBefore = new Set(cnapi.state.taskLog.filter((l) => cnapi.state.tasks.get(l.id)?.status === 'complete').map(key));
-    h.app.rollouts.stop();
-    await h.close();
-    await cnapi.idle();
-    h = await startSapi({ config, dir, keepDir: true });
-    cnapi.sapiUrl = h.url;
+    w.h.app.rollouts.stop();
+    await w.restart(() => cnapi.idle());
     cnapi.unhang();
-    const done = await waitDone(h, r.body.uuid);
+    const done = await waitDone(w.h, r.body.uuid);
     t.equal(done.state, 'succeeded', JSON.stringify(done.counts));
     t.equal(done.totals.succeeded, 8);
     t.ok(
@@ -376,21 +344,18 @@ t.test('a restart in the middle of a plan runs no finished item again; a paused 
     );
 
     // A rollout paused for its canaries is still paused after a restart, and can be promoted then.
-    const more = Object.keys(svcs).map((name) => ({ service_uuid: svcs[name], image_uuid: imgapi.addImage({ name, version: '3.0.0' }).uuid }));
-    const p = await h.call('POST', '/rollouts', { body: { services: more, canary: 1, concurrency: 2 }, version: '~2' });
+    const more = Object.entries(w.svc).map(([name, s]) => ({ service_uuid: s.uuid, image_uuid: w.newImage(name, '3.0.0') }));
+    const p = await w.h.call('POST', '/rollouts', { body: { services: more, canary: 1, concurrency: 2 }, version: '~2' });
     t.equal(p.status, 200, p.text);
-    await waitFor(h, p.body.uuid, (b) => b.state === 'paused');
-    await h.close();
-    h = await startSapi({ config, dir });
-    t.teardown(h.close);
-    cnapi.sapiUrl = h.url;
-    await h.app.rollouts.resumeAll();
-    const still = (await h.call('GET', `/rollouts/${p.body.uuid}`)).body;
+    await rolloutWhen(w.h, p.body.uuid, (b) => b.state === 'paused');
+    await w.restart();
+    await w.h.app.rollouts.resumeAll();
+    const still = (await w.h.call('GET', `/rollouts/${p.body.uuid}`)).body;
     t.match(still, { state: 'paused', paused_reason: 'canary' });
     t.equal(still.counts.pending, 6, 'nothing started');
-    const promoted = await h.call('POST', `/rollouts/${p.body.uuid}/promote`, { version: '~2' });
+    const promoted = await w.h.call('POST', `/rollouts/${p.body.uuid}/promote`, { version: '~2' });
     t.equal(promoted.status, 200, promoted.text);
-    const pdone = await waitDone(h, p.body.uuid);
+    const pdone = await waitDone(w.h, p.body.uuid);
     t.equal(pdone.state, 'succeeded');
 });
 
@@ -475,7 +440,7 @@ t.test('a rollout whose lease is lost starts no more items; it is taken over onc
     const r = await post(h, '/rollouts', { service_uuid: svc, image_uuid: to, concurrency: 1 });
     t.equal(r.status, 200, r.text);
     t.equal(r.body.owner, h.app.leases.owner, 'owned by this SAPI');
-    await waitFor(h, r.body.uuid, (b) => b.items[0].state === 'running');
+    await rolloutWhen(h, r.body.uuid, (b) => b.items[0].state === 'running');
     // Another SAPI takes the lease over (as it may once it believes it expired).
     const backend = (h.app.leases as unknown as { backend: LeaseBackend }).backend;
     const key = `rollout/${r.body.uuid}`;

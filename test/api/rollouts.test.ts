@@ -5,42 +5,15 @@
 
 import t from 'tap';
 
-import { agentWorld, type AgentWorld } from '../lib/agent-world.js';
-import { startFakeCnapi } from '../lib/fake-cnapi.js';
-import { startFakeImgapi } from '../lib/fake-imgapi.js';
-import { anApplication, aService } from '../lib/fixtures.js';
-import { startSapi } from '../lib/harness.js';
-
-async function withAgents(w: AgentWorld, n: number): Promise<string[]> {
-    const servers: string[] = [];
-    for (let i = 0; i < n; i++) {
-        const s = w.cnapi.addServer().uuid;
-        const r = await w.h.call('POST', '/instances', { body: { service_uuid: w.svc['vm-agent']?.uuid, params: { server_uuid: s } }, version: '~2' });
-        if (r.status !== 200) throw new Error(r.text);
-        servers.push(s);
-    }
-    return servers;
-}
-
-/** GET /rollouts/:uuid until `cond` holds (tap's timeout bounds the wait). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function waitFor(w: AgentWorld, uuid: string, cond: (r: any) => boolean): Promise<any> {
-    for (;;) {
-        const r = await w.h.call('GET', `/rollouts/${uuid}`, { version: '~2' });
-        if (cond(r.body)) return r.body;
-        await new Promise((res) => setTimeout(res, 25));
-    }
-}
+import { agentWorld, rolloutWhen, vmAgentServers, type AgentWorld } from '../lib/agent-world.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function waitDone(w: AgentWorld, uuid: string): Promise<any> {
-    return waitFor(w, uuid, (b) => b.state !== 'running');
-}
+const waitDone = (w: AgentWorld, uuid: string): Promise<any> => rolloutWhen(w.h, uuid, (b) => b.state !== 'running');
 
 t.test('a rollout where some servers fail and one stalls', async (t) => {
     const w = await agentWorld({ taskDurationMs: 40 });
     t.teardown(w.close);
-    const servers = await withAgents(w, 12);
+    const servers = await vmAgentServers(w, 12);
     const img = w.newImage('vm-agent');
     // Two fail; one hangs until the stall warning has been seen.
     w.cnapi.planTaskOn(servers[9] as string, { fail: 'AgentInstall error: Unexpected file size (1 vs 2)' });
@@ -55,7 +28,7 @@ t.test('a rollout where some servers fail and one stalls', async (t) => {
     t.equal(r.body.concurrency, 4);
     const mid = await w.h.call('GET', `/rollouts/${r.body.uuid}`);
     t.equal(mid.status, 200, 'progress is readable while it runs');
-    const stalled = await waitFor(w, r.body.uuid, (b) => b.warnings.some((m: string) => /over 3x the average/.test(m)));
+    const stalled = await rolloutWhen(w.h, r.body.uuid, (b) => b.warnings.some((m: string) => /over 3x the average/.test(m)));
     t.match(
         stalled.warnings.find((m: string) => /over 3x the average/.test(m)),
         `on server ${servers[11]} has run`,
@@ -84,7 +57,7 @@ t.test('a rollout where some servers fail and one stalls', async (t) => {
 t.test('an instance over instance_timeout_ms fails; the others go on', async (t) => {
     const w = await agentWorld({ taskDurationMs: 40 });
     t.teardown(w.close);
-    const servers = await withAgents(w, 3);
+    const servers = await vmAgentServers(w, 3);
     const img = w.newImage('vm-agent');
     // Its task never ends: only the timeout ends its item.
     w.cnapi.planTaskOn(servers[2] as string, 'hang');
@@ -124,42 +97,23 @@ t.test('rollout input errors', async (t) => {
 });
 
 t.test('a rollout interrupted by a restart resumes', async (t) => {
-    const imgapi = await startFakeImgapi();
-    const cnapi = await startFakeCnapi({ taskDurationMs: 150, imgapi: { url: imgapi.url }, adoptDuringInstall: true, adoptIntervalMs: 20 });
-    t.teardown(async () => {
-        await cnapi.close();
-        await imgapi.close();
+    const w = await agentWorld({ agents: ['vm-agent'], taskDurationMs: 150, deploy: { taskDeadlineMs: 5000 }, keepDir: true });
+    t.teardown(w.close);
+    const { cnapi } = w;
+    await vmAgentServers(w, 6);
+    const r = await w.h.call('POST', '/rollouts', {
+        body: { service_uuid: w.svc['vm-agent']?.uuid, image_uuid: w.newImage('vm-agent'), concurrency: 2 },
+        version: '~2',
     });
-    const config = { mode: 'full', cnapi: { url: cnapi.url }, imgapi: { url: imgapi.url }, deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 5000 } };
-    let h = await startSapi({ config, keepDir: true });
-    const dir = h.dir;
-    cnapi.sapiUrl = h.url;
-    const app = await anApplication(h);
-    const img1 = imgapi.addImage({ name: 'vm-agent', version: '1.0.0' }).uuid;
-    const svc = await aService(h, app.uuid, { name: 'vm-agent', type: 'agent', params: { image_uuid: img1 } });
-    for (let i = 0; i < 6; i++) {
-        const s = cnapi.addServer().uuid;
-        await h.call('POST', '/instances', { body: { service_uuid: svc.uuid, params: { server_uuid: s } }, version: '~2' });
-    }
-    const img2 = imgapi.addImage({ name: 'vm-agent', version: '2.0.0' }).uuid;
-    const r = await h.call('POST', '/rollouts', { body: { service_uuid: svc.uuid, image_uuid: img2, concurrency: 2 }, version: '~2' });
     // Interrupted mid-way: once an item has started, task polls go unanswered
     // so this SAPI cannot finish the rollout before it is stopped.
     while (cnapi.requestsTo('POST /servers/:uuid/install-agent').length === 0) {
         await new Promise((res) => setTimeout(res, 10));
     }
     cnapi.hang('GET /tasks/:id');
-    await h.close();
-    h = await startSapi({ config, dir });
-    t.teardown(h.close);
-    cnapi.sapiUrl = h.url;
+    await w.restart();
     cnapi.unhang();
-    let body;
-    for (;;) {
-        body = (await h.call('GET', `/rollouts/${r.body.uuid}`)).body;
-        if (body.state !== 'running') break;
-        await new Promise((res) => setTimeout(res, 50));
-    }
+    const body = await waitDone(w, r.body.uuid);
     t.equal(body.state, 'succeeded');
     t.equal(body.counts.succeeded, 6);
     t.ok(
@@ -171,7 +125,7 @@ t.test('a rollout interrupted by a restart resumes', async (t) => {
 t.test('a cn-agent rollout and a vm-agent rollout never run on one server at once', async (t) => {
     const w = await agentWorld({ taskDurationMs: 60 });
     t.teardown(w.close);
-    const servers = await withAgents(w, 4);
+    const servers = await vmAgentServers(w, 4);
     // Record each server's cn-agent in SAPI (the adoption path, as on a real DC).
     for (const s of servers) {
         const cn = w.cnapi.agentsOf(s).find((a) => a.name === 'cn-agent');
@@ -203,7 +157,7 @@ t.test('a cn-agent rollout and a vm-agent rollout never run on one server at onc
 t.test('servers that cannot take an upgrade fail at once, with the reason', async (t) => {
     const w = await agentWorld();
     t.teardown(w.close);
-    const servers = await withAgents(w, 3);
+    const servers = await vmAgentServers(w, 3);
     const down = w.cnapi.state.servers.get(servers[1] as string);
     if (down) down.status = 'unknown';
     const img = w.newImage('vm-agent');

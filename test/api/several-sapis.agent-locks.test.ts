@@ -6,44 +6,14 @@
 
 import t from 'tap';
 
-import { startFakeCnapi } from '../lib/fake-cnapi.js';
-import { startFakeImgapi } from '../lib/fake-imgapi.js';
-import { startFakeMoray } from '../lib/fake-moray.js';
-import { sapiOnMoray, sleep, type Answer, type SapiProcess } from './several-sapis.lib.js';
-
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
+import { sleep, twoAgentSapis, type Answer, type SapiProcess } from './several-sapis.lib.js';
 
 t.test('agent operations on one server through two SAPIs never overlap', async (t) => {
-    const moray = await startFakeMoray();
-    t.teardown(() => moray.close());
-    const imgapi = await startFakeImgapi();
-    t.teardown(() => imgapi.close());
-    const cnapi = await startFakeCnapi({ taskDurationMs: 250, imgapi: { url: imgapi.url }, adoptDuringInstall: true, adoptIntervalMs: 20 });
-    t.teardown(() => cnapi.close());
-    const config = {
-        cnapi: { url: cnapi.url },
-        imgapi: { url: imgapi.url },
-        lease_ttl_ms: 1500,
-        deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 10_000, cnAgentTaskDeadlineMs: 10_000 },
-    };
-    const a = await sapiOnMoray(t, { name: 'a', moray, config });
-    const b = await sapiOnMoray(t, { name: 'b', moray, config });
-    await a.start();
-    await b.start();
-    cnapi.sapiUrl = a.url;
-
-    const app = await a.call('POST', '/applications', { body: { name: 'sdc', owner_uuid: OWNER } });
-    t.equal(app.status, 200, app.text);
+    const { moray, imgapi, cnapi, a, b, agentService } = await twoAgentSapis(t, { taskDurationMs: 250, leaseTtlMs: 1500, taskDeadlineMs: 10_000 });
     const names = ['vm-agent', 'config-agent', 'net-agent', 'firewaller'];
     const svc: Record<string, string> = {};
     for (const name of names) {
-        const image = imgapi.addImage({ name, version: '1.0.0' }).uuid;
-        const r = await a.call('POST', '/services', {
-            body: { name, application_uuid: app.body.uuid, type: 'agent', params: { image_uuid: image } },
-            version: '~2',
-        });
-        t.equal(r.status, 200, r.text);
-        svc[name] = r.body.uuid;
+        svc[name] = await agentService(name, imgapi.addImage({ name, version: '1.0.0' }).uuid);
     }
     const server = cnapi.addServer().uuid;
 

@@ -6,55 +6,18 @@
 
 import t from 'tap';
 
-import { ConfigCache, SHARED_STORE_REVALIDATE_MS } from '../../lib/model/config-cache.js';
-import { buildConfig, configEtag } from '../../lib/model/config-doc.js';
-import type { Ctx } from '../../lib/model/context.js';
-import { createInstance } from '../../lib/model/instances.js';
+import { SHARED_STORE_REVALIDATE_MS } from '../../lib/model/config-cache.js';
 import { BUCKET_OF } from '../../lib/model/objects.js';
 import { updateApplication } from '../../lib/model/applications.js';
 import type { BucketName } from '../../lib/stor/buckets.js';
-import { ForwardingStore } from '../../lib/stor/forwarding.js';
-import type { JsonObject, Store, Stored } from '../../lib/stor/store.js';
-import { aManifest, anApplication, aService, isSapiError, modelCtx, rejection, reqInfo } from '../lib/model-ctx.js';
+import type { JsonObject } from '../../lib/stor/store.js';
+import { isSapiError, rejection } from '../lib/model-ctx.js';
+import { cacheWorld } from './several-sapis.lib.js';
 
 const BOUND = SHARED_STORE_REVALIDATE_MS;
 
-/** Counts reads per bucket. */
-class CountingStore extends ForwardingStore {
-    readonly reads = new Map<string, number>();
-    constructor(private readonly store: Store) {
-        super();
-    }
-    get inner(): Store {
-        return this.store;
-    }
-    override get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
-        this.reads.set(bucket, (this.reads.get(bucket) ?? 0) + 1);
-        return this.store.get<T>(bucket, uuid);
-    }
-}
-
-async function world(t: Parameters<typeof modelCtx>[0]) {
-    const clock = { now: 0 };
-    const base = await modelCtx(t);
-    const cache = new ConfigCache({ shared: true, now: () => clock.now });
-    const counting = new CountingStore(base.store);
-    const ctx: Ctx = { ...base, store: cache.watch(counting), configs: cache };
-    const m = await aManifest(ctx);
-    const app = await anApplication(ctx, { metadata: { A: 1 }, manifests: { m: m.uuid } });
-    const svc = (await aService(ctx, app.uuid, { metadata: { S: 1 } })).uuid;
-    const inst = async (): Promise<string> => (await createInstance(ctx, reqInfo(), { service_uuid: svc, metadata: {} })).instance.uuid;
-    /** A write by another process: straight into the store, unseen by the cache. */
-    const otherWrite = async (bucket: BucketName, uuid: string, change: (v: JsonObject) => JsonObject): Promise<void> => {
-        const cur = (await base.store.get<JsonObject>(bucket, uuid))?.value as JsonObject;
-        await base.store.put(bucket, change(cur));
-    };
-    const fresh = async (uuid: string): Promise<string> => configEtag(await buildConfig(base, uuid));
-    return { clock, cache, ctx, counting, app: app.uuid, svc, manifest: m.uuid, inst, otherWrite, fresh, raw: base.store };
-}
-
 t.test('kept sources: read once per bound, however many documents use them', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t);
     const uuids = [await w.inst(), await w.inst(), await w.inst()];
     w.counting.reads.clear();
     for (const u of uuids) {
@@ -71,7 +34,7 @@ t.test('kept sources: read once per bound, however many documents use them', asy
 });
 
 t.test('a document made from a kept source expires with that source, not a bound after its own assembly', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t);
     const first = await w.inst();
     await w.cache.get(w.ctx, first, false); // the application is read at 0
     w.clock.now = BOUND / 2;
@@ -88,7 +51,7 @@ t.test('a document made from a kept source expires with that source, not a bound
 });
 
 t.test('every change by another process is answered once the bound has passed', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t);
     const uuid = await w.inst();
     const changes: [string, BucketName, string, (v: JsonObject) => JsonObject][] = [
         ['service', BUCKET_OF.service, w.svc, (v) => ({ ...v, metadata: { S: 2 } })],
@@ -109,7 +72,7 @@ t.test('every change by another process is answered once the bound has passed', 
 });
 
 t.test('deletes by another process: a 404 once the bound has passed', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t);
     const uuid = await w.inst();
     await w.cache.get(w.ctx, uuid, false);
     await w.raw.del(BUCKET_OF.manifest, w.manifest);
@@ -124,7 +87,7 @@ t.test('deletes by another process: a 404 once the bound has passed', async (t) 
 });
 
 t.test("this process's own writes: a kept source is dropped at once", async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t);
     const uuid = await w.inst();
     const before = (await w.cache.get(w.ctx, uuid, false)).etag;
     await updateApplication(w.ctx, w.app, { action: 'update', metadata: { A: 3 } });

@@ -8,57 +8,17 @@
 
 import t from 'tap';
 
-import { ConfigCache, SHARED_STORE_REVALIDATE_MS } from '../../lib/model/config-cache.js';
-import { buildConfig, configEtag } from '../../lib/model/config-doc.js';
-import type { Ctx } from '../../lib/model/context.js';
-import { createInstance } from '../../lib/model/instances.js';
+import { SHARED_STORE_REVALIDATE_MS } from '../../lib/model/config-cache.js';
 import { BUCKET_OF } from '../../lib/model/objects.js';
-import type { BucketName } from '../../lib/stor/buckets.js';
-import { ForwardingStore } from '../../lib/stor/forwarding.js';
-import type { JsonObject, Store, Stored } from '../../lib/stor/store.js';
-import { aManifest, anApplication, aService, isSapiError, modelCtx, rejection, reqInfo } from '../lib/model-ctx.js';
+import type { JsonObject } from '../../lib/stor/store.js';
+import { isSapiError, rejection } from '../lib/model-ctx.js';
+import { cacheWorld } from './several-sapis.lib.js';
 
 const BOUND = SHARED_STORE_REVALIDATE_MS;
 const FALLBACK = 10 * BOUND;
 
-/** Counts reads per bucket. */
-class CountingStore extends ForwardingStore {
-    readonly reads = new Map<string, number>();
-    constructor(private readonly store: Store) {
-        super();
-    }
-    get inner(): Store {
-        return this.store;
-    }
-    override get<T extends JsonObject>(bucket: BucketName, uuid: string): Promise<Stored<T> | null> {
-        this.reads.set(bucket, (this.reads.get(bucket) ?? 0) + 1);
-        return this.store.get<T>(bucket, uuid);
-    }
-}
-
-async function world(t: Parameters<typeof modelCtx>[0]) {
-    const clock = { now: 0 };
-    const base = await modelCtx(t);
-    const cache = new ConfigCache({ shared: true, fallbackMs: FALLBACK, now: () => clock.now });
-    const counting = new CountingStore(base.store);
-    const ctx: Ctx = { ...base, store: cache.watch(counting), configs: cache };
-    const m = await aManifest(ctx);
-    const app = await anApplication(ctx, { metadata: { A: 1 }, manifests: { m: m.uuid } });
-    const svc = (await aService(ctx, app.uuid, { metadata: { S: 1 } })).uuid;
-    const inst = async (): Promise<string> => (await createInstance(ctx, reqInfo(), { service_uuid: svc, metadata: {} })).instance.uuid;
-    /** A write by another process: straight into the store, unseen by the cache. */
-    const otherWrite = async (bucket: BucketName, uuid: string, change: (v: JsonObject) => JsonObject): Promise<void> => {
-        const cur = (await base.store.get<JsonObject>(bucket, uuid))?.value as JsonObject;
-        await base.store.put(bucket, change(cur));
-    };
-    const fresh = async (uuid: string): Promise<string> => configEtag(await buildConfig(base, uuid));
-    /** A successful poll that began now, of a chain that began at `since`. */
-    const poll = (since: number): void => cache.polled(clock.now, since);
-    return { clock, cache, ctx, counting, app: app.uuid, svc, manifest: m.uuid, inst, otherWrite, fresh, poll, raw: base.store };
-}
-
 t.test('a healthy feed: answered past the bound without reads, until the feed tells a change', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t, { fallbackMs: FALLBACK });
     w.poll(0);
     const uuid = await w.inst();
     const before = (await w.cache.get(w.ctx, uuid, false)).etag;
@@ -86,7 +46,7 @@ t.test('a healthy feed: answered past the bound without reads, until the feed te
 });
 
 t.test('kept sources are covered by the feed too', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t, { fallbackMs: FALLBACK });
     w.poll(0);
     const a = await w.inst();
     await w.cache.get(w.ctx, a, false);
@@ -100,7 +60,7 @@ t.test('kept sources are covered by the feed too', async (t) => {
 });
 
 t.test('the feed stalls: the bound after each read applies again at once', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t, { fallbackMs: FALLBACK });
     w.poll(0);
     const uuid = await w.inst();
     const before = (await w.cache.get(w.ctx, uuid, false)).etag;
@@ -118,7 +78,7 @@ t.test('the feed stalls: the bound after each read applies again at once', async
 });
 
 t.test('what was read before the chain began is not covered by it', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t, { fallbackMs: FALLBACK });
     const uuid = await w.inst();
     await w.cache.get(w.ctx, uuid, false); // read at 0, no feed yet
     w.clock.now = BOUND / 2;
@@ -135,7 +95,7 @@ t.test('what was read before the chain began is not covered by it', async (t) =>
 });
 
 t.test('a delete the feed cannot see (no tombstone): answered no longer than the fallback', async (t) => {
-    const w = await world(t);
+    const w = await cacheWorld(t, { fallbackMs: FALLBACK });
     w.poll(0);
     const uuid = await w.inst();
     await w.cache.get(w.ctx, uuid, false); // read at 0

@@ -6,46 +6,19 @@
 
 import t from 'tap';
 
-import { startFakeCnapi } from '../lib/fake-cnapi.js';
-import { startFakeImgapi } from '../lib/fake-imgapi.js';
-import { startFakeMoray } from '../lib/fake-moray.js';
-import { eventually, sapiOnMoray, sleep } from './several-sapis.lib.js';
+import { eventually, sleep, twoAgentSapis } from './several-sapis.lib.js';
 
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 const TTL_MS = 1500;
 const SERVERS = 5;
 
 t.test('a rollout is driven by its live owner only, and taken over once the owner dies', async (t) => {
-    const moray = await startFakeMoray();
-    t.teardown(() => moray.close());
-    const imgapi = await startFakeImgapi();
-    t.teardown(() => imgapi.close());
-    const cnapi = await startFakeCnapi({ taskDurationMs: 100, imgapi: { url: imgapi.url }, adoptDuringInstall: true, adoptIntervalMs: 20 });
-    t.teardown(() => cnapi.close());
-    const config = {
-        cnapi: { url: cnapi.url },
-        imgapi: { url: imgapi.url },
-        lease_ttl_ms: TTL_MS,
-        deploy: { taskPollIntervalMs: 10, taskDeadlineMs: 20_000, cnAgentTaskDeadlineMs: 20_000 },
-    };
-    const a = await sapiOnMoray(t, { name: 'a', moray, config });
-    const b = await sapiOnMoray(t, { name: 'b', moray, config });
-    await a.start();
-    await b.start();
-    cnapi.sapiUrl = a.url;
-
-    const app = await a.call('POST', '/applications', { body: { name: 'sdc', owner_uuid: OWNER } });
-    t.equal(app.status, 200, app.text);
+    const { imgapi, cnapi, a, b, agentService } = await twoAgentSapis(t, { taskDurationMs: 100, leaseTtlMs: TTL_MS, taskDeadlineMs: 20_000 });
     const img1 = imgapi.addImage({ name: 'vm-agent', version: '1.0.0' }).uuid;
-    const svc = await a.call('POST', '/services', {
-        body: { name: 'vm-agent', application_uuid: app.body.uuid, type: 'agent', params: { image_uuid: img1 } },
-        version: '~2',
-    });
-    t.equal(svc.status, 200, svc.text);
+    const svc = await agentService('vm-agent', img1);
     const servers: string[] = [];
     for (let i = 0; i < SERVERS; i++) {
         const s = cnapi.addServer().uuid;
-        const r = await a.call('POST', '/instances', { body: { service_uuid: svc.body.uuid, params: { server_uuid: s } }, version: '~2' });
+        const r = await a.call('POST', '/instances', { body: { service_uuid: svc, params: { server_uuid: s } }, version: '~2' });
         t.equal(r.status, 200, r.text);
         servers.push(s);
     }
@@ -55,7 +28,7 @@ t.test('a rollout is driven by its live owner only, and taken over once the owne
 
     // The first upgrade hangs until the test lets it go: A's rollout stays live and busy.
     cnapi.planTaskOn(servers[0] as string, 'hang');
-    const started = await a.call('POST', '/rollouts', { body: { service_uuid: svc.body.uuid, image_uuid: img2, concurrency: 1 }, version: '~2' });
+    const started = await a.call('POST', '/rollouts', { body: { service_uuid: svc, image_uuid: img2, concurrency: 1 }, version: '~2' });
     t.equal(started.status, 200, started.text);
     const uuid = started.body.uuid as string;
     const owner = started.body.owner as string | undefined;
@@ -97,7 +70,7 @@ t.test('a rollout is driven by its live owner only, and taken over once the owne
             servers.map(() => 1),
             'every server upgraded exactly once',
         );
-        const list = await b.call('GET', `/instances?service_uuid=${svc.body.uuid as string}`, { version: '~2' });
+        const list = await b.call('GET', `/instances?service_uuid=${svc}`, { version: '~2' });
         t.same(
             list.body.map((i: { params: { image_uuid: string } }) => i.params.image_uuid),
             servers.map(() => img2),

@@ -17,9 +17,8 @@ import { MorayStore } from '../../lib/stor/moray/index.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { startFakeImgapi } from '../lib/fake-imgapi.js';
 import { startFakeMoray } from '../lib/fake-moray.js';
-import { sapiOnMoray, sleep, type SapiProcess } from './several-sapis.lib.js';
+import { OWNER, sapiOnMoray, sleep, type SapiProcess } from './several-sapis.lib.js';
 
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 /** Past the bound, with room for the request to reach the other process. */
 const PAST_BOUND_MS = SHARED_STORE_REVALIDATE_MS + 150;
 

@@ -7,25 +7,31 @@
 
 import { randomUUID } from 'node:crypto';
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import { withIndexes } from '../../lib/model/instance-records.js';
 import type { Instance } from '../../lib/model/types.js';
 import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
-import { startFakeCnapi } from '../lib/fake-cnapi.js';
-import { startFakeVmapi } from '../lib/fake-vmapi.js';
+import { startFakeCnapi, type FakeCnapi } from '../lib/fake-cnapi.js';
+import { startFakeVmapi, type FakeVmapi } from '../lib/fake-vmapi.js';
 import { anApplication, aService } from '../lib/fixtures.js';
-import { startSapi } from '../lib/harness.js';
+import { startSapi, type Harness } from '../lib/harness.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
 import { imageOf, serverOf, storeAs212, type DumpInstance } from '../lib/sapi-212-dump.js';
 
-t.test('migrate backfills legacy records', async (t) => {
+/** A SAPI, a fake CNAPI and a fake VMAPI, closed at teardown. */
+async function world(t: Test): Promise<{ h: Harness; cnapi: FakeCnapi; vmapi: FakeVmapi }> {
     const h = await startSapi();
     t.teardown(h.close);
     const cnapi = await startFakeCnapi();
     t.teardown(() => cnapi.close());
     const vmapi = await startFakeVmapi();
     t.teardown(() => vmapi.close());
+    return { h, cnapi, vmapi };
+}
+
+t.test('migrate backfills legacy records', async (t) => {
+    const { h, cnapi, vmapi } = await world(t);
 
     const app = await anApplication(h);
     const manatee = (await aService(h, app.uuid, { name: 'manatee' })).uuid as string;
@@ -105,12 +111,7 @@ t.test('migrate backfills legacy records', async (t) => {
 });
 
 t.test('migrate on the SAPI 2.1.2 dump: missing params and missing index copies', async (t) => {
-    const h = await startSapi();
-    t.teardown(h.close);
-    const cnapi = await startFakeCnapi();
-    t.teardown(() => cnapi.close());
-    const vmapi = await startFakeVmapi();
-    t.teardown(() => vmapi.close());
+    const { h, cnapi, vmapi } = await world(t);
 
     // The store exactly as 2.1.2 left it: no top-level index copies anywhere.
     const { dump, nameOf, svcImage, agentsOn, unplaced, placedAt } = await storeAs212(h.store);

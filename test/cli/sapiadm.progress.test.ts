@@ -19,21 +19,30 @@ const S2 = '44444444-4444-4444-8444-444444444444';
 const SVC = '66666666-6666-4666-8666-666666666666';
 const IMG = '77777777-7777-4777-8777-777777777777';
 
-function rollout(states: [ItemState, ItemState], extra: Partial<Rollout> = {}): Rollout {
+/** What every rollout here has: its uuid, the stall settings, running since 5 s ago, the counts of its items' `states`. */
+function rolloutBase(states: readonly ItemState[]) {
     const counts: Record<ItemState, number> = { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0, skipped: 0 };
     for (const s of states) counts[s] += 1;
     return {
         uuid: '55555555-5555-4555-8555-555555555555',
+        stall_factor: 3,
+        stall_min_finished: 3,
+        instance_timeout_ms: 60_000,
+        state: 'running' as const,
+        created_at: new Date(Date.now() - 5000).toISOString(),
+        counts,
+    };
+}
+
+function rollout(states: [ItemState, ItemState], extra: Partial<Rollout> = {}): Rollout {
+    const base = rolloutBase(states);
+    const { counts } = base;
+    return {
+        ...base,
         service_name: 'vm-agent',
         service_uuid: SVC,
         image_uuid: IMG,
         concurrency: 2,
-        stall_factor: 3,
-        stall_min_finished: 3,
-        instance_timeout_ms: 60_000,
-        state: 'running',
-        created_at: new Date(Date.now() - 5000).toISOString(),
-        counts,
         totals: { servers: 2, servers_done: 0, items: 2, succeeded: counts.succeeded, failed: counts.failed, skipped: 0 },
         warnings: [],
         items: [
@@ -99,12 +108,12 @@ t.test('a plan: servers done, per-agent counts, pause with the commands, failure
         ...(error ? { error } : {}),
     });
     const plan = (items: Rollout['items'], extra: Partial<Rollout>): Rollout => {
-        const counts: Record<ItemState, number> = { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0, skipped: 0 };
-        for (const i of items) counts[i.state] += 1;
+        const base = rolloutBase(items.map((i) => i.state));
+        const { counts } = base;
         const servers = [...new Set(items.map((i) => i.server_uuid))];
         const done = servers.filter((s) => items.every((i) => i.server_uuid !== s || !['pending', 'running', 'stalled'].includes(i.state)));
         return {
-            uuid: '55555555-5555-4555-8555-555555555555',
+            ...base,
             service_name: 'cn-agent,vm-agent',
             services: [
                 { service_uuid: CN, service_name: 'cn-agent', image_uuid: CN_IMG },
@@ -112,12 +121,6 @@ t.test('a plan: servers done, per-agent counts, pause with the commands, failure
             ],
             concurrency: 20,
             canary: 1,
-            stall_factor: 3,
-            stall_min_finished: 3,
-            instance_timeout_ms: 60_000,
-            state: 'running',
-            created_at: new Date(Date.now() - 5000).toISOString(),
-            counts,
             totals: {
                 servers: servers.length,
                 servers_done: done.length,

@@ -6,22 +6,13 @@
 
 import t from 'tap';
 
-import { agentWorld } from '../lib/agent-world.js';
+import { agentWorld, vmAgentServers } from '../lib/agent-world.js';
 import { exits, sapiadm } from '../lib/sapiadm.js';
 
 t.test('rollout watch', async (t) => {
     const w = await agentWorld({ agents: ['vm-agent'], taskDurationMs: 40 });
     t.teardown(w.close);
-    const servers: string[] = [];
-    for (let i = 0; i < 4; i++) {
-        const s = w.cnapi.addServer().uuid;
-        const r = await w.h.call('POST', '/instances', {
-            body: { service_uuid: w.svc['vm-agent']?.uuid, params: { server_uuid: s } },
-            version: '~2',
-        });
-        t.equal(r.status, 200, 'vm-agent installed', { body: r.text });
-        servers.push(s);
-    }
+    const servers = await vmAgentServers(w, 4);
     const opts = { url: w.h.url };
 
     const img1 = w.newImage('vm-agent', '1.1.0');

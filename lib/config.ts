@@ -6,10 +6,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 
-import { configSchema } from '../schemas/config.js';
+import type { configSchema } from '../schemas/config.js';
 
 /**
  * The validated configuration. Keys with a default in the schema are always
@@ -21,30 +21,18 @@ export class ConfigError extends Error {
     override name = 'ConfigError';
 }
 
-// The validator runs once per start: skipping ajv's code optimisation and
-// the check of the schema itself (the unit tests cover it) makes it cheaper.
-const ajv = new Ajv({
-    useDefaults: true,
-    coerceTypes: true,
-    allErrors: true,
-    verbose: true,
-    strict: false,
-    validateSchema: false,
-    code: { optimize: false },
-});
-// A Triton service's base URL: http or https, with a host.
-ajv.addFormat('http-url', {
-    type: 'string',
-    validate: (s: string) => {
-        try {
-            const u = new URL(s);
-            return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-        } catch {
-            return false;
+/** The build's pre-compiled validator, else one compiled now (running from source). */
+async function configValidator(): Promise<ValidateFunction> {
+    try {
+        return (await import('./config-validator.generated.js')).validate;
+    } catch (err) {
+        if ((err as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') {
+            throw err;
         }
-    },
-});
-const validate = ajv.compile(configSchema);
+        return (await import('./config-validator.js')).compileConfigValidator();
+    }
+}
+const validate = await configValidator();
 
 /** Validate a parsed config object (a copy is returned, with defaults). */
 export function parseConfig(raw: unknown, source = 'config'): SapiConfig {

@@ -1,6 +1,7 @@
-// Build step after tsc: bundle the server (dist/bin/sapi.js and everything it
-// imports, node_modules included) into dist/server/, and make dist/bin/sapi.js
-// a two-line stub that loads the bundle.
+// Build step after tsc: write the config validator as code (so a start does
+// not compile the config schema), bundle the server (dist/bin/sapi.js and
+// everything it imports, node_modules included) into dist/server/, and make
+// dist/bin/sapi.js a two-line stub that loads the bundle.
 //
 // Why: most of a cold start went into finding, reading and compiling several
 // hundred small module files (restify's tree alone is a few hundred). One
@@ -16,7 +17,12 @@ import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { _ } from 'ajv';
+import standalone from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
+
+import { configAjv } from '../lib/config-validator.js';
+import { configSchema } from '../schemas/config.js';
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(DIST, 'bin', 'sapi.js');
@@ -32,6 +38,23 @@ const BANNER = [
     'const __dirname = __bundleDirname(__filename);',
 ].join('\n');
 
+/**
+ * The config validator as ajv code, written beside dist/lib/config.js, which
+ * loads it instead of compiling the schema at every start. ajv's runtime
+ * helpers, which its code loads with require(), become imports.
+ */
+function writeConfigValidator(): void {
+    const ajv = configAjv({ source: true, esm: true, formats: _`configFormats` });
+    const imports = ["import { configFormats } from './config-validator.js';"];
+    const code = standalone.default(ajv, ajv.compile(configSchema)).replace(/require\("([^"]+)"\)/g, (_m: string, spec: string) => {
+        const name = `__runtime${imports.length}`;
+        imports.push(`import ${name} from '${spec.endsWith('.js') ? spec : `${spec}.js`}';`);
+        return name;
+    });
+    writeFileSync(join(DIST, 'lib', 'config-validator.generated.js'), `${imports.join('\n')}\n${code}\n`);
+}
+
+writeConfigValidator();
 rmSync(OUT, { recursive: true, force: true });
 const source = readFileSync(ENTRY, 'utf8');
 await build({

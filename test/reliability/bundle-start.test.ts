@@ -1,9 +1,11 @@
 // The server as it is shipped: `node dist/bin/sapi.js` loads the bundle that
 // `npm run build` writes (tools/bundle-server.ts; `npm ci` builds it). On
 // each store backend it starts, validates a request, stores and reads back an
-// object, and stops cleanly on SIGTERM. Without a build the test is skipped.
+// object, and stops cleanly on SIGTERM. Its config validator (written by the
+// build, not compiled at start) refuses bad configs with the messages the
+// source gives. Without a build the test is skipped.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,4 +62,21 @@ t.test('the built server on Moray (its client loaded only for this backend)', { 
     t.teardown(() => moray.close());
     const { url, proc } = await startBuilt(t, { store: { backend: 'moray' }, moray: { host: moray.host, port: moray.port } });
     await exercise(t, url, proc);
+});
+
+t.test('the built config validator: the same refusals as from source', { skip: built ? false : 'no build (npm run build writes dist/)' }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-bundle-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const cases: [unknown, string][] = [
+        [{ metricPort: 8881 }, 'unknown config key "metricPort" (did you mean "metricsPort"?)'],
+        [{ cnapi: { url: 'ftp://cnapi' } }, 'config key "cnapi.url" must be an http:// or https:// URL (got "ftp://cnapi")'],
+        [{ port: '99999' }, 'config key "port" must be from 0 to 65535 (got 99999)'],
+    ];
+    for (const [config, message] of cases) {
+        const path = join(dir, 'config.json');
+        writeFileSync(path, JSON.stringify(config));
+        const run = spawnSync(process.execPath, [SERVER, '-f', path], { encoding: 'utf8' });
+        t.equal(run.status, 2, `${JSON.stringify(config)}: exit status 2`);
+        t.equal(run.stderr, `sapi: ${path}: ${message}\n`, 'one line naming the key');
+    }
 });

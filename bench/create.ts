@@ -131,7 +131,8 @@ export function createLine(r: CreateRun): string {
     const x = r.result;
     return (
         `CreateInstance c=16 N=${String(r.n).padEnd(7)} ${fmt(x.rps, 0).padStart(6)} /s  p50 ${fmt(x.p50, 2)} ms  p99 ${fmt(x.p99, 2)} ms  errors ${x.errors}` +
-        `  (CPU: server ${fmt(r.serverCores * 100, 0)}%, client ${fmt(r.clientCores * 100, 0)}% of a core; machine ${fmt(r.machineBusy * 100, 0)}% busy)`
+        `  (CPU: server ${fmt(r.serverCores * 100, 0)}%, client ${fmt(r.clientCores * 100, 0)}% of a core; machine ${fmt(r.machineBusy * 100, 0)}% busy;` +
+        ` server ${fmt((r.serverCores / x.rps) * 1e6, 0)} µs of CPU per create)`
     );
 }
 

@@ -2,11 +2,17 @@
 // one transaction; each is answered only once that transaction is committed
 // (seen from another connection to the file); a write that fails fails alone
 // and leaves nothing of itself behind; a commit that fails answers no write.
+// Checkpoints run in a worker thread: they happen, the log stays short,
+// close() stops the worker, and a kill in the middle of them loses no
+// acknowledged write.
 
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
@@ -154,4 +160,121 @@ t.test('closing commits the writes already asked for', async (t) => {
     t.ok(await again.get(INSTANCES, v.uuid), 'stored');
     await again.close();
     await t.rejects(store.put(INSTANCES, inst()), { name: 'StoreUnavailableError' }, 'a closed store refuses writes');
+});
+
+/** An instance with a large metadata value: each write adds several pages to the log. */
+function bigInst(): ReturnType<typeof inst> & { metadata: { blob: string } } {
+    return { ...inst(), metadata: { blob: randomUUID().repeat(200) } };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 2000 && !cond(); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+    }
+}
+
+t.test('checkpoints run in the worker and the log starts over: it stays short', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-group-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'sapi.sqlite');
+    const store = new SqliteStore({ path, checkpointWrites: 20, logFrames: 64 });
+    await store.init();
+    const internals = store as unknown as { round: Promise<void> | null; checkpointer: unknown };
+    const ROUNDS = 100;
+    const PER = 30;
+    let maxWal = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+        await Promise.all(Array.from({ length: PER }, () => store.put(INSTANCES, bigInst())));
+        maxWal = Math.max(maxWal, statSync(`${path}-wal`).size);
+        // However slow the machine, the worker keeps up: the test does not race it.
+        await until(() => internals.round === null);
+    }
+    await until(() => internals.round === null);
+    const written = ROUNDS * PER * 7200; // bytes of values alone
+    t.ok(internals.checkpointer, 'a checkpoint worker runs');
+    t.ok(store.checkpoints.runs >= 2, `checkpoints happened (${store.checkpoints.runs})`);
+    t.ok(store.checkpoints.held >= 1, `the log started over (${store.checkpoints.held} times)`);
+    t.equal(store.checkpoints.failures, 0, 'no checkpoint failed');
+    t.ok(maxWal < written / 4, `the log stayed short: at most ${maxWal} bytes for ${written} bytes written`);
+    const db = (store as unknown as { db: Database.Database }).db;
+    t.equal(db.pragma('wal_autocheckpoint', { simple: true }), 0, 'the main connection never checkpoints by itself');
+    // Every write is there, read back through another connection.
+    const other = new Database(path, { readonly: true });
+    t.equal((other.prepare(`SELECT count(*) AS n FROM ${INSTANCES}`).get() as { n: number }).n, ROUNDS * PER);
+    other.close();
+    await store.close();
+    t.equal(internals.checkpointer, null, 'close() stopped the worker');
+    t.notOk(existsSync(`${path}-wal`), "the worker's connection closed first: the last one copied the whole log and removed it");
+    const again = new SqliteStore({ path });
+    await again.init();
+    t.equal(await again.count(INSTANCES, { all: true }), ROUNDS * PER);
+    await again.close();
+});
+
+t.test('close() waits for a checkpoint under way', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-group-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'sapi.sqlite');
+    const store = new SqliteStore({ path, checkpointWrites: 5, logFrames: 16 });
+    await store.init();
+    const internals = store as unknown as { round: Promise<void> | null };
+    await Promise.all(Array.from({ length: 10 }, () => store.put(INSTANCES, bigInst())));
+    await until(() => internals.round !== null || store.checkpoints.runs > 0);
+    await store.close();
+    t.equal(internals.round, null, 'no round left running');
+    t.notOk(existsSync(`${path}-wal`), 'the log was copied and removed at close');
+});
+
+// The child of the next test: writes without end, one line per acknowledged write.
+const CHILD = `
+const { SqliteStore } = await import(process.env.SAPI_STORE_MODULE);
+const { randomUUID } = await import('node:crypto');
+const store = new SqliteStore({ path: process.env.SAPI_CRASH_STORE, checkpointWrites: 8, logFrames: 48 });
+await store.init();
+const write = async () => {
+    for (;;) {
+        const uuid = randomUUID();
+        await store.put('sapi_instances', { uuid, service_uuid: randomUUID(), type: 'vm', metadata: { blob: uuid.repeat(200) } });
+        process.stdout.write('ack ' + uuid + ' ' + store.checkpoints.runs + '\\n');
+    }
+};
+await Promise.all(Array.from({ length: 8 }, write));
+`;
+
+t.test('a kill in the middle of checkpoints loses no acknowledged write', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sapi-group-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'sapi.sqlite');
+    const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '-e', CHILD], {
+        env: { ...process.env, SAPI_CRASH_STORE: path, SAPI_STORE_MODULE: fileURLToPath(new URL('../../lib/stor/sqlite/index.ts', import.meta.url)) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const acked: string[] = [];
+    let runs = 0;
+    for await (const line of createInterface({ input: child.stdout })) {
+        const [word, uuid, n] = line.split(' ');
+        if (word !== 'ack' || uuid === undefined) {
+            continue;
+        }
+        acked.push(uuid);
+        runs = Number(n);
+        // Checkpoints every few writes: some checkpoint is under way most of the time.
+        if (runs >= 10 && acked.length >= 300) {
+            child.kill('SIGKILL');
+            break;
+        }
+    }
+    await exited;
+    t.ok(runs >= 10, `checkpoints ran before the kill (${runs})`);
+    const store = new SqliteStore({ path });
+    await store.init();
+    let lost = 0;
+    for (const uuid of acked) {
+        if (!(await store.get(INSTANCES, uuid))) {
+            lost++;
+        }
+    }
+    await store.close();
+    t.equal(lost, 0, `no acknowledged write lost (${acked.length} acknowledged)`);
 });

@@ -7,18 +7,24 @@
 // in WAL mode; here the sync of the log runs off the event loop (an
 // fdatasync in libuv's thread pool) instead of inside COMMIT, so requests
 // go on being served while the disk syncs. Checkpoints (copying the log
-// into the database file) are run by the store, with SQLite's own syncs on:
-// the log is synced before the database file is written and the database
-// file is synced before the log is reused, exactly as in FULL mode.
+// into the database file) are the store's, run by a worker thread with its
+// own connection (checkpointer.ts), with SQLite's own syncs on: the log is
+// synced before the database file is written and the database file is
+// synced before the log is reused, exactly as in FULL mode. The main
+// connection runs `synchronous = NORMAL`, which in WAL mode syncs nothing
+// at commit (the store does that) but does sync the log's header when the
+// log starts over, before new frames can overwrite copied ones.
 //
 // Group commit: a sync costs far more than the write it protects, so writes
 // are not committed one by one. Every write asked for while the event loop
 // goes round (all the requests read from the sockets in one pass) joins one
-// group; the group runs as one transaction, each write in its own savepoint,
-// and is committed once, at the next turn of the loop. Groups committed
-// while a sync runs share the next sync. A write that fails (an etag
-// conflict, a missing object) is rolled back to its savepoint and fails
-// alone: the others of its group commit. A commit or a sync that fails fails
+// group; the group runs as one transaction and is committed once, at the
+// next turn of the loop. Groups committed while a sync runs share the next
+// sync. A write that fails (an etag conflict, a missing object) fails
+// alone and leaves nothing of itself: a batch runs in its own savepoint,
+// rolled back if one of its operations fails; a single put or delete
+// checks before it changes anything and then runs one statement, which
+// SQLite undoes by itself if it fails. The others of its group commit. A commit or a sync that fails fails
 // every write it covers, and none of them is acknowledged.
 //
 // A committed write is visible to readers from its commit, which can be a
@@ -33,6 +39,7 @@ import Database from 'better-sqlite3';
 import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import { Checkpointer } from './checkpointer.js';
 import { fsReason, lockStore, StoreOpenError, type StoreLock } from './lock.js';
 import { whereClause } from './query.js';
 import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
@@ -40,6 +47,10 @@ import { createStatements, ident, indexColumns, missingColumns } from './schema.
 export interface SqliteStoreOptions {
     /** A file path, or ':memory:'. */
     path: string;
+    /** Acknowledged writes between checkpoint rounds (tests make it small). */
+    checkpointWrites?: number;
+    /** Log length (pages) past which a round makes the log start over (tests make it small). */
+    logFrames?: number;
 }
 
 interface Row {
@@ -51,14 +62,30 @@ interface Row {
 /** A write waiting for its group's commit. */
 interface Pending {
     work: () => unknown;
+    /**
+     * The work changes nothing before its checks pass and then runs one
+     * statement, which SQLite undoes by itself if it fails: no savepoint
+     * needed to fail it alone. A batch is not: it needs its savepoint.
+     */
+    single: boolean;
     resolve: (value: unknown) => void;
     reject: (err: Error) => void;
 }
 
 /** Pages SQLite keeps in memory (negative: KiB), beyond its 2 MiB default: indexes of a large DC stay cached. */
 const CACHE_KIB = 32 * 1024;
-/** Committed writes between checkpoints: the log stays in the tens of MiB. */
+/** Committed writes between checkpoint rounds: the log stays in the tens of MiB. */
 const CHECKPOINT_WRITES = 1000;
+/**
+ * Log length, in pages, past which the log starts over: the round ends
+ * with a checkpoint that holds back new commits for a moment (two syncs),
+ * so it comes every few thousand writes, not every round.
+ */
+const LOG_FRAMES = 16 * 1024;
+/** A checkpoint with commits held back comes once one beside them found fewer new frames than this. */
+const HOLD_FRAMES = 1024;
+/** A log that grew past this (a burst) is cut back to it when it starts over. */
+const LOG_KEEP_BYTES = 128 * 1024 * 1024;
 
 export function etagOf(json: string): string {
     return createHash('sha1').update(json).digest('hex').slice(0, 20);
@@ -85,9 +112,25 @@ export class SqliteStore implements Store, JsonLists {
     /** Settled once no write waits for a sync (close() waits on it). */
     private drained: (() => void)[] = [];
     private sinceCheckpoint = 0;
+    private readonly checkpointWrites: number;
+    private readonly logFrames: number;
+    /** The checkpoint worker, started at the first round; null until then and once closed. */
+    private checkpointer: Checkpointer | null = null;
+    /** The round under way, if any (close() waits for it). */
+    private round: Promise<void> | null = null;
+    /** New commits held back while a round's last checkpoint copies the end of the log. */
+    private holding = false;
+    /**
+     * Checkpoint rounds done, checkpoints run, rounds that held commits back
+     * (to start the log over), the longest log a checkpoint found (pages),
+     * rounds failed, time commits were held back (tests and metrics).
+     */
+    readonly checkpoints = { rounds: 0, runs: 0, held: 0, maxLog: 0, failures: 0, heldMs: 0 };
 
     constructor(opts: SqliteStoreOptions) {
         this.path = opts.path;
+        this.checkpointWrites = opts.checkpointWrites ?? CHECKPOINT_WRITES;
+        this.logFrames = opts.logFrames ?? LOG_FRAMES;
     }
 
     // ---- lifecycle
@@ -119,12 +162,15 @@ export class SqliteStore implements Store, JsonLists {
         const db = new Database(this.path);
         db.pragma('journal_mode = WAL');
         const file = this.path !== ':memory:';
-        // The store syncs the log itself after each group commit (see the
-        // top of this file) and checkpoints with syncs on (checkpoint()).
-        db.pragma(file ? 'synchronous = OFF' : 'synchronous = FULL');
+        // The store syncs the log itself after each group commit and
+        // checkpoints in its worker, with syncs on (see the top of this file).
+        db.pragma(file ? 'synchronous = NORMAL' : 'synchronous = FULL');
         db.pragma('wal_autocheckpoint = 0');
+        db.pragma(`journal_size_limit = ${LOG_KEEP_BYTES}`);
         db.pragma('busy_timeout = 5000');
         db.pragma(`cache_size = -${CACHE_KIB}`);
+        // Savepoints journal the pages they change: in memory, not in a temporary file.
+        db.pragma('temp_store = MEMORY');
         this.savepoint = db.transaction((fn: () => unknown) => fn());
         db.exec('CREATE TABLE IF NOT EXISTS sapi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
         db.transaction(() => {
@@ -172,6 +218,14 @@ export class SqliteStore implements Store, JsonLists {
             if (this.syncing || this.unsynced.length > 0) {
                 await new Promise<void>((resolve) => this.drained.push(resolve));
             }
+            // The worker's connection closes before ours, so that ours, the
+            // last, copies the whole log into the file and removes it.
+            while (this.round) {
+                await this.round;
+            }
+            const worker = this.checkpointer;
+            this.checkpointer = null;
+            await worker?.close().catch(() => undefined);
         }
         if (this.db) {
             const db = this.db;
@@ -224,7 +278,7 @@ export class SqliteStore implements Store, JsonLists {
     put<T extends JsonObject>(bucket: BucketName, value: T, opts: PutOptions = {}): Promise<Stored<T>> {
         // The value as it is now: the caller may change its object before the group commits.
         const json = JSON.stringify(value);
-        return this.enqueue(() => this.putSync<T>(bucket, value, opts.etag, json));
+        return this.enqueue(() => this.putSync<T>(bucket, value, opts.etag, json), true);
     }
 
     /** `json`: the value's JSON text, when the caller has it already. */
@@ -250,7 +304,7 @@ export class SqliteStore implements Store, JsonLists {
     }
 
     del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
-        return this.enqueue(() => this.delSync(bucket, uuid, opts.etag));
+        return this.enqueue(() => this.delSync(bucket, uuid, opts.etag), true);
     }
 
     private delSync(bucket: BucketName, uuid: string, expect: string | undefined): void {
@@ -267,6 +321,7 @@ export class SqliteStore implements Store, JsonLists {
     /** All of `ops` or none: one savepoint of the group holds them all. */
     batch(ops: BatchOp[]): Promise<void> {
         const frozen = ops.map((op) => (op.op === 'put' ? { op, json: JSON.stringify(op.value) } : { op, json: '' }));
+        // One operation alone is a single write (see Pending): no savepoint.
         return this.enqueue(() => {
             for (const { op, json } of frozen) {
                 if (op.op === 'put') {
@@ -275,35 +330,38 @@ export class SqliteStore implements Store, JsonLists {
                     this.delSync(op.bucket, op.uuid, op.etag);
                 }
             }
-        });
+        }, frozen.length === 1);
     }
 
     // ---- group commit
 
     /** Queue a write for the group being formed; settles once the group has committed. */
-    private enqueue<R>(work: () => R): Promise<R> {
+    private enqueue<R>(work: () => R, single = false): Promise<R> {
         if (!this.db) {
             return Promise.reject(new StoreUnavailableError('sqlite store is not open'));
         }
         return new Promise<R>((resolve, reject) => {
-            this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
+            this.pending.push({ work, single, resolve: resolve as (value: unknown) => void, reject });
             if (!this.flushScheduled) {
                 this.flushScheduled = true;
                 // After the poll phase: every request read in this pass has queued its write.
-                setImmediate(() => this.flush());
+                setImmediate(() => this.flush(false));
             }
         });
     }
 
     /**
-     * Commit the group formed so far: one transaction, each write in its own
-     * savepoint, then answer each write. Also run, synchronously, before any
+     * Commit the group formed so far: one transaction (each batch in its
+     * own savepoint), then answer each write. Also run, synchronously, before any
      * synchronous write, so writes commit in the order they were asked for.
+     * `force`: commit even while a checkpoint round holds commits back
+     * (a synchronous write cannot wait; the round then may not leave the
+     * whole log copied, and the next one catches up).
      */
-    flush(): void {
+    flush(force = true): void {
         this.flushScheduled = false;
         const group = this.pending;
-        if (group.length === 0) {
+        if (group.length === 0 || (this.holding && !force)) {
             return;
         }
         this.pending = [];
@@ -319,7 +377,7 @@ export class SqliteStore implements Store, JsonLists {
                 db.transaction(() => {
                     for (const w of group) {
                         try {
-                            outcomes.push({ ok: true, value: savepoint(w.work) });
+                            outcomes.push({ ok: true, value: w.single ? w.work() : savepoint(w.work) });
                         } catch (err) {
                             if (!db.inTransaction) {
                                 // SQLite rolled the whole transaction back (I/O error, disk full): the group fails.
@@ -391,24 +449,91 @@ export class SqliteStore implements Store, JsonLists {
         }
     }
 
-    /**
-     * Copy the log into the database file, with SQLite's checkpoint syncs:
-     * the log before the file is written, the file before the log is reused.
-     */
+    /** Start a checkpoint round once enough writes have committed since the last (none for ':memory:'). */
     private maybeCheckpoint(written: number): void {
         this.sinceCheckpoint += written;
-        const db = this.db;
-        if (this.sinceCheckpoint < CHECKPOINT_WRITES || !db || db.inTransaction) {
+        if (this.sinceCheckpoint < this.checkpointWrites || this.round || !this.db || this.walFd === null) {
             return;
         }
         this.sinceCheckpoint = 0;
+        this.round = this.checkpointRound().finally(() => {
+            this.round = null;
+        });
+    }
+
+    /**
+     * Copy the log into the database file, in the worker, beside the
+     * writes. Once the log is long, end with a checkpoint with new commits
+     * held back, which leaves the whole log copied so that it starts over
+     * at the next commit (see checkpointer.ts). If the worker fails, the
+     * store checkpoints on its own connection, as the worker would.
+     */
+    private async checkpointRound(): Promise<void> {
+        try {
+            this.checkpointer ??= new Checkpointer(this.path);
+            // Beside the writes: the file keeps up with the log.
+            let r = await this.checkpointer.checkpoint();
+            this.noteCheckpoint(r);
+            if (r.log < this.logFrames) {
+                this.checkpoints.rounds++;
+                return;
+            }
+            // The log is long: it starts over. Beside the writes again, until
+            // a checkpoint finds little new since the one before.
+            for (let i = 0; i < 2 && this.db; i++) {
+                const before = r.log;
+                r = await this.checkpointer.checkpoint();
+                this.noteCheckpoint(r);
+                if (r.log - before < HOLD_FRAMES) {
+                    break;
+                }
+            }
+            if (!this.db) {
+                return;
+            }
+            this.holding = true;
+            const held = Date.now();
+            try {
+                this.noteCheckpoint(await this.checkpointer.checkpoint());
+            } finally {
+                this.holding = false;
+                this.checkpoints.heldMs += Date.now() - held;
+                this.release();
+            }
+            this.checkpoints.rounds++;
+            this.checkpoints.held++;
+        } catch {
+            this.checkpoints.failures++;
+            this.checkpointHere();
+        }
+    }
+
+    private noteCheckpoint(r: { log: number }): void {
+        this.checkpoints.runs++;
+        this.checkpoints.maxLog = Math.max(this.checkpoints.maxLog, r.log);
+    }
+
+    /** Commit the writes asked for while commits were held back. */
+    private release(): void {
+        if (this.pending.length > 0 && !this.flushScheduled) {
+            this.flushScheduled = true;
+            setImmediate(() => this.flush(false));
+        }
+    }
+
+    /** A checkpoint on the main connection, with syncs (the worker could not run it). */
+    private checkpointHere(): void {
+        const db = this.db;
+        if (!db || db.inTransaction) {
+            return;
+        }
         try {
             db.pragma('synchronous = FULL');
             db.pragma('wal_checkpoint(PASSIVE)');
         } catch {
-            // busy (another connection reads an old snapshot): the next checkpoint catches up
+            // busy: the next round catches up
         } finally {
-            db.pragma('synchronous = OFF');
+            db.pragma('synchronous = NORMAL');
         }
     }
 
@@ -467,8 +592,9 @@ export class SqliteStore implements Store, JsonLists {
 
     find<T extends JsonObject>(bucket: BucketName, filter: Filter, page?: PageRequest): Promise<Page<T>> {
         try {
-            const total = this.countSync(bucket, filter);
             const rows = this.selectRows(bucket, filter, page, 'value', []);
+            // Unpaged, every match is there: no count needed.
+            const total = page ? this.countSync(bucket, filter) : rows.length;
             return Promise.resolve({ items: rows.map((r) => toStored<T>(r)), total });
         } catch (err) {
             return Promise.reject(asError(err));

@@ -21,6 +21,13 @@ export default tseslint.config(
             '@typescript-eslint/no-unsafe-call': 'off',
             '@typescript-eslint/no-unsafe-return': 'off',
             '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
+            // The server silences Node's Buffer() deprecation warning (its bundled
+            // dependencies draw it): SAPI's own code must never need it.
+            'no-restricted-syntax': [
+                'error',
+                { selector: "NewExpression[callee.name='Buffer']", message: 'use Buffer.from or Buffer.alloc' },
+                { selector: "CallExpression[callee.name='Buffer']", message: 'use Buffer.from or Buffer.alloc' },
+            ],
         },
     },
     {

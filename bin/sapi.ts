@@ -40,9 +40,14 @@ function fail(message: string): never {
 }
 
 /**
- * restify pulls in spdy, whose http-deceiver calls process.binding('http_parser')
- * and so draws DEP0111 at every start. That one warning says nothing an
- * operator can act on; every other warning is printed as usual.
+ * Two warnings about dependencies' code say nothing an operator can act on:
+ * - restify pulls in spdy, whose http-deceiver calls
+ *   process.binding('http_parser') and so draws DEP0111 at every start;
+ * - some dependencies still call `Buffer()` (DEP0005). Node stays quiet
+ *   about that for code under node_modules, but the server runs bundled
+ *   (dist/server/), where Node cannot tell their code from ours. SAPI's own
+ *   code never calls `Buffer()`: the lint config forbids it.
+ * Every other warning is printed as usual.
  */
 function quietDependencyWarnings(): void {
     const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
@@ -50,7 +55,7 @@ function quietDependencyWarnings(): void {
         const opt = rest[0];
         const code = typeof opt === 'object' && opt !== null ? (opt as { code?: unknown }).code : rest[1];
         const text = typeof warning === 'string' ? warning : warning.message;
-        if (code === 'DEP0111' && text.includes("'http_parser'")) {
+        if ((code === 'DEP0111' && text.includes("'http_parser'")) || code === 'DEP0005') {
             return;
         }
         emit(warning, ...rest);

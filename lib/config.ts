@@ -5,6 +5,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
@@ -26,7 +27,8 @@ async function configValidator(): Promise<ValidateFunction> {
     try {
         return (await import('./config-validator.generated.js')).validate;
     } catch (err) {
-        if ((err as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') {
+        // Loaders word "not found" differently: what counts is whether the file is there.
+        if (existsSync(fileURLToPath(new URL('./config-validator.generated.js', import.meta.url)))) {
             throw err;
         }
         return (await import('./config-validator.js')).compileConfigValidator();

@@ -7,26 +7,14 @@ import type { BatchOp } from '../stor/store.js';
 import { copyInto, isPlainObject } from './attributes.js';
 import { onServer, withIndexes, type RecordDeps } from './instance-records.js';
 import { BUCKET_OF, compact, find, storeError } from './objects.js';
+import { KeyedQueue } from './keyed-queue.js';
 import type { Dict, Instance } from './types.js';
 
 /**
  * Adoptions of one (service, server) run one after another in this process:
  * each replaces what it read, so two running at once could both insert.
  */
-const queues = new Map<string, Promise<unknown>>();
-
-function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = queues.get(key) ?? Promise.resolve();
-    const run = before.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    queues.set(key, tail);
-    void tail.then(() => {
-        if (queues.get(key) === tail) {
-            queues.delete(key);
-        }
-    });
-    return run;
-}
+const adoptions = new KeyedQueue();
 
 /**
  * Agent self-adoption: one instance per (service, server). The same uuid is
@@ -44,7 +32,7 @@ export async function adoptAgent(deps: RecordDeps, inst: Instance): Promise<Inst
     if (server === null) {
         return adoptOnce(deps, inst, null);
     }
-    return serialized(`${inst.service_uuid}/${server}`, () => adoptOnce(deps, inst, server));
+    return adoptions.run(`${inst.service_uuid}/${server}`, () => adoptOnce(deps, inst, server));
 }
 
 async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null): Promise<Instance> {

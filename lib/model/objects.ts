@@ -5,6 +5,7 @@ import { BUCKETS, type BucketName } from '../stor/buckets.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
 import type { JsonObject, Store, Stored } from '../stor/store.js';
 import { invalidArgument, noSuch, preconditionFailed, toApiError, type SapiError } from '../errors.js';
+import { KeyedQueue } from './keyed-queue.js';
 import type { Kind } from './types.js';
 
 export const BUCKET_OF: Record<Kind, BucketName> = {
@@ -61,8 +62,8 @@ export async function remove(store: Store, kind: Kind, uuid: string, etag?: stri
 
 const MAX_RETRIES = 20;
 
-/** Per store, the tail of the read-modify-writes queued on each object. */
-const queues = new WeakMap<Store, Map<string, Promise<unknown>>>();
+/** Per store, the read-modify-writes queued on each object. */
+const queues = new WeakMap<Store, KeyedQueue>();
 
 /**
  * Run the read-modify-writes of one object one after another in this
@@ -73,21 +74,12 @@ const queues = new WeakMap<Store, Map<string, Promise<unknown>>>();
  * SAPIs on Moray) still meet as etag conflicts, and retry.
  */
 function oneAtATime<R>(store: Store, key: string, fn: () => Promise<R>): Promise<R> {
-    let perStore = queues.get(store);
-    if (!perStore) {
-        perStore = new Map();
-        queues.set(store, perStore);
+    let queue = queues.get(store);
+    if (!queue) {
+        queue = new KeyedQueue();
+        queues.set(store, queue);
     }
-    const map = perStore;
-    const run = (map.get(key) ?? Promise.resolve()).then(fn, fn);
-    const tail = run.catch(() => undefined);
-    map.set(key, tail);
-    void tail.then(() => {
-        if (map.get(key) === tail) {
-            map.delete(key);
-        }
-    });
-    return run;
+    return queue.run(key, fn);
 }
 
 /**

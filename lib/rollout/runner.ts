@@ -19,11 +19,11 @@ import { randomUUID } from 'node:crypto';
 
 import type Logger from 'bunyan';
 
-import { CnapiClient } from '../clients/cnapi.js';
+import type { CnapiClient } from '../clients/cnapi.js';
 import { hasCode, invalidArgument, noDeployer, noSuch, operationInProgress } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
-import { memoryLeases, type LeaseHandle, type Leases } from '../model/leases.js';
+import type { LeaseHandle, Leases } from '../model/leases.js';
 import { find } from '../model/objects.js';
 import type { Service } from '../model/types.js';
 import { BUCKETS } from '../stor/buckets.js';
@@ -60,8 +60,6 @@ export { rolloutInput, type StartRollout } from './plan.js';
 const BUCKET = BUCKETS.rollouts.name;
 const BUSY_RETRY_MS = 100;
 const PERSIST_INTERVAL_MS = 500;
-/** Lease TTL when the manager is built without Leases (one process per store). */
-const DEFAULT_LEASE_TTL_MS = 30_000;
 
 /** Emitted as progress is made (sapiadm watches it over REST; metrics use it). */
 export type RolloutListener = (r: Rollout) => void;
@@ -69,10 +67,10 @@ export type RolloutListener = (r: Rollout) => void;
 export interface RolloutManagerDeps {
     /** The model (rollouts upgrade instances as UpgradeInstance does). */
     ctx: Ctx;
-    /** Who drives which rollout (default: this process's memory, for one SAPI per store). */
-    leases?: Leases | undefined;
-    /** CNAPI, for server.agents (default: a client for the config's cnapi.url). */
-    cnapi?: CnapiClient | undefined;
+    /** Who drives which rollout (in this process's memory on the embedded store, in Moray otherwise). */
+    leases: Leases;
+    /** CNAPI, for server.agents (none when the config names no CNAPI). */
+    cnapi: CnapiClient | undefined;
     /** Told of every progress step (metrics). */
     onProgress?: RolloutListener;
 }
@@ -112,17 +110,8 @@ export class RolloutManager {
         this.ctx = deps.ctx;
         this.onProgress = deps.onProgress;
         this.log = deps.ctx.log.child({ component: 'rollout' });
-        this.leases = deps.leases ?? memoryLeases(DEFAULT_LEASE_TTL_MS);
-        const url = deps.ctx.config.cnapi?.url;
-        this.cnapi =
-            deps.cnapi ??
-            (url
-                ? new CnapiClient({
-                      url,
-                      timeoutMs: deps.ctx.config.deploy.downstreamTimeoutMs,
-                      log: this.log.child({ component: 'cnapi' }),
-                  })
-                : undefined);
+        this.leases = deps.leases;
+        this.cnapi = deps.cnapi;
     }
 
     // ---- API

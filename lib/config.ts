@@ -11,6 +11,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 
 import type { configSchema } from '../schemas/config.js';
+import { errnoText } from './fs-errors.js';
 
 /**
  * The validated configuration. Keys with a default in the schema are always
@@ -209,21 +210,4 @@ export function levenshtein(a: string, b: string): number {
         prev = cur;
     }
     return prev[b.length] ?? 0;
-}
-
-/** "permission denied (EACCES)" from a Node fs error, or its message. */
-export function errnoText(err: unknown): string {
-    const e = err as NodeJS.ErrnoException;
-    const why: Record<string, string> = {
-        ENOENT: 'no such file or directory',
-        EACCES: 'permission denied',
-        EPERM: 'operation not permitted',
-        EISDIR: 'is a directory',
-        ENOTDIR: 'a parent is not a directory',
-        EROFS: 'read-only file system',
-    };
-    if (e?.code && why[e.code]) {
-        return `${why[e.code]} (${e.code})`;
-    }
-    return e?.message ?? String(err);
 }

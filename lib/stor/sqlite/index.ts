@@ -40,7 +40,8 @@ import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketNam
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { Checkpointer } from './checkpointer.js';
-import { fsReason, lockStore, StoreOpenError, type StoreLock } from './lock.js';
+import { errnoText } from '../../fs-errors.js';
+import { lockStore, StoreOpenError, type StoreLock } from './lock.js';
 import { whereClause } from './query.js';
 import { createStatements, ident, indexColumns, missingColumns } from './schema.js';
 
@@ -144,7 +145,7 @@ export class SqliteStore implements Store, JsonLists {
                 try {
                     mkdirSync(dirname(this.path), { recursive: true });
                 } catch (err) {
-                    throw new StoreOpenError(`cannot create the store directory ${dirname(this.path)}: ${fsReason(err)}`, this.path);
+                    throw new StoreOpenError(`cannot create the store directory ${dirname(this.path)}: ${errnoText(err)}`, this.path);
                 }
                 // Before SQLite touches the file: another process may be serving it.
                 this.lock = lockStore(this.path);

@@ -14,6 +14,8 @@ import { accessSync, closeSync, constants, existsSync, linkSync, openSync, readF
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 
+import { errnoText } from '../../fs-errors.js';
+
 /** The store cannot be opened for writing by this process: one line naming the path (and the holder). */
 export class StoreOpenError extends Error {
     override name = 'StoreOpenError';
@@ -127,7 +129,7 @@ function checkWritable(abs: string): void {
     try {
         accessSync(dir, constants.W_OK | constants.X_OK);
     } catch (err) {
-        throw new StoreOpenError(`store directory ${dir} is not writable: ${fsReason(err)}`, abs);
+        throw new StoreOpenError(`store directory ${dir} is not writable: ${errnoText(err)}`, abs);
     }
     for (const f of [abs, `${abs}-wal`, `${abs}-shm`]) {
         if (!existsSync(f)) {
@@ -136,7 +138,7 @@ function checkWritable(abs: string): void {
         try {
             accessSync(f, constants.R_OK | constants.W_OK);
         } catch (err) {
-            throw new StoreOpenError(`store file ${f} is not writable: ${fsReason(err)}`, abs);
+            throw new StoreOpenError(`store file ${f} is not writable: ${errnoText(err)}`, abs);
         }
     }
 }
@@ -148,7 +150,7 @@ function create(lockPath: string, me: Holder): boolean {
     try {
         writeFileSync(tmp, content, { mode: 0o644 });
     } catch (err) {
-        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${fsReason(err)}`, lockPath.replace(/\.lock$/, ''));
+        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${errnoText(err)}`, lockPath.replace(/\.lock$/, ''));
     }
     try {
         linkSync(tmp, lockPath);
@@ -161,7 +163,7 @@ function create(lockPath: string, me: Holder): boolean {
         if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS') {
             return createExclusive(lockPath, content); // no hard links on this file system
         }
-        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${fsReason(err)}`, lockPath.replace(/\.lock$/, ''));
+        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${errnoText(err)}`, lockPath.replace(/\.lock$/, ''));
     } finally {
         try {
             unlinkSync(tmp);
@@ -179,7 +181,7 @@ function createExclusive(lockPath: string, content: string): boolean {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
             return false;
         }
-        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${fsReason(err)}`, lockPath.replace(/\.lock$/, ''));
+        throw new StoreOpenError(`cannot create the lock file ${lockPath}: ${errnoText(err)}`, lockPath.replace(/\.lock$/, ''));
     }
     try {
         writeSync(fd, content);
@@ -246,18 +248,4 @@ function alive(h: Holder): boolean {
     } catch (err) {
         return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
     }
-}
-
-/** "permission denied (EACCES)" for a file system error, else its message. */
-export function fsReason(err: unknown): string {
-    const e = err as NodeJS.ErrnoException;
-    const text: Record<string, string> = {
-        EACCES: 'permission denied',
-        EPERM: 'operation not permitted',
-        EROFS: 'read-only file system',
-        ENOENT: 'no such file or directory',
-        ENOTDIR: 'a parent is not a directory',
-        ENOSPC: 'no space left on device',
-    };
-    return e?.code && text[e.code] ? `${text[e.code]} (${e.code})` : (e?.message ?? String(err));
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // SAPI server: arguments → loadConfig → bunyan → createStore → createApp
 // (the rest of the object graph) → listen → background work.
-// Config: `-f PATH`, else $SAPI_CONFIG, else built-in defaults (port 8080,
-// embedded store under ./data/).
+// Config: `-f PATH`, else $SAPI_CONFIG, else, in a Triton zone (the
+// metadata command /usr/sbin/mdata-get exists, or $SAPI_MDATA_GET names
+// one), the zone's metadata (lib/zone-config.ts), else built-in defaults
+// (port 8080, embedded store under ./data/).
 //
 // Start-up either serves or stops with one line on stderr that names the
 // config key, port or path at fault, and exit status 2. The server and its
@@ -13,8 +15,11 @@ import { parseArgs } from 'node:util';
 
 import type Logger from 'bunyan';
 
+import { join } from 'node:path';
+
 import { bunyanLevel, ConfigError, loadConfig, type SapiConfig } from '../lib/config.js';
-import { packageVersion } from '../lib/version.js';
+import { packageRoot, packageVersion } from '../lib/version.js';
+import { forgetProtoMode, inZone, loadZoneConfig } from '../lib/zone-config.js';
 
 const EXIT_STARTUP = 2;
 /** How long after the port answers the request schemas start compiling. */
@@ -24,8 +29,10 @@ const HELP = `${USAGE}
 
 Serve Triton's Services API (SAPI).
 
-  -f, --file PATH   JSON config file (default: $SAPI_CONFIG, else built-in
-                    defaults: port 8080, embedded store ./data/sapi.sqlite)
+  -f, --file PATH   JSON config file (default: $SAPI_CONFIG; else, in a
+                    Triton zone, the zone's metadata (see docs/operations.md);
+                    else built-in defaults: port 8080, embedded store
+                    ./data/sapi.sqlite)
   -h, --help        print this help and exit
   -V, --version     print the version and exit
 
@@ -62,8 +69,11 @@ function quietDependencyWarnings(): void {
     };
 }
 
-/** The config path to read, or an exit for --help, --version and usage errors. */
-function parseCommandLine(argv: string[]): string | undefined {
+/** Where the config comes from. */
+type ConfigSource = { kind: 'file'; path: string } | { kind: 'zone' } | { kind: 'defaults' };
+
+/** The config to read, or an exit for --help, --version and usage errors. */
+function parseCommandLine(argv: string[]): ConfigSource {
     let parsed;
     try {
         parsed = parseArgs({
@@ -104,9 +114,25 @@ function parseCommandLine(argv: string[]): string | undefined {
         if (values.file === '') {
             fail(`option -f needs a config file path (${USAGE})`);
         }
-        return values.file;
+        return { kind: 'file', path: values.file };
     }
-    return process.env.SAPI_CONFIG || undefined;
+    if (process.env.SAPI_CONFIG) {
+        return { kind: 'file', path: process.env.SAPI_CONFIG };
+    }
+    return inZone() ? { kind: 'zone' } : { kind: 'defaults' };
+}
+
+/** The config of `source`; in a zone, the multi-DC file sits in the install's etc/. */
+function readConfig(source: ConfigSource): { config: SapiConfig; fields: Record<string, unknown> } {
+    if (source.kind === 'file') {
+        return { config: loadConfig(source.path), fields: { configFile: source.path } };
+    }
+    if (source.kind === 'defaults') {
+        return { config: loadConfig(undefined), fields: { config: 'built-in defaults' } };
+    }
+    const root = packageRoot() ?? process.cwd();
+    const { config, dnsDomainFrom } = loadZoneConfig(join(root, 'etc', 'sapi-master.config.json'));
+    return { config, fields: { config: 'zone metadata', dnsDomainFrom } };
 }
 
 /** One line for a failure during start-up: which key, port or path, and why. */
@@ -137,12 +163,13 @@ function describe(err: unknown, config: SapiConfig | undefined, listening: strin
 }
 
 async function main(): Promise<void> {
-    const path = parseCommandLine(process.argv.slice(2));
+    const source = parseCommandLine(process.argv.slice(2));
     let config: SapiConfig | undefined;
     let log: Logger | undefined;
     let listening: string | undefined;
     try {
-        config = loadConfig(path);
+        const read = readConfig(source);
+        config = read.config;
         quietDependencyWarnings();
         const [{ default: bunyan }, { createStore }] = await Promise.all([import('bunyan'), import('../lib/stor/index.js')]);
         log = bunyan.createLogger({
@@ -152,12 +179,28 @@ async function main(): Promise<void> {
         });
         // The store first: one that is locked or unwritable fails before the
         // server's modules are even loaded.
+        log.info({ ...read.fields, mode: config.mode ?? null, store: config.store.backend }, 'configuration read');
         const setup = await createStore(config, log);
         const store = setup.store;
+        const migrateToFull = setup.migrateToFull;
+        // In a zone, the switch to full mode also removes SAPI_PROTO_MODE from the zone's metadata.
+        const hooks =
+            source.kind === 'zone' && migrateToFull
+                ? {
+                      ...setup,
+                      migrateToFull: async (): Promise<void> => {
+                          await migrateToFull();
+                          const failed = forgetProtoMode();
+                          if (failed) {
+                              log?.warn({ problem: failed }, 'full mode: could not remove SAPI_PROTO_MODE from the zone metadata');
+                          }
+                      },
+                  }
+                : setup;
         let app;
         try {
             const { createApp } = await import('../lib/app.js');
-            app = await createApp({ config, log, store, hooks: setup });
+            app = await createApp({ config, log, store, hooks });
             listening = `${config.host}:${config.port} (config key "port")`;
             const port = await app.listen();
             log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');

@@ -57,6 +57,8 @@ export interface StoreSetup {
 }
 
 const CACHE_REFRESH_MS = 60 * 60 * 1000;
+/** How long a start in proto mode waits for Moray before going on without it. */
+const PROTO_MORAY_WAIT_MS = 2000;
 const MIGRATION_KEY = 'migration.done';
 const MODE_KEY = 'mode';
 
@@ -197,9 +199,13 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         },
     };
 
+    // A SAPI that is, and has only ever been, in proto mode expects no Moray
+    // (a new headnode brings SAPI up first): it asks only briefly before
+    // going on in proto mode. Moray's answer, when it comes in time, decides.
+    const firstWaitMs = localMode !== 'full' && config.mode === 'proto' ? Math.min(waitMs, PROTO_MORAY_WAIT_MS) : waitMs;
     let first: Mode | null | undefined;
     try {
-        first = await moray.storedMode(waitMs);
+        first = await moray.storedMode(firstWaitMs);
     } catch (err) {
         log.warn({ err }, 'moray does not answer at start-up');
     }

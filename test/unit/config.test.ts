@@ -1,7 +1,7 @@
 // Configuration: defaults, the minimal complete file, fail-fast errors
 // naming the key (unknown keys with the closest known one), log levels,
 // service URLs, ports, config-agent's string values, the multi-DC master
-// file, and the shipped config-agent templates rendered as a DC would.
+// file, and the shipped config-agent template rendered as a DC would.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
-import { bunyanLevel, ConfigError, loadConfig, parseConfig, type SapiConfig } from '../../lib/config.js';
+import { bunyanLevel, ConfigError, loadConfig, mergeMasterConfig, parseConfig, type SapiConfig } from '../../lib/config.js';
+import { zoneConfig } from '../../lib/zone-config.js';
 
 t.test('no file: port 8080 and the embedded store under ./data/', async (t) => {
     const c = loadConfig(undefined);
@@ -169,49 +170,41 @@ function render(template: string, vars: Record<string, string | undefined>): str
     return out.replace(/\{\{\{([\w.]+)\}\}\}|\{\{([\w.]+)\}\}/g, (_m, a: string | undefined, b: string | undefined) => value((a ?? b) as string) ?? '');
 }
 
-t.test('what config-agent renders from the shipped templates is valid', async (t) => {
+t.test('what config-agent renders from the shipped template merges into the zone config', async (t) => {
     const root = join(import.meta.dirname, '..', '..');
+    const manifest = JSON.parse(readFileSync(join(root, 'sapi_manifests', 'sapi', 'manifest.json'), 'utf8')) as { path: string };
+    t.equal(manifest.path, '/opt/smartdc/sapi/etc/sapi-master.config.json', 'the one file config-agent renders for SAPI');
     const template = readFileSync(join(root, 'sapi_manifests', 'sapi', 'template'), 'utf8');
-    const masterTemplate = readFileSync(join(root, 'sapi_manifests', 'sapi-master', 'template'), 'utf8');
-    const dc = {
-        datacenter_name: 'us-east-1',
-        'auto.ZONENAME': '6a1f7f6e-5a0e-4c8e-9c43-2d0e8b1b6f1c',
-        'auto.SERVER_UUID': '44454c4c-4400-1046-8050-b5c04f383432',
-        'auto.ADMIN_IP': '10.99.99.32',
-        MORAY_SERVICE: 'moray.us-east-1.example.com',
-        BINDER_SERVICE: 'binder.us-east-1.example.com',
-        VMAPI_SERVICE: 'vmapi.us-east-1.example.com',
-        CNAPI_SERVICE: 'cnapi.us-east-1.example.com',
-        IMGAPI_SERVICE: 'imgapi.us-east-1.example.com',
-        NAPI_SERVICE: 'napi.us-east-1.example.com',
+    const md: Record<string, string> = {
+        'sdc:dns_domain': 'example.com',
+        'sdc:datacenter_name': 'us-east-1',
+        'sdc:server_uuid': '44454c4c-4400-1046-8050-b5c04f383432',
+        'sdc:nics': JSON.stringify([{ nic_tag: 'admin', ip: '10.99.99.32' }]),
     };
     const dir = mkdtempSync(join(tmpdir(), 'sapi-cfg-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, 'config.json');
-    const variants: [string, Record<string, string | undefined>, Record<string, string | undefined> | null][] = [
-        ['defaults, no master file', dc, null],
-        ['log level and backend set', { ...dc, SAPI_LOG_LEVEL: 'debug', SAPI_STORE_BACKEND: 'sqlite' }, null],
-        ['this DC is the master', dc, { MASTER_MORAY_IP: '', MASTER_MORAY_PORT: '' }],
-        ['another DC is the master', dc, { MASTER_MORAY_IP: '10.1.0.9', MASTER_MORAY_PORT: '2020' }],
+    const masterPath = join(dir, 'sapi-master.config.json');
+    const variants: [string, Record<string, string> | null][] = [
+        ['no master file', null],
+        ['this DC is the master', { MASTER_MORAY_IP: '', MASTER_MORAY_PORT: '' }],
+        ['another DC is the master', { MASTER_MORAY_IP: '10.1.0.9', MASTER_MORAY_PORT: '2020' }],
     ];
-    for (const [what, vars, master] of variants) {
-        writeFileSync(path, render(template, vars));
-        rmSync(join(dir, 'sapi-master.config.json'), { force: true });
+    for (const [what, master] of variants) {
+        const { raw } = zoneConfig({ get: (k) => md[k], zonename: '6a1f7f6e-5a0e-4c8e-9c43-2d0e8b1b6f1c', dataDir: '/sapi' });
+        rmSync(masterPath, { force: true });
         if (master) {
-            writeFileSync(join(dir, 'sapi-master.config.json'), render(masterTemplate, master));
+            writeFileSync(masterPath, render(template, master));
         }
-        const c = loadConfig(path);
-        t.equal(c.port, 80, `${what}: port`);
-        t.equal(c.metricsPort, 8881, `${what}: metricsPort`);
-        t.equal(c.log_level, vars.SAPI_LOG_LEVEL ?? 'info', `${what}: log_level`);
-        t.equal(c.store.backend, vars.SAPI_STORE_BACKEND ?? 'moray', `${what}: store.backend`);
-        t.equal(c.vmapi?.url, 'http://vmapi.us-east-1.example.com', `${what}: vmapi.url`);
-        t.same(c.moray?.cueballOptions, { resolvers: ['binder.us-east-1.example.com'] }, `${what}: cueballOptions`);
+        mergeMasterConfig(raw, masterPath);
+        const c = parseConfig(raw);
+        t.equal(c.moray?.srvDomain, 'moray.us-east-1.example.com', `${what}: the local moray`);
         if (master?.MASTER_MORAY_IP) {
             t.equal(c.moray?.master_host, '10.1.0.9', `${what}: master_host`);
             t.equal(c.moray?.master_port, 2020, `${what}: master_port, a number`);
         } else if (master) {
             t.equal(c.moray?.master_host, null, `${what}: master_host null`);
+        } else {
+            t.equal(c.moray?.master_host, undefined, `${what}: master_host unset`);
         }
     }
 });

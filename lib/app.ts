@@ -28,7 +28,7 @@ import type { InstanceType } from './model/types.js';
 import { RolloutManager } from './rollout/runner.js';
 import { createServer } from './server.js';
 import type { StoreSetup } from './stor/index.js';
-import { ChangeFeed, changeSourceOf } from './stor/moray/feed.js';
+import { ChangeFeed, changeSourceOf, rowObserverOf } from './stor/moray/feed.js';
 import type { Store } from './stor/store.js';
 
 export interface SapiApp {
@@ -72,7 +72,13 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     // On Moray, the change feed tells the cache what every process changes (polled a few times a second).
     const feed =
         config.store.backend === 'moray'
-            ? new ChangeFeed({ source: () => changeSourceOf(deps.store), sink: configs, log: log.child({ component: 'feed' }) })
+            ? new ChangeFeed({
+                  source: () => changeSourceOf(deps.store),
+                  sink: configs,
+                  // Rows SAPI 2.1.2 writes get their index copies from the rows the feed reads.
+                  observer: () => rowObserverOf(deps.store),
+                  log: log.child({ component: 'feed' }),
+              })
             : null;
     feed?.start();
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.

@@ -14,7 +14,7 @@ export interface ServiceHooks {
     migrateToFull?: () => Promise<void>;
     /** Local cache refresh (Moray backend). */
     syncCache?: () => Promise<void>;
-    /** Moray bucket setup, reindex and backfill progress (Moray backend). */
+    /** Moray bucket setup, reindex, backfill and sweep progress (Moray backend). */
     storeStatus?: () => Record<string, BucketStatus> | null;
 }
 
@@ -46,6 +46,7 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
                                   },
                               }
                             : {}),
+                        ...(s.phase === 'sweeping' && s.sweep ? { sweep: { checked: s.sweep.checked, rewritten: s.sweep.rewritten } } : {}),
                     },
                 ]),
             );

@@ -42,7 +42,16 @@ t.test('buckets are set up from buckets.ts', { skip: realHost ? 'needs fake-mora
         t.same(b?.index, bucketConfig(def).index, `${def.name} indexes`);
         t.equal(b?.options.version, def.version, `${def.name} version`);
     }
-    t.equal(store.initializer?.isReady(), true, 'nothing to reindex in new buckets');
+    // These buckets exist already (earlier tests made them): the start-up sweep
+    // of rows changed since the last one may still run, but nothing else.
+    const phases = Object.values(store.initializer?.status() ?? {}).map((s) => s.phase);
+    t.ok(
+        phases.every((p) => p === 'ready' || p === 'sweeping'),
+        `nothing to reindex or backfill in new buckets (${phases.join(', ')})`,
+    );
+    await store.initializer?.reindexDone();
+    t.equal(store.initializer?.isReady(), true, 'ready once swept');
+    t.equal((fake as FakeMoray).requestsOf('reindexObjects').length, 0, 'no reindex');
 });
 
 t.test('filter values reach Moray escaped', { skip: realHost ? 'needs fake-moray' : false }, async (t) => {

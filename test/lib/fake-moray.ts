@@ -39,6 +39,13 @@
 //   InvalidQueryError; an `and` with none, or an `or` with an unusable
 //   branch, NotIndexedError. requireIndexes / requireOnlineReindexing make
 //   a filter on an unindexed or reindexing field NotIndexedError.
+// - _mtime is Date.now() of each put (each put of a batch on its own),
+//   reindexObjects leaves it alone; filters compare it as a number. A sort
+//   is an ORDER BY on the attributes given and nothing else, so PostgreSQL
+//   returns rows tied on them (many rows share one _mtime) in no particular
+//   order; this fake returns them in last-write order, or in the reverse
+//   with `tieOrder = 'reverse'` (for tests of clients that must not depend
+//   on it).
 //
 // During a reindex (bucket updated, reindexObjects not done) this fake by
 // default uses the partial new index columns in filters, so rows not yet
@@ -518,6 +525,8 @@ export class FakeMoray {
     readonly state: FakeMorayState = { buckets: new Map(), reindexColumn: false };
     /** See FakeMorayOptions.excludeReindexingFields. */
     excludeReindexingFields: boolean;
+    /** The order of rows a sort leaves tied, and of an unsorted scan (PostgreSQL promises none). */
+    tieOrder: 'write' | 'reverse' = 'write';
     /** Every request received, in order. */
     readonly requests: FakeRequest[] = [];
 
@@ -1028,7 +1037,7 @@ export class FakeMoray {
         if (!hasClause(q, f, filter)) {
             throw new MorayError('InvalidQueryError', `invalid query: ${filter}`);
         }
-        const rows = [...b.rows.values()].sort((x, y) => x.seq - y.seq);
+        const rows = [...b.rows.values()].sort((x, y) => (this.tieOrder === 'reverse' ? y.seq - x.seq : x.seq - y.seq));
         const selected = rows.filter((row) => sqlEval(q, row, f) === 'T');
         const sorts = o.sort === undefined ? [] : Array.isArray(o.sort) ? o.sort : [o.sort];
         if (sorts.length > 0) {

@@ -11,6 +11,11 @@
 // Progress (the last `_id` done) is saved in `sapi_meta` after every batch,
 // so a restart resumes where the previous run stopped; several SAPIs may run
 // it at once (the conditional puts keep them from undoing each other).
+//
+// The rewrite itself (rewriteStale, rewriteIfUnchanged) is shared with the
+// two that repair rows SAPI 2.1.2 keeps writing once the backfill is done:
+// the startup and periodic sweep (sweep.ts) and the change feed's repairer
+// (repair.ts).
 
 import { staleIndexCopies, withIndexCopies, type BucketDef } from '../buckets.js';
 import { EtagConflictError, NotFoundError } from '../errors.js';
@@ -69,7 +74,8 @@ export async function loadBackfillState(client: MorayClient, metaBucket: string,
             done: s.done === true,
             scanned: Number(s.scanned ?? 0),
             rewritten: Number(s.rewritten ?? 0),
-            startedAt: String(s.startedAt ?? new Date().toISOString()),
+            // Unknown: the earliest time there is (a sweep then starts from the beginning).
+            startedAt: String(s.startedAt ?? new Date(0).toISOString()),
             ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
         };
     } catch {
@@ -113,7 +119,7 @@ export async function runBackfill(deps: BackfillDeps, from: BackfillState | null
         );
         const stale = rows.filter((r) => staleIndexCopies(def, r.value).length > 0);
         if (stale.length > 0) {
-            state.rewritten += await retrying(`backfill ${def.name}: write`, () => rewrite(client, def, stale));
+            state.rewritten += await retrying(`backfill ${def.name}: write`, () => rewriteStale(client, def, stale));
         }
         const last = rows[rows.length - 1];
         if (last) {
@@ -133,8 +139,54 @@ export async function runBackfill(deps: BackfillDeps, from: BackfillState | null
     }
 }
 
-/** Rewrite `rows` with their copies set; returns how many were written. */
-async function rewrite(client: MorayClient, def: BucketDef, rows: MorayObject[]): Promise<number> {
+/** A row as read: what a conditional rewrite needs of it. */
+export type RowRead = Pick<MorayObject, 'key' | 'value' | '_etag'>;
+
+/**
+ * Rewrite `rows` (as read, with their etags) with their copies set, in one
+ * Moray batch conditional on every etag; returns how many were written. When
+ * someone wrote one of them meanwhile, each is done on its own from a fresh
+ * read.
+ */
+export async function rewriteStale(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<number> {
+    if (await rewriteBatch(client, def, rows)) {
+        return rows.length;
+    }
+    let n = 0;
+    for (const r of rows) {
+        n += await rewriteOne(client, def, r.key);
+    }
+    return n;
+}
+
+/**
+ * Rewrite `rows` with their copies set, each only if it still has the etag
+ * it was read with: a row written meanwhile (or deleted) is left to whoever
+ * wrote it. Returns how many were written.
+ */
+export async function rewriteIfUnchanged(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<number> {
+    if (await rewriteBatch(client, def, rows)) {
+        return rows.length;
+    }
+    let n = 0;
+    for (const r of rows) {
+        try {
+            await client.putObject(def.name, r.key, withIndexCopies(def, r.value), { etag: r._etag });
+            n++;
+        } catch (err) {
+            if (!(err instanceof EtagConflictError || err instanceof NotFoundError)) {
+                throw err;
+            }
+        }
+    }
+    return n;
+}
+
+/** One batch of conditional puts; false when a row's etag no longer matched (nothing written then). */
+async function rewriteBatch(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<boolean> {
+    if (rows.length === 0) {
+        return true;
+    }
     const reqs: MorayBatchRequest[] = rows.map((r) => ({
         operation: 'put',
         bucket: def.name,
@@ -144,18 +196,13 @@ async function rewrite(client: MorayClient, def: BucketDef, rows: MorayObject[])
     }));
     try {
         await client.batch(reqs);
-        return rows.length;
+        return true;
     } catch (err) {
         if (!(err instanceof EtagConflictError || err instanceof NotFoundError)) {
             throw err;
         }
+        return false;
     }
-    // Someone wrote one of these rows meanwhile: one at a time, from a fresh read.
-    let n = 0;
-    for (const r of rows) {
-        n += await rewriteOne(client, def, r.key);
-    }
-    return n;
 }
 
 async function rewriteOne(client: MorayClient, def: BucketDef, key: string): Promise<number> {

@@ -8,19 +8,27 @@
 //   4. backfill buckets with derived index fields (backfill.ts) unless
 //      `sapi_meta` says that was done for this version: a bucket this
 //      process creates starts done; any other (SAPI 2.1.2's, or one an
-//      earlier SAPI-TS upgraded without it) is backfilled.
+//      earlier SAPI-TS upgraded without it) is backfilled;
+//   5. sweep those buckets (sweep.ts): the rows changed since the mark kept
+//      in `sapi_meta` (rows SAPI 2.1.2 wrote while no SAPI-TS ran) get their
+//      copies. With no mark yet, the sweep starts an hour before the
+//      backfill began; a bucket this process creates needs none (its mark
+//      is now). After start-up, the sweep runs again every sweepEveryMs, as
+//      a backstop for what the change feed's repairer misses.
 //
 // Every Moray call is retried with exponential backoff until it succeeds
 // (or stop() is called). Until a bucket's reindex is complete, the index
 // fields it adds are reported by pendingFields(): the store must not trust
 // them in a server-side filter (rows written before the update are not in
 // the new index yet), and filters on them client-side instead. Derived
-// fields stay pending until their backfill is done.
+// fields stay pending until their backfill and the start-up sweep are done
+// (the later sweeps leave them trusted: the feed repairs what it reads).
 
 import type { BucketDef, IndexDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import { finishedState, loadBackfillState, runBackfill, saveBackfillState, type BackfillProgress, type BackfillState } from './backfill.js';
 import { type MorayBucket, type MorayBucketConfig, type MorayClient, MorayRequestError } from './client.js';
+import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor, type SweepProgress } from './sweep.js';
 
 /** The part of a bunyan logger this module uses. */
 export interface InitLogger {
@@ -38,7 +46,7 @@ export interface MorayBucketDef {
     derived?: Record<string, readonly string[]> | undefined;
 }
 
-export type BucketPhase = 'unknown' | 'reindexing' | 'backfilling' | 'ready';
+export type BucketPhase = 'unknown' | 'reindexing' | 'backfilling' | 'sweeping' | 'ready';
 
 export interface BucketStatus {
     phase: BucketPhase;
@@ -50,6 +58,8 @@ export interface BucketStatus {
     reindexed: number;
     /** The derived-field backfill, for buckets that have derived fields. */
     backfill: BackfillProgress | null;
+    /** The last (or current) sweep of rows changed since the mark, for buckets that have derived fields. */
+    sweep: SweepProgress | null;
 }
 
 export interface BucketsInitOptions {
@@ -60,6 +70,10 @@ export interface BucketsInitOptions {
     reindexBatchSize?: number | undefined;
     /** Rows per backfill batch (default 500: one findObjects page, one Moray batch). */
     backfillBatchSize?: number | undefined;
+    /** Rows per sweep page (default: backfillBatchSize). */
+    sweepPageSize?: number | undefined;
+    /** Between sweeps after start-up (default SWEEP_EVERY_MS; 0: none). */
+    sweepEveryMs?: number | undefined;
     /** The bucket holding service settings and backfill progress. */
     metaBucket?: string | undefined;
     /** Backoff between retries (default 100 ms doubling to 5 s). */
@@ -106,6 +120,8 @@ export class BucketsInitializer {
     private readonly log: InitLogger;
     private readonly batchSize: number;
     private readonly backfillBatchSize: number;
+    private readonly sweepPageSize: number;
+    private readonly sweepEveryMs: number;
     private readonly metaBucket: string;
     private readonly minDelay: number;
     private readonly maxDelay: number;
@@ -116,6 +132,9 @@ export class BucketsInitializer {
     private started = false;
     private stopped = false;
     private sleeping: { timer: NodeJS.Timeout; wake: () => void } | null = null;
+    /** Buckets whose derived fields are backfilled (their copies are kept up to date from then on). */
+    private readonly backfilled = new Set<string>();
+    private sweepTimer: NodeJS.Timeout | null = null;
 
     constructor(opts: BucketsInitOptions) {
         this.client = opts.client;
@@ -123,6 +142,8 @@ export class BucketsInitializer {
         this.log = opts.log ?? nullLog;
         this.batchSize = opts.reindexBatchSize ?? 100;
         this.backfillBatchSize = opts.backfillBatchSize ?? 500;
+        this.sweepPageSize = opts.sweepPageSize ?? this.backfillBatchSize;
+        this.sweepEveryMs = opts.sweepEveryMs ?? SWEEP_EVERY_MS;
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
         this.minDelay = opts.retryMinDelayMs ?? 100;
         this.maxDelay = opts.retryMaxDelayMs ?? 5000;
@@ -135,6 +156,7 @@ export class BucketsInitializer {
                 pendingFields: Object.keys(def.index).filter((f) => f !== 'uuid'),
                 reindexed: 0,
                 backfill: null,
+                sweep: null,
             });
         }
     }
@@ -158,6 +180,10 @@ export class BucketsInitializer {
     /** Stops retrying; pending waits reject. */
     stop(): void {
         this.stopped = true;
+        if (this.sweepTimer) {
+            clearTimeout(this.sweepTimer);
+            this.sweepTimer = null;
+        }
         if (this.sleeping) {
             clearTimeout(this.sleeping.timer);
             this.sleeping.wake();
@@ -171,7 +197,7 @@ export class BucketsInitializer {
         return this.setup.promise;
     }
 
-    /** Resolves when every bucket is set up, fully reindexed and backfilled. */
+    /** Resolves when every bucket is set up, fully reindexed, backfilled and swept once. */
     reindexDone(): Promise<void> {
         return this.reindex.promise;
     }
@@ -188,6 +214,11 @@ export class BucketsInitializer {
         return [...this.states.values()].every((s) => s.phase === 'ready');
     }
 
+    /** Whether `bucket`'s derived fields are backfilled (rows written since may still need their copies). */
+    isBackfilled(bucket: string): boolean {
+        return this.backfilled.has(bucket);
+    }
+
     /** Index fields of `bucket` that a server-side filter must not rely on yet. */
     pendingFields(bucket: string): ReadonlySet<string> {
         return new Set(this.states.get(bucket)?.pendingFields ?? []);
@@ -196,7 +227,7 @@ export class BucketsInitializer {
     status(): Record<string, BucketStatus> {
         const out: Record<string, BucketStatus> = {};
         for (const [name, s] of this.states) {
-            out[name] = { ...s, pendingFields: [...s.pendingFields] };
+            out[name] = { ...s, pendingFields: [...s.pendingFields], ...(s.sweep ? { sweep: { ...s.sweep } } : {}) };
         }
         return out;
     }
@@ -238,10 +269,13 @@ export class BucketsInitializer {
                 state.phase = 'ready';
             }
         }
-        // Which buckets still need their derived fields backfilled.
+        // Which buckets still need their derived fields backfilled, and which swept.
         const toBackfill: { def: MorayBucketDef; from: BackfillState | null }[] = [];
+        /** Where each sweep starts: the saved mark, else decided once the backfill is done. */
+        const toSweep = new Map<string, { def: MorayBucketDef; mark: number | null }>();
+        const fresh: MorayBucketDef[] = [];
         for (const def of this.defs) {
-            if (!def.derived || Object.keys(def.derived).length === 0) {
+            if (!hasDerived(def)) {
                 continue;
             }
             const state = this.states.get(def.name) as BucketStatus;
@@ -249,12 +283,21 @@ export class BucketsInitializer {
             if (created.has(def.name)) {
                 saved = finishedState(def.version);
                 await this.retrying(`record backfill of ${def.name}`, () => saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState));
+                fresh.push(def);
             } else {
                 saved = await this.retrying(`read backfill state of ${def.name}`, () => loadBackfillState(this.client, this.metaBucket, def.name));
+                const mark = await this.retrying(`read sweep mark of ${def.name}`, () => loadSweepMark(this.client, this.metaBucket, def.name));
+                toSweep.set(def.name, { def, mark });
             }
             if (saved?.done && saved.version >= def.version) {
                 state.backfill = { ...saved, rate: 0 };
-                state.pendingFields = indexing.get(def.name) ?? [];
+                this.backfilled.add(def.name);
+                if (created.has(def.name)) {
+                    state.pendingFields = indexing.get(def.name) ?? [];
+                } else {
+                    // Derived fields stay pending until the sweep is done.
+                    state.phase = state.phase === 'ready' ? 'sweeping' : state.phase;
+                }
             } else {
                 state.phase = state.phase === 'ready' ? 'backfilling' : state.phase;
                 toBackfill.push({ def, from: saved });
@@ -263,18 +306,101 @@ export class BucketsInitializer {
         this.setup.resolve();
         this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
         for (const def of toReindex) {
-            await this.reindexBucket(
-                def,
-                toBackfill.some((x) => x.def.name === def.name),
-            );
+            const next = toBackfill.some((x) => x.def.name === def.name) ? 'backfilling' : toSweep.has(def.name) ? 'sweeping' : 'ready';
+            await this.reindexBucket(def, next);
+        }
+        const backfillStart = new Map<string, string>();
+        for (const def of this.defs) {
+            const b = this.states.get(def.name)?.backfill;
+            if (b) {
+                backfillStart.set(def.name, b.startedAt);
+            }
         }
         for (const { def, from } of toBackfill) {
-            await this.backfillBucket(def, from);
+            const done = await this.backfillBucket(def, from);
+            backfillStart.set(def.name, done.startedAt);
+        }
+        for (const { def, mark } of toSweep.values()) {
+            // No mark yet: from well before the backfill began. A backfill run now also misses
+            // what was written behind it meanwhile: from before it began, whatever the mark.
+            const since = sweepStartFor(backfillStart.get(def.name));
+            const ranNow = toBackfill.some((x) => x.def.name === def.name);
+            await this.sweepBucket(def, mark === null || ranNow ? Math.min(mark ?? since, since) : mark, true);
+        }
+        for (const def of fresh) {
+            // Every row of a new bucket has its copies: sweeps start from now.
+            const now = await this.retrying(`read moray's clock for ${def.name}`, () => morayNow(this.client, this.metaBucket, def.name));
+            await this.retrying(`save sweep mark of ${def.name}`, () => saveSweepMark(this.client, this.metaBucket, def.name, now));
         }
         this.reindex.resolve();
+        this.scheduleSweeps();
     }
 
-    private async backfillBucket(def: MorayBucketDef, from: BackfillState | null): Promise<void> {
+    /** Sweep the buckets with derived fields again in sweepEveryMs, and so on (until stop()). */
+    private scheduleSweeps(): void {
+        const defs = this.defs.filter(hasDerived);
+        if (this.sweepEveryMs <= 0 || defs.length === 0 || this.stopped) {
+            return;
+        }
+        this.sweepTimer = setTimeout(() => {
+            this.sweepTimer = null;
+            void (async () => {
+                for (const def of defs) {
+                    const mark = await this.once(() => loadSweepMark(this.client, this.metaBucket, def.name));
+                    await this.sweepBucket(def, mark ?? sweepStartFor(this.states.get(def.name)?.backfill?.startedAt), false);
+                }
+            })()
+                .catch((err: unknown) => {
+                    // No retries here: the next sweep starts from the same mark.
+                    if (err instanceof StoreUnavailableError && !(err instanceof Stopped)) {
+                        this.log.warn({ err }, 'moray sweep failed; the next one tries again');
+                    } else if (!(err instanceof Stopped)) {
+                        this.log.error({ err }, 'moray sweep failed; the next one tries again');
+                    }
+                })
+                .finally(() => this.scheduleSweeps());
+        }, this.sweepEveryMs);
+        this.sweepTimer.unref();
+    }
+
+    /**
+     * Sweep `def` from `from` (a Moray `_mtime`). At start-up (`startup`),
+     * its derived fields are pending until the sweep is done; later sweeps
+     * leave them trusted.
+     */
+    private async sweepBucket(def: MorayBucketDef, from: number, startup: boolean): Promise<void> {
+        const state = this.states.get(def.name) as BucketStatus;
+        if (startup) {
+            state.phase = 'sweeping';
+        }
+        const t0 = Date.now();
+        const done = await runSweep(
+            {
+                client: this.client,
+                def: def as BucketDef,
+                metaBucket: this.metaBucket,
+                pageSize: this.sweepPageSize,
+                retrying: startup ? (what, fn) => this.retrying(what, fn) : (_what, fn) => this.once(fn),
+                onProgress: (p) => {
+                    state.sweep = p;
+                },
+            },
+            from,
+        );
+        if (startup) {
+            const derived = new Set(Object.keys(def.derived ?? {}));
+            state.pendingFields = state.pendingFields.filter((f) => !derived.has(f));
+            state.phase = 'ready';
+        }
+        if (startup || done.rewritten > 0) {
+            this.log.info(
+                { bucket: def.name, from: done.from, checked: done.checked, rewritten: done.rewritten, ms: Date.now() - t0 },
+                'swept rows changed since the last sweep for missing index copies',
+            );
+        }
+    }
+
+    private async backfillBucket(def: MorayBucketDef, from: BackfillState | null): Promise<BackfillState> {
         const state = this.states.get(def.name) as BucketStatus;
         state.phase = 'backfilling';
         this.log.info(
@@ -302,13 +428,14 @@ export class BucketsInitializer {
             },
             from,
         );
-        const derived = new Set(Object.keys(def.derived ?? {}));
-        state.pendingFields = state.pendingFields.filter((f) => !derived.has(f));
-        state.phase = 'ready';
+        this.backfilled.add(def.name);
+        // Derived fields stay pending: the sweep follows.
+        state.phase = 'sweeping';
         this.log.info(
             { bucket: def.name, scanned: done.scanned, rewritten: done.rewritten, rowsPerSecond: state.backfill?.rate ?? 0 },
             'backfilling derived index fields: done',
         );
+        return done;
     }
 
     /** Create or update one bucket; returns it as Moray now has it. */
@@ -353,7 +480,8 @@ export class BucketsInitializer {
         return { bucket: b, created: false };
     }
 
-    private async reindexBucket(def: MorayBucketDef, backfillFollows: boolean): Promise<void> {
+    /** Reindex `def`; `next` is the phase that follows (derived fields stay pending unless it is 'ready'). */
+    private async reindexBucket(def: MorayBucketDef, next: 'backfilling' | 'sweeping' | 'ready'): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
         for (;;) {
@@ -368,15 +496,23 @@ export class BucketsInitializer {
             );
         }
         // The reindex is complete: only fields Moray does not index stay
-        // pending, and derived fields until their backfill is done.
+        // pending, and derived fields until their backfill and sweep are done.
         const b = await this.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
-        const derived = backfillFollows ? Object.keys(def.derived ?? {}) : [];
+        const derived = next !== 'ready' ? Object.keys(def.derived ?? {}) : [];
         state.pendingFields = b
             ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index)), ...derived])]
             : state.pendingFields;
         state.version = b?.version ?? state.version;
-        state.phase = backfillFollows ? 'backfilling' : 'ready';
+        state.phase = next;
         this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
+    }
+
+    /** Run `fn` once, unless stop() was called. */
+    private async once<R>(fn: () => Promise<R>): Promise<R> {
+        if (this.stopped) {
+            throw new Stopped('stopped');
+        }
+        return fn();
     }
 
     /** Run `fn` until it succeeds, backing off; only stop() ends it early. */
@@ -419,6 +555,10 @@ export class BucketsInitializer {
             void early?.then(wake);
         });
     }
+}
+
+function hasDerived(def: MorayBucketDef): boolean {
+    return Object.keys(def.derived ?? {}).length > 0;
 }
 
 function reindexFields(b: MorayBucket): string[] {

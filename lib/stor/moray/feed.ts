@@ -28,6 +28,12 @@
 // the cache's slower revalidation of everything it keeps covers those (its
 // fallbackMs).
 //
+// Observers. Besides the sink, an optional row observer (given by the
+// composition) sees every row a poll reads, with its value and `_etag`,
+// after the sink is told; it must return at once (whatever it does with the
+// rows, it does beside the polls). The Moray store's observer rewrites the
+// rows SAPI 2.1.2 wrote without their index copies (repair.ts).
+//
 // Chains. The first poll only measures Moray's clock (nothing before it is
 // told); a poll that meets more than `limit` rows of one bucket cannot tell
 // everything and starts afresh the same way, as does one after the feed has
@@ -89,6 +95,11 @@ export interface ChangeSink {
     polled(startedAt: number, since: number): void;
 }
 
+/** Sees the rows each poll reads (lib/stor/moray/repair.ts). Must not block: it is called inside the poll. */
+export interface RowObserver {
+    rowsRead(bucket: string, rows: readonly ChangedRow[]): void;
+}
+
 export interface FeedLogger {
     warn(obj: object, msg: string): void;
     info(obj: object, msg: string): void;
@@ -98,6 +109,8 @@ export interface ChangeFeedOptions {
     /** The Moray behind the store now, or null (proto mode, multi-DC, embedded store): no polls then. */
     source: () => ChangeSource | null;
     sink: ChangeSink;
+    /** Who else sees the rows read, for the Moray behind the store now (see above). */
+    observer?: (() => RowObserver | null) | undefined;
     log?: FeedLogger | undefined;
     intervalMs?: number | undefined;
     overlapMs?: number | undefined;
@@ -111,22 +124,32 @@ export interface ChangeFeedOptions {
 
 const TOMBSTONES = TOMBSTONES_BUCKET.name;
 
-/** Moray's change source behind `store` (through its decorators), or null. Multi-DC: none (the master's writes are not in the local Moray). */
-export function changeSourceOf(store: Store): ChangeSource | null {
+/** What the store behind `store`'s decorators offers by the method `name`, or null. Multi-DC: nothing (the master's writes are not in the local Moray). */
+function offeredBy<T>(store: Store, name: 'changeSource' | 'rowObserver'): T | null {
     let s: Store = store;
     for (;;) {
         if (s instanceof MultiDcStore) {
             return null;
         }
-        const offer = (s as { changeSource?: () => ChangeSource | null }).changeSource;
+        const offer = (s as unknown as Record<string, unknown>)[name];
         if (typeof offer === 'function') {
-            return offer.call(s);
+            return (offer as () => T | null).call(s);
         }
         if (!(s instanceof ForwardingStore)) {
             return null;
         }
         s = s.inner;
     }
+}
+
+/** Moray's change source behind `store` (through its decorators), or null. */
+export function changeSourceOf(store: Store): ChangeSource | null {
+    return offeredBy<ChangeSource>(store, 'changeSource');
+}
+
+/** The row observer of the Moray store behind `store` (MorayStore.rowObserver()), or null. */
+export function rowObserverOf(store: Store): RowObserver | null {
+    return offeredBy<RowObserver>(store, 'rowObserver');
 }
 
 export class ChangeFeed {
@@ -250,6 +273,7 @@ export class ChangeFeed {
                 for (const [i, b] of buckets.entries()) {
                     this.tell(b, rows[i] as ChangedRow[]);
                 }
+                this.show(buckets, rows);
                 if (rows.some((r) => r.length >= this.limit)) {
                     // More changed than one poll reads: what it read is told, and a new chain begins.
                     if (!this.overflowing) {
@@ -301,6 +325,25 @@ export class ChangeFeed {
                 }
             } else {
                 sink.changed(bucket as BucketName, r.key);
+            }
+        }
+    }
+
+    /** Show the observer what was read (an observer that throws changes nothing here). */
+    private show(buckets: readonly string[], rows: readonly ChangedRow[][]): void {
+        const observer = this.opts.observer?.() ?? null;
+        if (observer === null) {
+            return;
+        }
+        for (const [i, b] of buckets.entries()) {
+            const read = rows[i] ?? [];
+            if (b === TOMBSTONES || read.length === 0) {
+                continue;
+            }
+            try {
+                observer.rowsRead(b, read);
+            } catch (err) {
+                this.opts.log?.warn({ err, bucket: b }, 'change feed: row observer failed');
             }
         }
     }

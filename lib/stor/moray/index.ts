@@ -7,6 +7,10 @@
 // added cannot be answered by Moray (rows written before the update are not
 // in that index yet); such filters are answered by a scan of the rest of the
 // filter, checked here, until the initializer says the reindex is complete.
+//
+// Rows SAPI 2.1.2 writes (during an update, or after a rollback) lack the
+// top-level index copies; the initializer's sweeps and the change feed's
+// repairer (rowObserver(), repair.ts) give them their copies.
 
 import type { LeaseBackend, LeaseRecord, StoredLease } from '../../model/leases.js';
 import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
@@ -14,8 +18,9 @@ import { StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
 import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buckets-init.js';
 import { createMorayClient, type MorayBatchRequest, type MorayClient, type MorayConnectOptions, type MorayObject } from './client.js';
-import { FEED_BUCKETS, type ChangedRow, type ChangeSource } from './feed.js';
+import { FEED_BUCKETS, type ChangedRow, type ChangeSource, type RowObserver } from './feed.js';
 import { afterId, afterMarker, filterFields, matchesNothing, matchesValue, toLdapString, withoutFields } from './filter.js';
+import { IndexRepairer } from './repair.js';
 
 /** Service-level settings: key = setting name, value `{value}`. */
 export const META_BUCKET: MorayBucketDef = { name: 'sapi_meta', version: 1, index: {} };
@@ -32,6 +37,9 @@ export interface MorayStoreOptions {
     pageSize?: number | undefined;
     reindexBatchSize?: number | undefined;
     backfillBatchSize?: number | undefined;
+    /** Rows per sweep page, and between sweeps after start-up (buckets-init.ts). */
+    sweepPageSize?: number | undefined;
+    sweepEveryMs?: number | undefined;
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
 }
@@ -116,6 +124,8 @@ export class MorayStore implements Store {
                 metaBucket: META_BUCKET.name,
                 reindexBatchSize: this.opts.reindexBatchSize,
                 backfillBatchSize: this.opts.backfillBatchSize,
+                sweepPageSize: this.opts.sweepPageSize,
+                sweepEveryMs: this.opts.sweepEveryMs,
                 retryMinDelayMs: this.opts.retryMinDelayMs,
                 retryMaxDelayMs: this.opts.retryMaxDelayMs,
             });
@@ -398,6 +408,24 @@ export class MorayStore implements Store {
             },
         };
         return this.feedSource;
+    }
+
+    private repairer: IndexRepairer | null = null;
+
+    /**
+     * What GetConfig's change feed shows the rows it reads (feed.ts): the
+     * repairer that gives rows written without their index copies (by SAPI
+     * 2.1.2) their copies, once the bucket's backfill is done. The same
+     * object every time.
+     */
+    rowObserver(): RowObserver & { idle(): Promise<void> } {
+        this.repairer ??= new IndexRepairer({
+            client: () => this.client,
+            defs: this.defs,
+            backfilled: (bucket) => this.initializerRef?.isBackfilled(bucket) ?? false,
+            log: this.opts.log,
+        });
+        return this.repairer;
     }
 
     // ---- leases

@@ -97,7 +97,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
         deployers[type as InstanceType] = instrumentDeployer(d, metrics);
     }
     const ctx: Ctx = { store, log, config, deployers, mode, configs };
-    const rollouts = new RolloutManager({ ctx, leases, cnapi: clients.cnapi, onProgress: (r) => metrics.rollout(r) });
+    const rollouts = new RolloutManager({ ctx, leases, cnapi: clients.cnapi, imgapi: clients.imgapi, onProgress: (r) => metrics.rollout(r) });
 
     // Moray may not have answered yet: the mode follows once it does.
     const storeReady: Promise<boolean> = hooks?.resolved

@@ -16,6 +16,11 @@ import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, Page, PageRequ
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
 
+const FINAL_ROLLOUT_STATES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled', 'reverted']);
+/** The key under which countOutcomes remembers the state a rollout ended in. */
+const ENDED = '#ended';
+const ROLLOUTS_REMEMBERED = 100;
+
 export class Metrics {
     readonly registry = new Registry();
     private readonly requests: Counter<'route' | 'method' | 'status'>;
@@ -26,6 +31,10 @@ export class Metrics {
     readonly deployDuration: Histogram<'type' | 'op' | 'outcome'>;
     private readonly rolloutItems: Gauge<'rollout' | 'service' | 'state'>;
     private readonly rolloutAverage: Gauge<'rollout' | 'service'>;
+    private readonly rolloutsFinished: Counter<'state'>;
+    private readonly rolloutItemsFinished: Counter<'outcome'>;
+    /** Per rollout this process has seen: the final state each item was counted in. */
+    private readonly itemsCounted = new Map<string, Map<string, string>>();
 
     /** `bucketStatus`: Moray bucket setup and backfill progress, read at every scrape. */
     constructor(labels: Record<string, string> = {}, bucketStatus?: () => Record<string, BucketStatus> | null) {
@@ -86,6 +95,24 @@ export class Metrics {
             labelNames: ['rollout', 'service'],
             registers: r,
         });
+        this.rolloutsFinished = new Counter({
+            name: 'sapi_rollouts_finished_total',
+            help: 'Rollouts that ended, by final state',
+            labelNames: ['state'],
+            registers: r,
+        });
+        this.rolloutItemsFinished = new Counter({
+            name: 'sapi_rollout_items_finished_total',
+            help: 'Rollout items that ended, by outcome (succeeded, failed, skipped, canceled, reverted)',
+            labelNames: ['outcome'],
+            registers: r,
+        });
+        for (const state of ['succeeded', 'failed', 'canceled', 'reverted']) {
+            this.rolloutsFinished.inc({ state }, 0);
+        }
+        for (const outcome of ['succeeded', 'failed', 'skipped', 'canceled', 'reverted']) {
+            this.rolloutItemsFinished.inc({ outcome }, 0);
+        }
         if (bucketStatus) {
             this.watchBuckets(bucketStatus);
         }
@@ -151,23 +178,60 @@ export class Metrics {
     }
 
     /**
-     * A rollout's progress. Its series live while it runs: once it has
+     * A rollout's progress. Its gauges live while it runs: once it has
      * ended they are removed, so finished rollouts do not pile up series.
+     * The counters of ended rollouts and items stay: an outcome between
+     * two scrapes is still seen.
      */
     rollout(r: Rollout): void {
+        this.countOutcomes(r);
         const labels = { rollout: r.uuid, service: r.service_name };
         if (r.state !== 'running') {
-            for (const state of Object.keys(r.counts)) {
+            for (const state of Object.keys({ skipped: 0, ...r.counts })) {
                 this.rolloutItems.remove({ ...labels, state });
             }
             this.rolloutAverage.remove(labels);
             return;
         }
-        for (const [state, n] of Object.entries(r.counts)) {
+        for (const [state, n] of Object.entries({ skipped: 0, ...r.counts })) {
             this.rolloutItems.set({ ...labels, state }, n);
         }
         if (r.average_ms !== undefined) {
             this.rolloutAverage.set(labels, r.average_ms / 1000);
+        }
+    }
+
+    /** Each item counted once per final state it reaches; each rollout once when it ends. */
+    private countOutcomes(r: Rollout): void {
+        let seen = this.itemsCounted.get(r.uuid);
+        if (!seen) {
+            seen = new Map();
+            this.itemsCounted.set(r.uuid, seen);
+        }
+        for (const item of r.items) {
+            if (item.state !== 'succeeded' && item.state !== 'failed' && item.state !== 'skipped' && item.state !== 'canceled') {
+                continue;
+            }
+            const key = `${item.phase ?? 'main'}/${item.instance_uuid}`;
+            const outcome = item.phase === 'revert' && item.state === 'succeeded' ? 'reverted' : item.state;
+            if (seen.get(key) !== `${outcome}/${item.attempts}`) {
+                seen.set(key, `${outcome}/${item.attempts}`);
+                this.rolloutItemsFinished.inc({ outcome });
+            }
+        }
+        const ended = FINAL_ROLLOUT_STATES.has(r.state);
+        if (ended && seen.get(ENDED) !== r.state) {
+            seen.set(ENDED, r.state);
+            this.rolloutsFinished.inc({ state: r.state });
+        }
+        // What is remembered of ended rollouts is bounded (a revert of one of them later is still counted right).
+        if (ended && this.itemsCounted.size > ROLLOUTS_REMEMBERED) {
+            for (const [uuid, m] of this.itemsCounted) {
+                if (m.has(ENDED) && uuid !== r.uuid) {
+                    this.itemsCounted.delete(uuid);
+                    break;
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 
 import restify, { type Request, type Response, type Server } from 'restify';
 
+import { IGNORED_KEYS } from './endpoints/common.js';
 import { mountAll } from './endpoints/index.js';
 import { methodNotAllowed, notFound } from './errors.js';
 import type { ServiceHooks } from './endpoints/service-routes.js';
@@ -70,8 +71,19 @@ export function createServer(deps: ServerDeps): Server {
         const start = (req as TimedRequest)._sapiStart;
         const ms = start === undefined ? 0 : Number(process.hrtime.bigint() - start) / 1e6;
         const name = route?.name ?? 'unrouted';
+        const ignored = (req as unknown as Record<symbol, string[] | undefined>)[IGNORED_KEYS];
         req.log.info(
-            { route: name, method: req.method, url: req.url, status: res.statusCode, latency: Math.round(ms * 100) / 100, req_id: req.getId() },
+            {
+                route: name,
+                method: req.method,
+                url: req.url,
+                status: res.statusCode,
+                latency: Math.round(ms * 100) / 100,
+                req_id: req.getId(),
+                remote: req.socket?.remoteAddress,
+                user_agent: req.headers['user-agent'],
+                ...(ignored ? { ignored_keys: ignored } : {}),
+            },
             'handled: %d',
             res.statusCode,
         );

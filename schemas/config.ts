@@ -109,6 +109,16 @@ export const configSchema = {
         imgapi: service,
         napi: service,
         papi: service,
+        // Finished rollouts kept (the newest keep_finished, none older than keep_days).
+        rollouts: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+                keep_finished: { type: 'integer', minimum: 1, default: 200 },
+                keep_days: { type: 'integer', minimum: 1, default: 90 },
+            },
+        },
         deploy: {
             type: 'object',
             additionalProperties: false,

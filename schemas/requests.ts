@@ -106,7 +106,8 @@ export const UpgradeInstance = {
 } as const;
 
 const paging = {
-    limit: { type: ['string', 'integer'], pattern: '^[0-9]+$' },
+    // Checked by the List* code (one message for every bad value: 0, -1, "abc").
+    limit: { type: ['string', 'integer'] },
     marker: uuid,
     include_master: flag,
 } as const;
@@ -182,6 +183,10 @@ export const CreateRollout = {
             ],
             'x-message': 'must be a count of at least 1 or a percentage such as "5%" (over 0, at most 100)',
         },
+        // Answer the plan without starting anything.
+        dry_run: flag,
+        // Upgrade agents found newer than their target too (they are skipped otherwise).
+        allow_downgrade: flag,
     },
 } as const;
 

@@ -12,7 +12,7 @@ const BAR = 24;
 const HEARTBEAT_MS = 10_000;
 
 /** A plan (several agent services, or every agent) rather than one service to one image. */
-export function isPlan(r: Rollout): boolean {
+export function isPlan(r: Pick<Rollout, 'services' | 'image_uuid'>): boolean {
     return Array.isArray(r.services) && r.image_uuid === undefined;
 }
 

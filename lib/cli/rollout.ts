@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 
 import { isTransientError } from '../clients/http.js';
+import type { RolloutSummary } from '../rollout/types.js';
 import type { Rollout } from '../rollout/types.js';
 import { collect, mustUuid, positiveInt, uuidList } from './args.js';
 import type { Cli } from './common.js';
@@ -217,7 +218,7 @@ ${EXIT_HELP}`,
         .action(async (o: { service?: string }, c: Command) => {
             const api = cli.sapi(c);
             const query = o.service === undefined ? {} : { service_uuid: (await api.resolveService(o.service)).uuid };
-            const list = (await api.http.get<Rollout[]>('/rollouts', { query })).body;
+            const list = (await api.http.get<RolloutSummary[]>('/rollouts', { query })).body;
             list.sort((a, b) => a.created_at.localeCompare(b.created_at));
             cli.list(c, list, [
                 { header: 'uuid', get: (r) => r.uuid },
@@ -226,7 +227,7 @@ ${EXIT_HELP}`,
                 { header: 'state', get: (r) => (r.state === 'paused' ? `paused (${r.paused_reason ?? '?'})` : r.state) },
                 {
                     header: 'done',
-                    get: (r) => `${r.counts.succeeded + r.counts.failed + r.counts.canceled + (r.counts.skipped ?? 0)}/${r.items.length}`,
+                    get: (r) => `${r.counts.succeeded + r.counts.failed + r.counts.canceled + (r.counts.skipped ?? 0)}/${r.totals.items}`,
                 },
                 { header: 'failed', get: (r) => r.counts.failed },
                 { header: 'avg', get: (r) => duration(r.average_ms) },

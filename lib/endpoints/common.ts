@@ -5,17 +5,25 @@ import { createRequire } from 'node:module';
 
 import type { Request, Response, Server } from 'restify';
 
-import { invalidVersion, isSapiError, toApiError } from '../errors.js';
+import { REQUEST_SCHEMAS } from '../../schemas/requests.js';
+import { closest } from '../config.js';
+import { invalidArgument, invalidVersion, isSapiError, toApiError } from '../errors.js';
 import type { ReqInfo } from '../model/context.js';
 import type { Dict, Instance, Service } from '../model/types.js';
 import { StoreError, StoreUnavailableError } from '../stor/errors.js';
 
-export type Method = 'get' | 'post' | 'put' | 'del';
+export type Method = 'get' | 'head' | 'post' | 'put' | 'del';
 
 export interface RouteDef {
     method: Method;
     path: string;
     name: string;
+    /**
+     * The query and body keys a route SAPI 2.1.2 did not have accepts: any
+     * other is refused (409, naming it). Routes without it keep 2.1.2's
+     * tolerance: unknown keys are ignored, and noted in the request log.
+     */
+    accepts?: readonly string[];
 }
 
 export type Handler = (req: Request, res: Response, info: ReqInfo) => Promise<void>;
@@ -25,9 +33,13 @@ export const mountedRoutes: RouteDef[] = [];
 
 export function mount(server: Server, def: RouteDef, handler: Handler): void {
     mountedRoutes.push(def);
+    const known = def.accepts ? new Set(def.accepts) : knownKeys(def.name);
     const fn = async (req: Request, res: Response): Promise<void> => {
         let info: ReqInfo;
         try {
+            if (known) {
+                checkKeys(req, def, known);
+            }
             info = { v2: apiView(req), reqId: String(req.getId()), log: req.log };
             await handler(req, res, info);
         } catch (err) {
@@ -35,6 +47,32 @@ export function mount(server: Server, def: RouteDef, handler: Handler): void {
         }
     };
     server[def.method]({ path: def.path, name: def.name }, fn);
+}
+
+/** The keys a 2.1.2 route's request schema names (null: no schema, nothing to note). */
+function knownKeys(name: string): ReadonlySet<string> | null {
+    const schema = (REQUEST_SCHEMAS as Record<string, { properties?: object }>)[name];
+    return schema?.properties ? new Set(Object.keys(schema.properties)) : null;
+}
+
+/** Request keys ignored by a tolerant route, for the request log line. */
+export const IGNORED_KEYS = Symbol('ignoredKeys');
+
+function checkKeys(req: Request, def: RouteDef, known: ReadonlySet<string>): void {
+    const given = [...Object.keys(isObj(req.query) ? (req.query as Dict) : {}), ...Object.keys(isObj(req.body) ? (req.body as Dict) : {})];
+    const unknown = given.filter((k) => !known.has(k));
+    if (unknown.length === 0) {
+        return;
+    }
+    if (!def.accepts) {
+        (req as unknown as Record<symbol, string[]>)[IGNORED_KEYS] = [...new Set(unknown)];
+        return;
+    }
+    const k = unknown[0] as string;
+    const best = closest(k, [...known]);
+    const hint = best === undefined ? '' : ` (did you mean "${best}"?)`;
+    const accepted = def.accepts.length > 0 ? `; ${def.name} takes ${def.accepts.join(', ')}` : `; ${def.name} takes none`;
+    throw invalidArgument(`unknown parameter "${k}"${hint}${accepted}`);
 }
 
 /**
@@ -45,7 +83,10 @@ export function mount(server: Server, def: RouteDef, handler: Handler): void {
 export function sendError(req: Request, res: Response, err: unknown): void {
     const e = toApiError(err);
     if (isSapiError(err)) {
-        if (e.statusCode >= 500) {
+        if (e.statusCode === 501) {
+            // Not a fault: this SAPI is configured without what the request needs.
+            req.log.warn({ code: e.restCode, message: e.message }, 'request needs what this SAPI is not configured for');
+        } else if (e.statusCode >= 500) {
             req.log.error({ err: e, cause: e.cause }, 'request failed');
         }
     } else if (err instanceof StoreUnavailableError) {

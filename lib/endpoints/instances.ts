@@ -47,7 +47,7 @@ export function mountInstances(server: Server, ctx: Ctx): void {
         await model.deleteInstance(ctx, info, String(req.params.uuid));
         res.send(204);
     });
-    mount(server, { method: 'del', path: '/servers/:server_uuid/instances', name: 'DeleteServerInstances' }, async (req, res) => {
+    mount(server, { method: 'del', path: '/servers/:server_uuid/instances', name: 'DeleteServerInstances', accepts: ['dry_run'] }, async (req, res) => {
         const params = paramsOf(req);
         res.send(200, await model.deleteServerInstances(ctx, String(req.params.server_uuid), flagValue(params.dry_run)));
     });

@@ -4,9 +4,11 @@
 
 import type { Server } from 'restify';
 
+import { CreateRollout } from '../../schemas/requests.js';
 import { invalidArgument } from '../errors.js';
+import { parsePaging } from '../model/lists.js';
 import { isUuid } from '../model/validate.js';
-import { rolloutInput, type RolloutManager } from '../rollout/runner.js';
+import { rolloutInput, type ListRolloutsQuery, type RolloutManager } from '../rollout/runner.js';
 import { mount, paramsOf } from './common.js';
 
 /** Query and form values are strings: lists may come comma-separated, numbers as text. */
@@ -34,30 +36,57 @@ function normalize(p: Record<string, unknown>): Record<string, unknown> {
     return out;
 }
 
+const ROLLOUT_STATES = ['running', 'paused', 'reverting', 'succeeded', 'failed', 'canceled', 'reverted'] as const;
+
+/** GET /rollouts: filters and paging, each checked (409 naming the bad one). */
+function listQuery(p: Record<string, unknown>): ListRolloutsQuery {
+    const q: ListRolloutsQuery = {};
+    const str = (k: string): string | undefined => (typeof p[k] === 'string' && p[k] !== '' ? p[k] : typeof p[k] === 'number' ? String(p[k]) : undefined);
+    const svc = str('service_uuid');
+    if (svc !== undefined) {
+        if (!isUuid(svc)) throw invalidArgument('service_uuid must be a UUID');
+        q.service_uuid = svc;
+    }
+    const state = str('state');
+    if (state !== undefined) {
+        if (!(ROLLOUT_STATES as readonly string[]).includes(state)) {
+            throw invalidArgument(`state must be one of ${ROLLOUT_STATES.join(', ')}`);
+        }
+        q.state = state as ListRolloutsQuery['state'];
+    }
+    const marker = str('marker');
+    if (marker !== undefined) {
+        if (!isUuid(marker)) throw invalidArgument('marker must be a UUID');
+        q.marker = marker;
+    }
+    const page = parsePaging({ limit: str('limit') });
+    if (page) q.limit = page.limit;
+    return q;
+}
+
+/** The keys CreateRollout takes: its schema's. */
+const CREATE_KEYS = Object.keys(CreateRollout.properties);
+
 export function mountRollouts(server: Server, rollouts: RolloutManager): void {
-    mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout' }, async (req, res, info) => {
+    mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout', accepts: CREATE_KEYS }, async (req, res, info) => {
         res.send(200, await rollouts.start(rolloutInput(normalize(paramsOf(req))), info.reqId));
     });
-    mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts' }, async (req, res) => {
-        const svc = paramsOf(req).service_uuid;
-        if (svc !== undefined && svc !== '' && !isUuid(svc)) {
-            throw invalidArgument('service_uuid must be a UUID');
-        }
-        res.send(200, await rollouts.list(typeof svc === 'string' && svc ? svc : undefined));
+    mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts', accepts: ['service_uuid', 'state', 'limit', 'marker'] }, async (req, res) => {
+        res.send(200, await rollouts.list(listQuery(paramsOf(req))));
     });
-    mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout' }, async (req, res) => {
+    mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout', accepts: [] }, async (req, res) => {
         res.send(200, await rollouts.get(String(req.params.uuid)));
     });
-    mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout' }, async (req, res) => {
+    mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout', accepts: [] }, async (req, res) => {
         res.send(200, await rollouts.cancel(String(req.params.uuid)));
     });
-    mount(server, { method: 'post', path: '/rollouts/:uuid/promote', name: 'PromoteRollout' }, async (req, res) => {
+    mount(server, { method: 'post', path: '/rollouts/:uuid/promote', name: 'PromoteRollout', accepts: [] }, async (req, res) => {
         res.send(200, await rollouts.promote(String(req.params.uuid)));
     });
-    mount(server, { method: 'post', path: '/rollouts/:uuid/resume', name: 'ResumeRollout' }, async (req, res) => {
+    mount(server, { method: 'post', path: '/rollouts/:uuid/resume', name: 'ResumeRollout', accepts: [] }, async (req, res) => {
         res.send(200, await rollouts.resume(String(req.params.uuid)));
     });
-    mount(server, { method: 'post', path: '/rollouts/:uuid/revert', name: 'RevertRollout' }, async (req, res, info) => {
+    mount(server, { method: 'post', path: '/rollouts/:uuid/revert', name: 'RevertRollout', accepts: [] }, async (req, res, info) => {
         res.send(200, await rollouts.revert(String(req.params.uuid), info.reqId));
     });
 }

@@ -19,7 +19,7 @@ export interface ServiceHooks {
 }
 
 export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks = {}): void {
-    mount(server, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
+    const ping = async (): Promise<{ ok: boolean; body: Record<string, unknown> }> => {
         let ok: boolean;
         try {
             ok = await ctx.store.ping();
@@ -51,7 +51,17 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
                 ]),
             );
         }
+        return { ok, body };
+    };
+    mount(server, { method: 'get', path: '/ping', name: 'Ping' }, async (_req, res) => {
+        const { ok, body } = await ping();
         res.send(ok ? 200 : 500, body);
+    });
+    // Load balancers' health checks: the same status, no body.
+    mount(server, { method: 'head', path: '/ping', name: 'HeadPing' }, async (_req, res) => {
+        const { ok } = await ping();
+        res.status(ok ? 200 : 500);
+        res.end();
     });
     mount(server, { method: 'get', path: '/mode', name: 'GetMode' }, async (_req, res) => {
         res.send(200, ctx.mode.current);

@@ -48,6 +48,10 @@ const PAGING_KEYS = ['limit', 'marker', 'include_master'] as const;
  * alike.
  */
 export function listQuery(schemaId: RequestId, params: Dict, filterKeys: readonly string[]): Dict {
+    // A client paging by offset would get the first page again and again.
+    if (params.offset !== undefined && params.offset !== '') {
+        throw invalidArgument('offset is not supported: page with limit and marker (the uuid of the last item seen)');
+    }
     const q = nonEmpty(params, filterKeys);
     validateRequest(schemaId, { ...nonEmpty(params, PAGING_KEYS), ...q });
     return q;

@@ -27,6 +27,9 @@ export async function setMode(ctx: Ctx, raw: unknown, migrate?: () => Promise<vo
     if (raw === undefined || raw === '') {
         throw missingParameter('missing "mode" parameter');
     }
+    if (raw === 'proto' && ctx.mode.current === 'full') {
+        throw invalidArgument('the switch to full mode is one-way: a SAPI in full mode cannot go back to proto');
+    }
     if (raw !== 'full') {
         throw invalidArgument(`invalid mode: ${typeof raw === 'string' ? raw : JSON.stringify(raw)}`);
     }

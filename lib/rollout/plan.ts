@@ -3,9 +3,13 @@
 // which servers are canaries, and which items need nothing (already at
 // their target image) or cannot run (their server is not ready).
 
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+
 import type Logger from 'bunyan';
 
 import type { CnapiAgent, CnapiClient } from '../clients/cnapi.js';
+import type { ImgapiClient } from '../clients/imgapi.js';
 import type { Deployer } from '../deploy/deployer.js';
 import { invalidArgument, missingKeys, missingParameter, noSuch } from '../errors.js';
 import type { Ctx } from '../model/context.js';
@@ -16,7 +20,19 @@ import { flagValue, isUuid, validateRequest } from '../model/validate.js';
 import type { RequestOf } from '../../schemas/requests.js';
 import { BUCKETS, indexFieldValue } from '../stor/buckets.js';
 import { eq } from '../stor/store.js';
-import type { ItemState, PlanService, Rollout, RolloutItem, RolloutServer, RolloutTotals } from './types.js';
+import {
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INSTANCE_TIMEOUT_MS,
+    DEFAULT_STALL_FACTOR,
+    DEFAULT_STALL_MIN_FINISHED,
+    type ItemState,
+    type PlanService,
+    type Rollout,
+    type RolloutItem,
+    type RolloutPreview,
+    type RolloutServer,
+    type RolloutTotals,
+} from './types.js';
 
 /** What a rollout is started with: the CreateRollout request schema's type. */
 export type StartRollout = RequestOf<'CreateRollout'>;
@@ -70,6 +86,48 @@ export interface PlanDeps {
     log: Logger;
     agent: Deployer;
     cnapi: CnapiClient | undefined;
+    /** For the versions of images server.agents does not name (none: versions are compared only where CNAPI gives them). */
+    imgapi?: ImgapiClient | undefined;
+}
+
+// ---- versions
+
+const require = createRequire(import.meta.url);
+let semverLib: typeof import('semver') | undefined;
+
+/**
+ * a vs b as versions: negative, 0 or positive; null when either is not a
+ * version (then nothing is concluded from them). Agent images carry semver
+ * versions ("1.1.0", "4.8.1-20230505T..."): the build stamp is a
+ * prerelease tag and orders builds of one version.
+ */
+export function compareVersions(a: string | undefined, b: string | undefined): number | null {
+    if (!a || !b) {
+        return null;
+    }
+    semverLib ??= require('semver') as typeof import('semver');
+    const va = semverLib.valid(a) ?? semverLib.valid(semverLib.coerce(a));
+    const vb = semverLib.valid(b) ?? semverLib.valid(semverLib.coerce(b));
+    return va && vb ? semverLib.compare(va, vb) : null;
+}
+
+/** Image versions, each looked up once per plan (unknown images: undefined). */
+function versionLookup(deps: PlanDeps, reqId: string): (image: string | undefined) => Promise<string | undefined> {
+    const known = new Map<string, Promise<string | undefined>>();
+    return (image) => {
+        if (!image || !deps.imgapi) {
+            return Promise.resolve(undefined);
+        }
+        let v = known.get(image);
+        if (!v) {
+            v = deps.imgapi.getImage(image, { reqId }).then(
+                (img) => img?.version,
+                () => undefined,
+            );
+            known.set(image, v);
+        }
+        return v;
+    };
 }
 
 /** The agent services planned and their images (404/409 for unknown services, exclusions or images). */
@@ -187,22 +245,30 @@ export async function planItems(deps: PlanDeps, services: PlanService[], input: 
     return items;
 }
 
+/** How settleItems decides. */
+export interface SettleOptions {
+    /** Fail the items of servers that cannot take an install now. */
+    checkReady: boolean;
+    /** A rollout taken over after a restart (see settleItems). */
+    resumed: boolean;
+    /** Record in SAPI the image CNAPI reports for skipped items (false: a preview writes nothing). */
+    record?: boolean;
+    /** Run items whose agent is newer than their target (a revert, or allow_downgrade). */
+    allowDowngrade?: boolean;
+}
+
 /**
  * Before items run: fail those on servers that cannot take an install
- * (one CNAPI call for all), record from_image where SAPI did not know it,
- * and skip those whose agent CNAPI's server.agents already shows at the
- * target image (their SAPI record follows). In a resumed rollout
- * (`resumed`), a pending item found at its target was upgraded since the
- * rollout started (progress is written every 500 ms, so a restart can lose
- * the last steps): it succeeded, and is not run again.
+ * (one CNAPI call for all), record from_image and the versions, and skip
+ * those whose agent CNAPI's server.agents already shows at the target
+ * image (their SAPI record follows), or at a newer version than the
+ * target's, unless going back is allowed: a rollout never downgrades by
+ * accident. In a resumed rollout (`resumed`), a pending item found at its
+ * target was upgraded since the rollout started (progress is written every
+ * 500 ms, so a restart can lose the last steps): it succeeded, and is not
+ * run again.
  */
-export async function settleItems(
-    deps: PlanDeps,
-    r: Rollout,
-    items: RolloutItem[],
-    reqId: string,
-    opts: { checkReady: boolean; resumed: boolean },
-): Promise<void> {
+export async function settleItems(deps: PlanDeps, r: Rollout, items: RolloutItem[], reqId: string, opts: SettleOptions): Promise<void> {
     const now = new Date().toISOString();
     const servers = [...new Set(items.filter((i) => i.state === 'pending').map((i) => i.server_uuid))];
     if (servers.length === 0) {
@@ -216,6 +282,7 @@ export async function settleItems(
             if (why && item.state === 'pending') {
                 item.state = 'failed';
                 item.error = why;
+                item.reason = 'server not ready';
                 item.finished_at = now;
             }
         }
@@ -238,6 +305,8 @@ export async function settleItems(
     }
     let skipped = 0;
     let found = 0;
+    let newer = 0;
+    const versionOf = versionLookup(deps, reqId);
     for (const item of items) {
         if (item.state !== 'pending') {
             continue;
@@ -246,7 +315,20 @@ export async function settleItems(
         if (item.from_image === undefined && entry?.image_uuid) {
             item.from_image = entry.image_uuid;
         }
+        // What runs there now, by CNAPI (else SAPI's record), and where it goes.
+        const onServer = entry?.image_uuid ?? item.from_image;
+        const fromVersion = entry?.image_uuid && entry.version ? entry.version : await versionOf(onServer);
+        const toVersion = await versionOf(item.to_image);
+        if (fromVersion) item.from_version = fromVersion;
+        if (toVersion) item.to_version = toVersion;
         if (entry?.image_uuid !== item.to_image) {
+            const cmp = compareVersions(fromVersion, toVersion);
+            if (cmp !== null && cmp > 0 && !opts.allowDowngrade && !opts.resumed) {
+                item.state = 'skipped';
+                item.reason = `newer than the target (${String(fromVersion)} > ${String(toVersion)}); allow_downgrade to go back`;
+                item.finished_at = now;
+                newer += 1;
+            }
             continue;
         }
         item.finished_at = now;
@@ -255,7 +337,11 @@ export async function settleItems(
             found += 1;
         } else {
             item.state = 'skipped';
+            item.reason = 'already at the target image';
             skipped += 1;
+        }
+        if (opts.record === false) {
+            continue;
         }
         try {
             const cur = await deps.ctx.store.get<Instance>(BUCKETS.instances.name, item.instance_uuid);
@@ -274,6 +360,97 @@ export async function settleItems(
     if (skipped > 0) {
         deps.log.info({ rollout: r.uuid, skipped }, 'items already at their target image skipped');
     }
+    if (newer > 0) {
+        r.warnings.push(`${now}: ${newer} item(s) skipped: their agent is newer than the target (allow_downgrade to go back)`);
+    }
+}
+
+/**
+ * The whole plan of a rollout, as it would start: its services and images,
+ * its items server by server with what each will do (run, or skipped or
+ * failed with the reason), canaries, counts. Nothing is written but, unless
+ * `record` is false, the image CNAPI reports for skipped items; nothing is
+ * installed. A plan that matches no instance at all is refused (409): a
+ * mistyped server or a service with no instance there would otherwise
+ * "succeed" having done nothing.
+ */
+export async function planRollout(deps: PlanDeps, input: StartRollout, reqId: string, opts: { record: boolean }): Promise<Rollout> {
+    const services = await planServices(deps, input, reqId);
+    const now = new Date().toISOString();
+    const single = input.service_uuid !== undefined ? services[0] : undefined;
+    const rollout: Rollout = {
+        uuid: randomUUID(),
+        ...(single ? { service_uuid: single.service_uuid, image_uuid: single.image_uuid } : { services }),
+        service_name: services.map((s) => s.service_name).join(','),
+        ...(input.exclude_services ? { exclude_services: input.exclude_services } : {}),
+        concurrency: input.concurrency ?? DEFAULT_CONCURRENCY,
+        stall_factor: input.stall_factor ?? DEFAULT_STALL_FACTOR,
+        stall_min_finished: input.stall_min_finished ?? DEFAULT_STALL_MIN_FINISHED,
+        instance_timeout_ms: input.instance_timeout_ms ?? DEFAULT_INSTANCE_TIMEOUT_MS,
+        ...(input.canary !== undefined ? { canary: input.canary } : {}),
+        ...(input.auto_promote_after_ms !== undefined ? { auto_promote_after_ms: input.auto_promote_after_ms } : {}),
+        ...(input.max_failures !== undefined ? { max_failures: input.max_failures } : {}),
+        ...(flagValue(input.allow_downgrade) ? { allow_downgrade: true } : {}),
+        state: 'running',
+        created_at: now,
+        counts: { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0 },
+        totals: { servers: 0, servers_done: 0, items: 0, succeeded: 0, failed: 0, skipped: 0 },
+        warnings: [],
+        items: await planItems(deps, services, input),
+    };
+    const names = services.map((s) => s.service_name).join(', ');
+    if (rollout.items.length === 0) {
+        const where = input.servers ? ` on server(s) ${input.servers.join(', ')}` : '';
+        const which = input.instances ? ` among instance(s) ${input.instances.join(', ')}` : '';
+        throw invalidArgument(`nothing to roll out: no instance of ${names}${where}${which} is recorded in SAPI`);
+    }
+    const matched = new Set(rollout.items.map((i) => i.server_uuid));
+    const unmatched = (input.servers ?? []).filter((s) => !matched.has(s));
+    if (unmatched.length > 0) {
+        rollout.warnings.push(`${now}: no instance of ${names} on server(s) ${unmatched.join(', ')}: nothing planned there`);
+    }
+    const instances = new Set(rollout.items.map((i) => i.instance_uuid));
+    const missing = (input.instances ?? []).filter((i) => !instances.has(i));
+    if (missing.length > 0) {
+        rollout.warnings.push(`${now}: instance(s) ${missing.join(', ')} not among the planned services' instances: left out`);
+    }
+    // All servers checked in one CNAPI call: the ones that cannot take an
+    // upgrade now fail at once, clearly, instead of one by one later.
+    await settleItems(deps, rollout, rollout.items, reqId, {
+        checkReady: true,
+        resumed: false,
+        record: opts.record,
+        allowDowngrade: flagValue(input.allow_downgrade),
+    });
+    if (rollout.canary !== undefined) {
+        markCanaries(rollout.items, rollout.canary);
+    }
+    recount(rollout);
+    retotal(rollout);
+    return rollout;
+}
+
+export function previewOf(r: Rollout): RolloutPreview {
+    const { uuid: _uuid, state: _state, ...rest } = r;
+    const toRun = r.items.filter((i) => i.state === 'pending').length;
+    const summary =
+        toRun > 0
+            ? `${toRun} of ${r.items.length} item(s) on ${r.totals.servers} server(s) would be upgraded`
+            : `nothing would be upgraded: ${nothingReason(r)}`;
+    return { ...rest, dry_run: true, state: 'planned', summary, servers: serverView(r.items) };
+}
+
+/** Why a plan has nothing to run, in words. */
+export function nothingReason(r: Rollout): string {
+    const at = r.items.filter((i) => i.reason === 'already at the target image').length;
+    const newer = r.items.filter((i) => i.state === 'skipped' && i.reason?.startsWith('newer')).length;
+    const failed = r.items.filter((i) => i.state === 'failed').length;
+    const parts = [
+        ...(at > 0 ? [`${at} already at the target image`] : []),
+        ...(newer > 0 ? [`${newer} newer than the target`] : []),
+        ...(failed > 0 ? [`${failed} on servers not ready`] : []),
+    ];
+    return `every item is skipped or failed before running (${parts.join(', ')})`;
 }
 
 /** The first `n` servers with a pending item become canaries. */

@@ -15,25 +15,25 @@
 // them over, never repeating finished items. A paused rollout is driven by
 // nobody: promote, resume, revert and cancel take its lease to act on it.
 
-import { randomUUID } from 'node:crypto';
-
 import type Logger from 'bunyan';
 
 import type { CnapiClient } from '../clients/cnapi.js';
+import type { ImgapiClient } from '../clients/imgapi.js';
 import { hasCode, invalidArgument, noDeployer, noSuch, operationInProgress } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
 import { upgradeInstance } from '../model/instances.js';
+import { flagValue } from '../model/validate.js';
 import type { LeaseHandle, Leases } from '../model/leases.js';
 import { find } from '../model/objects.js';
 import type { Service } from '../model/types.js';
 import { BUCKETS } from '../stor/buckets.js';
-import { ALL, oneOf } from '../stor/store.js';
+import { ALL, eq, oneOf } from '../stor/store.js';
 import {
     failureLimit,
     failuresCounted,
-    markCanaries,
-    planItems,
-    planServices,
+    nothingReason,
+    planRollout,
+    previewOf,
     recount,
     retotal,
     rolloutInput,
@@ -44,18 +44,17 @@ import {
 } from './plan.js';
 import {
     ACTIVE_STATES,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_INSTANCE_TIMEOUT_MS,
-    DEFAULT_STALL_FACTOR,
-    DEFAULT_STALL_MIN_FINISHED,
     FINAL_STATES,
     type PausedReason,
     type Rollout,
     type RolloutItem,
+    type RolloutPreview,
     type RolloutState,
+    type RolloutSummary,
 } from './types.js';
 
 export { rolloutInput, type StartRollout } from './plan.js';
+export type { RolloutPreview, RolloutSummary } from './types.js';
 
 const BUCKET = BUCKETS.rollouts.name;
 const BUSY_RETRY_MS = 100;
@@ -71,6 +70,8 @@ export interface RolloutManagerDeps {
     leases: Leases;
     /** CNAPI, for server.agents (none when the config names no CNAPI). */
     cnapi: CnapiClient | undefined;
+    /** IMGAPI, for image versions (none: versions only from server.agents). */
+    imgapi?: ImgapiClient | undefined;
     /** Told of every progress step (metrics). */
     onProgress?: RolloutListener;
 }
@@ -99,6 +100,7 @@ export class RolloutManager {
     private readonly ctx: Ctx;
     private readonly leases: Leases;
     private readonly cnapi: CnapiClient | undefined;
+    private readonly imgapi: ImgapiClient | undefined;
     private readonly onProgress: RolloutListener | undefined;
     private readonly log: Logger;
     private readonly autoPromotions = new Map<string, NodeJS.Timeout>();
@@ -112,49 +114,35 @@ export class RolloutManager {
         this.log = deps.ctx.log.child({ component: 'rollout' });
         this.leases = deps.leases;
         this.cnapi = deps.cnapi;
+        this.imgapi = deps.imgapi;
     }
 
     // ---- API
 
-    async start(raw: StartRollout, reqId: string): Promise<Rollout> {
+    /**
+     * Plan a rollout and start it; with `dry_run`, answer the plan without
+     * starting anything (the same planner decides both).
+     */
+    async start(raw: StartRollout, reqId: string): Promise<Rollout | RolloutPreview> {
         // Callers other than the route (sapiadm's tests, resumption) are held to the same schema.
         const input = rolloutInput({ ...raw });
-        const deps = this.planDeps();
-        const services = await planServices(deps, input, reqId);
-        const now = new Date().toISOString();
-        const single = input.service_uuid !== undefined ? services[0] : undefined;
-        const rollout: Rollout = {
-            uuid: randomUUID(),
-            ...(single ? { service_uuid: single.service_uuid, image_uuid: single.image_uuid } : { services }),
-            service_name: services.map((s) => s.service_name).join(','),
-            ...(input.exclude_services ? { exclude_services: input.exclude_services } : {}),
-            concurrency: input.concurrency ?? DEFAULT_CONCURRENCY,
-            stall_factor: input.stall_factor ?? DEFAULT_STALL_FACTOR,
-            stall_min_finished: input.stall_min_finished ?? DEFAULT_STALL_MIN_FINISHED,
-            instance_timeout_ms: input.instance_timeout_ms ?? DEFAULT_INSTANCE_TIMEOUT_MS,
-            ...(input.canary !== undefined ? { canary: input.canary } : {}),
-            ...(input.auto_promote_after_ms !== undefined ? { auto_promote_after_ms: input.auto_promote_after_ms } : {}),
-            ...(input.max_failures !== undefined ? { max_failures: input.max_failures } : {}),
-            state: 'running',
-            created_at: now,
-            counts: { pending: 0, running: 0, succeeded: 0, failed: 0, stalled: 0, canceled: 0 },
-            totals: { servers: 0, servers_done: 0, items: 0, succeeded: 0, failed: 0, skipped: 0 },
-            warnings: [],
-            items: await planItems(deps, services, input),
-        };
-        // All servers checked in one CNAPI call: the ones that cannot take an
-        // upgrade now fail at once, clearly, instead of one by one later.
-        await settleItems(deps, rollout, rollout.items, reqId, { checkReady: true, resumed: false });
-        if (rollout.canary !== undefined) {
-            markCanaries(rollout.items, rollout.canary);
+        const preview = flagValue(input.dry_run);
+        const rollout = await planRollout(this.planDeps(), input, reqId, { record: !preview });
+        if (preview) {
+            return previewOf(rollout);
         }
-        recount(rollout);
-        retotal(rollout);
         const lease = await this.leases.tryAcquire(rolloutLeaseKey(rollout.uuid), `rollout ${rollout.uuid}`);
         if (!lease) {
             throw operationInProgress(`rollout ${rollout.uuid} is already held by another SAPI`);
         }
         rollout.owner = this.leases.owner;
+        // Nothing to run (every item already at its target, or newer): done at once, and said so.
+        const nothingToRun = !rollout.items.some((i) => i.state === 'pending');
+        if (nothingToRun) {
+            finish(rollout, rollout.items.some((i) => i.state === 'failed') ? 'failed' : 'succeeded');
+            delete rollout.owner;
+            rollout.warnings.push(`${rollout.created_at}: nothing to upgrade: ${nothingReason(rollout)}`);
+        }
         try {
             await this.ctx.store.put(BUCKET, structuredClone(rollout), { etag: null });
         } catch (err) {
@@ -169,8 +157,14 @@ export class RolloutManager {
                 servers: rollout.totals.servers,
                 concurrency: rollout.concurrency,
             },
-            'rollout started',
+            nothingToRun ? 'rollout planned with nothing to run' : 'rollout started',
         );
+        if (nothingToRun) {
+            await lease.release().catch(() => undefined);
+            this.emit(rollout);
+            await this.pruneFinished();
+            return present(rollout);
+        }
         this.launch(rollout, lease, reqId, false);
         return present(rollout);
     }
@@ -179,12 +173,53 @@ export class RolloutManager {
         return present(await this.current(uuid));
     }
 
-    async list(serviceUuid?: string): Promise<Rollout[]> {
-        const page = await this.ctx.store.find<Rollout>(BUCKET, ALL);
-        return page.items
+    /**
+     * Summaries (no items), newest first, filtered by service and state,
+     * `limit` at a time after `marker` (the uuid of the last one seen).
+     * GET /rollouts/:uuid has the items.
+     */
+    async list(q: ListRolloutsQuery = {}): Promise<RolloutSummary[]> {
+        const page = await this.ctx.store.find<Rollout>(BUCKET, q.state ? eq('state', q.state) : ALL);
+        const all = page.items
             .map((s) => this.running.get(s.value.uuid)?.rollout ?? s.value)
-            .filter((r) => serviceUuid === undefined || r.service_uuid === serviceUuid || (r.services ?? []).some((s) => s.service_uuid === serviceUuid))
-            .map(present);
+            .filter((r) => q.state === undefined || r.state === q.state)
+            .filter(
+                (r) => q.service_uuid === undefined || r.service_uuid === q.service_uuid || (r.services ?? []).some((s) => s.service_uuid === q.service_uuid),
+            )
+            .sort((a, b) => b.created_at.localeCompare(a.created_at) || a.uuid.localeCompare(b.uuid));
+        let from = 0;
+        if (q.marker !== undefined) {
+            const at = all.findIndex((r) => r.uuid === q.marker);
+            if (at < 0) {
+                throw invalidArgument(`marker ${q.marker} is not a listed rollout`);
+            }
+            from = at + 1;
+        }
+        return all.slice(from, q.limit === undefined ? undefined : from + q.limit).map(summaryOf);
+    }
+
+    /**
+     * Finished rollouts are kept for `rollouts.keep_days` and at most
+     * `rollouts.keep_finished` of them (the newest); older ones are deleted
+     * as another one finishes. Running and paused ones are always kept.
+     */
+    private async pruneFinished(): Promise<void> {
+        const keep = this.ctx.config.rollouts;
+        try {
+            const finished = (await this.ctx.store.find<Rollout>(BUCKET, oneOf('state', [...FINAL_STATES]))).items
+                .map((s) => s.value)
+                .sort((a, b) => (b.finished_at ?? b.created_at).localeCompare(a.finished_at ?? a.created_at));
+            const cutoff = Date.now() - keep.keep_days * 24 * 3600 * 1000;
+            const old = finished.filter((r, i) => i >= keep.keep_finished || Date.parse(r.finished_at ?? r.created_at) < cutoff);
+            for (const r of old) {
+                await this.ctx.store.del(BUCKET, r.uuid).catch(() => undefined);
+            }
+            if (old.length > 0) {
+                this.log.info({ deleted: old.length, kept: finished.length - old.length }, 'old finished rollouts deleted');
+            }
+        } catch (err) {
+            this.log.warn({ err }, 'could not prune old finished rollouts');
+        }
     }
 
     /** Cancel: pending items are not started; running ones finish. A finished rollout is returned as it is. */
@@ -330,7 +365,7 @@ export class RolloutManager {
         if (!agent) {
             throw noDeployer('agent');
         }
-        return { ctx: this.ctx, log: this.log, agent, cnapi: this.cnapi };
+        return { ctx: this.ctx, log: this.log, agent, cnapi: this.cnapi, imgapi: this.imgapi };
     }
 
     private async current(uuid: string): Promise<Rollout> {
@@ -607,6 +642,9 @@ export class RolloutManager {
                 if (r.state === 'paused' && r.auto_promote_at !== undefined) {
                     this.armAutoPromote(r);
                 }
+                if (FINAL_STATES.includes(r.state)) {
+                    await this.pruneFinished();
+                }
             }
         }
     }
@@ -717,7 +755,8 @@ export class RolloutManager {
                 }
             }
         }
-        await settleItems(deps, r, back, reqId, { checkReady: true, resumed: false });
+        // A revert is the one flow that goes back to older images.
+        await settleItems(deps, r, back, reqId, { checkReady: true, resumed: false, allowDowngrade: true });
         r.items.push(...back);
         recount(r);
         await this.persist(r, true);
@@ -874,6 +913,19 @@ export class RolloutManager {
         }
         return state.chain;
     }
+}
+
+export interface ListRolloutsQuery {
+    service_uuid?: string | undefined;
+    state?: RolloutState | undefined;
+    limit?: number | undefined;
+    marker?: string | undefined;
+}
+
+function summaryOf(r: Rollout): RolloutSummary {
+    retotal(r);
+    const { items: _items, servers: _servers, ...summary } = r;
+    return summary;
 }
 
 /** What the API answers: the rollout with its items also grouped by server. */

@@ -32,6 +32,11 @@ export interface RolloutItem {
     /** The image the agent had before this item (recorded before it ran). */
     from_image?: string;
     to_image: string;
+    /** The versions of from_image (what runs on the server) and to_image, where known. */
+    from_version?: string;
+    to_version?: string;
+    /** Why the plan skipped or failed the item before it ran (already at the target, newer, server not ready). */
+    reason?: string;
     phase?: ItemPhase;
     state: ItemState;
     started_at?: string;
@@ -100,6 +105,8 @@ export interface Rollout {
     promoted_at?: string;
     /** A count, or a percentage ("5%") of the items to upgrade. */
     max_failures?: number | string;
+    /** Agents newer than their target are upgraded (downgraded) too, not skipped. */
+    allow_downgrade?: boolean;
     /** Failed items when last resumed: max_failures counts the failures after it. */
     failures_baseline?: number;
     state: RolloutState;
@@ -120,6 +127,15 @@ export interface Rollout {
     /** The SAPI (lease owner id) driving the rollout. */
     owner?: string;
 }
+
+/** The named keys of T (its index signature left out), so that Pick/Omit keep their types. */
+type NamedKeys<T> = keyof { [K in keyof T as string extends K ? never : K]: T[K] };
+
+/** What GET /rollouts lists: a rollout without its items. */
+export type RolloutSummary = Pick<Rollout, Exclude<NamedKeys<Rollout>, 'items' | 'servers'>>;
+
+/** A plan as a dry run answers it: never stored, no uuid, state "planned", items grouped by server. */
+export type RolloutPreview = Pick<Rollout, Exclude<NamedKeys<Rollout>, 'uuid' | 'state'>> & { dry_run: true; state: 'planned'; summary: string };
 
 export const DEFAULT_CONCURRENCY = 20;
 export const DEFAULT_STALL_FACTOR = 3;

@@ -71,6 +71,7 @@ function probes(ids: Ids): Record<string, Probe> {
     const v2 = { version: '~2' };
     return {
         Ping: { method: 'GET', path: '/ping' },
+        HeadPing: { method: 'HEAD', path: '/ping' },
         GetMode: { method: 'GET', path: '/mode' },
         SetMode: { method: 'POST', path: '/mode?mode=full' },
         GetLogLevel: { method: 'GET', path: '/loglevel' },
@@ -121,7 +122,7 @@ function probes(ids: Ids): Record<string, Probe> {
 
 type Mode = 'proto' | 'full';
 
-const HTTP_METHOD: Record<RouteDef['method'], string> = { get: 'GET', post: 'POST', put: 'PUT', del: 'DELETE' };
+const HTTP_METHOD: Record<RouteDef['method'], string> = { get: 'GET', head: 'HEAD', post: 'POST', put: 'PUT', del: 'DELETE' };
 
 /** What a route answers while the store is down, when that is not 503 StoreUnavailable. */
 const NORMAL: Record<string, (t: Test, r: CallResult, mode: Mode) => void> = {
@@ -129,6 +130,7 @@ const NORMAL: Record<string, (t: Test, r: CallResult, mode: Mode) => void> = {
         t.equal(r.status, 500, 'Ping: 500');
         t.equal(r.body?.storAvailable, false, 'Ping: storAvailable false');
     },
+    HeadPing: (t, r) => t.equal(r.status, 500, 'HeadPing: 500, as Ping'),
     GetMode: (t, r, mode) => {
         t.equal(r.status, 200, 'GetMode: 200');
         t.equal(r.body, mode, 'GetMode: the mode');

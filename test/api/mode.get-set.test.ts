@@ -43,7 +43,13 @@ t.test('POST /mode?mode=full → 204; again → 204 (no-op); proto is refused af
     t.equal((await h1.call('GET', '/mode')).body, 'full');
     t.equal((await h1.call('GET', '/ping')).body.mode, 'full');
     t.equal((await h1.call('POST', '/mode', { body: { mode: 'full' } })).status, 204, 'already full: no-op');
-    isError(t, await h1.call('POST', '/mode?mode=proto'), 409, 'InvalidArgument', 'invalid mode: proto');
+    isError(
+        t,
+        await h1.call('POST', '/mode?mode=proto'),
+        409,
+        'InvalidArgument',
+        'the switch to full mode is one-way: a SAPI in full mode cannot go back to proto',
+    );
     await h1.close();
 
     const h2 = await startSapi({ dir, keepDir: true });

@@ -12,7 +12,7 @@ import { startSapi } from '../lib/harness.js';
 
 const DOC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'index.md');
 
-const HTTP_METHOD: Record<RouteDef['method'], string> = { get: 'GET', post: 'POST', put: 'PUT', del: 'DELETE' };
+const HTTP_METHOD: Record<RouteDef['method'], string> = { get: 'GET', head: 'HEAD', post: 'POST', put: 'PUT', del: 'DELETE' };
 
 function escape(s: string): string {
     return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

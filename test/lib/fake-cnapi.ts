@@ -85,6 +85,12 @@ export interface FakeCnapiOptions {
     execute?: (server: CnapiServer, body: { script?: string; args?: unknown }) => string;
     /** `Server: cnapi/<version>`. Default 1.26.4. */
     version?: string;
+    /**
+     * The uuid a CN gives an agent it installs for the first time (its
+     * uuid file). Default: a random one; a world that must answer the same
+     * on every run gives its own.
+     */
+    newAgentUuid?: (serverUuid: string, agent: string) => string;
 }
 
 type TaskPlan = { kind: 'fail'; message: string } | { kind: 'hang' } | { kind: 'drop' };
@@ -121,6 +127,7 @@ export class FakeCnapi extends FakeHttpServer {
     refreshAgentsEnabled: boolean;
     imgapi: { url: string } | ImageLookup | undefined;
     executeHandler: ((server: CnapiServer, body: { script?: string; args?: unknown }) => string) | undefined;
+    newAgentUuid: (serverUuid: string, agent: string) => string;
 
     private readonly plans: TaskPlan[] = [];
     /** Plans for the next task on one server (taken before the global ones). */
@@ -141,6 +148,7 @@ export class FakeCnapi extends FakeHttpServer {
         this.refreshAgentsEnabled = opts.refreshAgents ?? true;
         this.imgapi = opts.imgapi;
         this.executeHandler = opts.execute;
+        this.newAgentUuid = opts.newAgentUuid ?? (() => randomUUID());
         for (const [uuid, img] of Object.entries(opts.images ?? {})) {
             this.state.images.set(uuid, img);
         }
@@ -582,7 +590,7 @@ export class FakeCnapi extends FakeHttpServer {
             throw new TaskFailure('AgentInstall error: Manifest is missing "name"');
         }
         const existing = this.nodeAgentsOf(serverUuid).find((a) => a.name === name);
-        const uuid = existing?.uuid ?? (this.noUuidFile ? undefined : randomUUID());
+        const uuid = existing?.uuid ?? (this.noUuidFile ? undefined : this.newAgentUuid(serverUuid, name));
 
         const install = (): void => {
             const entry: CnapiAgent = { name, version: image.version ?? '1.0.0', image_uuid: imageUuid };

@@ -17,6 +17,14 @@
 //                        in order (it is one-way, say).
 //     `expect <status>`  every command of the block that does not show an
 //                        `HTTP/1.1` status line must answer this status.
+//     `demo`             the block runs against the demo world (`npm run
+//                        demo`, tools/demo-world.ts) instead of the
+//                        proto-mode SAPI: a fresh world for each `#` section,
+//                        the section's demo blocks in order. Its shown
+//                        outputs follow the rules of test/lib/doc-match.ts
+//                        (placeholders, times, uuids made at run time), and
+//                        its read-only commands are asked again until they
+//                        answer as shown (the world works on meanwhile).
 //   Anything else in such a comment is a mistake, and the parser says so.
 
 export interface ShownOutput {
@@ -34,6 +42,8 @@ export interface DocCommand {
     /** 1-based line of docs/index.md where the command starts. */
     line: number;
     shown: ShownOutput;
+    /** 1-based lines of docs/index.md that hold the shown output, [from, to) (from = to: none). */
+    outputLines: [number, number];
 }
 
 export interface DocExample {
@@ -41,8 +51,11 @@ export interface DocExample {
     line: number;
     /** The nearest `#` or `##` heading above the block (the route, for the reference). */
     heading: string;
+    /** The nearest `#` heading above the block (the demo world is fresh for each). */
+    section: string;
     skip?: string;
     expect?: number;
+    demo?: boolean;
     commands: DocCommand[];
 }
 
@@ -60,7 +73,11 @@ function applyMarker(text: string, ex: DocExample, where: number): void {
         ex.expect = Number(expect[1]);
         return;
     }
-    throw new Error(`docs/index.md:${where}: unknown example marker "${text}" (use "skip (<reason>)" or "expect <status>")`);
+    if (text === 'demo') {
+        ex.demo = true;
+        return;
+    }
+    throw new Error(`docs/index.md:${where}: unknown example marker "${text}" (use "skip (<reason>)", "expect <status>" or "demo")`);
 }
 
 /** Whether a single-quoted argument is still open at the end of `text`, as the shell reads it. */
@@ -102,10 +119,14 @@ export function parseExamples(markdown: string): DocExample[] {
     const lines = markdown.split('\n');
     const examples: DocExample[] = [];
     let heading = '';
+    let section = '';
     for (let i = 0; i < lines.length; i++) {
         const line = lines[i] ?? '';
         if (/^#{1,2}\s/.test(line)) {
             heading = line.replace(/^#+\s*/, '');
+            if (line.startsWith('# ')) {
+                section = heading;
+            }
             continue;
         }
         if (!/^\s*```/.test(line)) {
@@ -122,7 +143,7 @@ export function parseExamples(markdown: string): DocExample[] {
         if (!/^\$ curl\b/.test(body[0] ?? '')) {
             continue;
         }
-        const ex: DocExample = { line: opening + 1, heading, commands: [] };
+        const ex: DocExample = { line: opening + 1, heading, section, commands: [] };
         // The marker, if any, is the last non-blank line before the fence.
         let m = opening - 1;
         while (m >= 0 && (lines[m] ?? '').trim() === '') {
@@ -147,11 +168,16 @@ export function parseExamples(markdown: string): DocExample[] {
             }
             j++;
             const output: string[] = [];
+            const from = opening + 2 + j;
             while (j < body.length && !(body[j] ?? '').startsWith('$ ') && !(body[j] ?? '').startsWith('# ')) {
                 output.push(body[j] ?? '');
                 j++;
             }
-            ex.commands.push({ command, line: start, shown: parseShown(output) });
+            let to = from + output.length;
+            while (to > from && (lines[to - 2] ?? '').trim() === '') {
+                to--;
+            }
+            ex.commands.push({ command, line: start, shown: parseShown(output), outputLines: [from, to] });
         }
         examples.push(ex);
     }

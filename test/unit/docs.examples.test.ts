@@ -21,10 +21,29 @@
 //   operator has curl and a shell, and nothing more we can count on (no
 //   json, no jq).
 //
+// Blocks marked `<!-- example: demo -->` run against the demo world of
+// `npm run demo` (tools/demo-world.ts, started here in-process), a fresh one
+// for each `#` section, in document order. For their commands:
+//
+// * `localhost:8080` becomes the world's SAPI, and each uuid of a run-time
+//   object that an earlier output bound becomes the answered one.
+// * Status and headers are checked as above; the shown body is compared by
+//   the rules of test/lib/doc-match.ts (`…` placeholders and abridged
+//   objects, any time for a time, run-time uuids bound where first shown).
+// * A command that only reads (no -d, no -X other than GET) is run again,
+//   every 100 ms for up to DEMO_RETRY_MS, until it answers as shown: the
+//   world works on between commands (a rollout runs on), and such an example
+//   shows what it gets to ("# a moment later").
+//
 // DOCS_EXAMPLES_OUT=<file> also writes what each command printed there,
 // JSON pretty-printed as the document shows it, to help update the shown
-// outputs after a change. DOCS_EXAMPLES_URL=<url> runs the examples against
-// that SAPI instead (a fresh `npm start`, say) and starts none.
+// outputs after a change. DOCS_EXAMPLES_UPDATE=1 rewrites, in
+// docs/index.md, the shown outputs of demo commands that answered otherwise
+// (keeping the document's placeholders, abridgements, times and run-time
+// uuids where they still fit; a read-only command is recorded once the world
+// is idle); review the diff. DOCS_EXAMPLES_URL=<url> runs the examples
+// against that SAPI instead (a fresh `npm start`, say) and starts none; the
+// demo blocks are then left out.
 
 import { execFile } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,14 +54,21 @@ import { fileURLToPath } from 'node:url';
 
 import t, { type Test } from 'tap';
 
+import { demoFixedUuids, startDemoWorld, type DemoWorld } from '../../tools/demo-world.js';
 import { parseExamples, pipedInto, type DocCommand, type DocExample } from '../lib/doc-examples.js';
-import { startSapi } from '../lib/harness.js';
+import { formatJson, matchJson, matchText, mergeShown, unbind, type MatchState } from '../lib/doc-match.js';
+import { startSapi, testLog } from '../lib/harness.js';
 
 const DOC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'index.md');
 
 const PIPE_OK = new Set(['grep', 'head', 'tail', 'sort', 'wc']);
 
 const VOLATILE_HEADERS = new Set(['date', 'x-request-id', 'x-server-name']);
+
+/** How long a read-only demo command is asked again before its answer counts. */
+const DEMO_RETRY_MS = 30_000;
+/** A CN's agent install in the docs' demo world: long enough to act while one runs. */
+const DEMO_TASK_MS = 1000;
 
 interface RunResult {
     code: number;
@@ -190,6 +216,149 @@ async function inProcess(t: Test): Promise<string> {
     return h.url;
 }
 
+// ---- demo blocks
+
+interface DemoRun {
+    world: DemoWorld;
+    section: string;
+    st: MatchState;
+}
+
+/** A replacement of shown output lines in docs/index.md. */
+interface Rewrite {
+    lines: [number, number];
+    text: string;
+}
+
+/** Whether a command only reads: no request body, no method other than GET. */
+function readOnly(command: string): boolean {
+    return !/(^|\s)(-d|--data[\w-]*)(\s|=|$)/.test(command) && !/(^|\s)(-X|--request)\s*(?!GET\b)[A-Z]/.test(command);
+}
+
+function statusProblem(ex: DocExample, cmd: DocCommand, status: number): string | undefined {
+    const shown = cmd.shown;
+    const code = shownCode(shown.body);
+    if (shown.status !== undefined) {
+        return status === shown.status ? undefined : `answered ${status}, shown ${shown.status}`;
+    }
+    if (ex.expect !== undefined) {
+        return status === ex.expect ? undefined : `answered ${status}, marked ${ex.expect}`;
+    }
+    if (code !== undefined) {
+        return status >= 400 ? undefined : `answered ${status}, not an error status for code ${code}`;
+    }
+    return status >= 200 && status < 300 ? undefined : `answered ${status}, not 2xx`;
+}
+
+/** What differs between a demo command's run and the document. */
+function demoProblems(ex: DocExample, cmd: DocCommand, r: RunResult, got: { status: number; headers: Map<string, string> } | null, st: MatchState) {
+    const problems: string[] = [];
+    if (r.code !== 0) problems.push(`exited ${r.code}`);
+    if (!got) return { problems: [...problems, 'curl got no answer'], body: [] as string[] };
+    const status = statusProblem(ex, cmd, got.status);
+    if (status) problems.push(status);
+    for (const [name, value] of cmd.shown.headers) {
+        const actual = got.headers.get(name.toLowerCase());
+        if (VOLATILE_HEADERS.has(name.toLowerCase()) ? actual === undefined : actual !== value) {
+            problems.push(`header ${name}: ${String(actual)}, shown ${value}`);
+        }
+    }
+    const body: string[] = [];
+    if (cmd.shown.body !== '') {
+        const text = splitOutput(r.stdout).body;
+        const want = parseJson(cmd.shown.body);
+        if (want.ok) {
+            const have = parseJson(text);
+            body.push(...(have.ok ? matchJson(want.value, have.value, st) : [`answered no JSON: ${text}`]));
+        } else if (!matchText(cmd.shown.body, text, st)) {
+            body.push(`output ${JSON.stringify(text)}, shown ${JSON.stringify(cmd.shown.body)}`);
+        }
+    }
+    return { problems, body };
+}
+
+/** The shown output a demo command's answer calls for (see mergeShown). */
+function recorded(cmd: DocCommand, stdout: string, st: MatchState): string {
+    const text = splitOutput(stdout).body;
+    const want = parseJson(cmd.shown.body);
+    const have = parseJson(text);
+    if (want.ok && have.ok) {
+        return formatJson(mergeShown(want.value, have.value, st));
+    }
+    return unbind(text, st);
+}
+
+async function runDemoCommand(t: Test, demo: DemoRun, ex: DocExample, cmd: DocCommand, dir: string, n: number, rewrites: Rewrite[]): Promise<void> {
+    const where = `docs/index.md:${cmd.line}`;
+    const host = new URL(demo.world.url).host;
+    const dump = join(dir, `headers-${n}`);
+    const update = process.env.DOCS_EXAMPLES_UPDATE === '1';
+    const retry = readOnly(cmd.command);
+    const deadline = Date.now() + DEMO_RETRY_MS;
+    let waited = false;
+    for (;;) {
+        const st: MatchState = { fixed: demo.st.fixed, bindings: new Map(demo.st.bindings) };
+        let command = cmd.command.replace(/localhost:8080/g, host).replace(/^curl /, `curl -D '${dump}' `);
+        for (const [shown, answered] of st.bindings) {
+            command = command.replace(new RegExp(shown, 'gi'), answered);
+        }
+        rmSync(dump, { force: true });
+        const r = await sh(command);
+        let got: { status: number; headers: Map<string, string> } | null;
+        try {
+            got = lastHeaderBlock(readFileSync(dump, 'utf8'));
+        } catch {
+            got = null;
+        }
+        const { problems, body } = demoProblems(ex, cmd, r, got, st);
+        const ok = problems.length === 0 && body.length === 0;
+        let again = false;
+        if (!ok && retry) {
+            if (update) {
+                // Re-recording: take the answer once nothing runs any more.
+                again = !waited;
+                if (again) {
+                    waited = true;
+                    await demo.world.idle();
+                    await new Promise((res) => setTimeout(res, 500));
+                }
+            } else if (Date.now() < deadline) {
+                again = true;
+                await new Promise((res) => setTimeout(res, 100));
+            }
+        }
+        if (again) {
+            continue;
+        }
+        demo.st.bindings = st.bindings;
+        if (process.env.DOCS_EXAMPLES_OUT) {
+            appendFileSync(process.env.DOCS_EXAMPLES_OUT, printed(cmd, r.stdout));
+        }
+        const diag = { command, stdout: r.stdout, stderr: r.stderr };
+        t.same(problems, [], `${where}: runs and answers the status shown`, diag);
+        if (update && body.length > 0 && cmd.shown.status === undefined) {
+            rewrites.push({ lines: cmd.outputLines, text: recorded(cmd, r.stdout, st) });
+            t.comment(`${where}: shown output rewritten (${body[0]})`);
+        } else {
+            t.same(body, [], `${where}: answers what is shown`, diag);
+        }
+        return;
+    }
+}
+
+/** Writes the recorded outputs into docs/index.md, from the bottom up. */
+function applyRewrites(rewrites: Rewrite[]): void {
+    if (rewrites.length === 0) {
+        return;
+    }
+    const lines = readFileSync(DOC, 'utf8').split('\n');
+    for (const w of [...rewrites].sort((a, b) => b.lines[0] - a.lines[0])) {
+        const [from, to] = w.lines;
+        lines.splice(from - 1, to - from, ...w.text.split('\n'));
+    }
+    writeFileSync(DOC, lines.join('\n'));
+}
+
 t.test('docs/index.md curl examples', async (t) => {
     const examples = parseExamples(readFileSync(DOC, 'utf8'));
     t.ok(examples.length >= 40, `the document has its examples (${examples.length})`);
@@ -216,16 +385,35 @@ t.test('docs/index.md curl examples', async (t) => {
         }
         let n = 0;
         let ran = 0;
+        // The demo world of the current `#` section, started at its first demo block.
+        const demo: { run: DemoRun | null } = { run: null };
+        t.teardown(() => demo.run?.world.close());
+        const rewrites: Rewrite[] = [];
         for (const ex of examples) {
             if (ex.skip !== undefined) {
                 t.comment(`docs/index.md:${ex.line} (${ex.heading}): skipped: ${ex.skip}`);
                 continue;
             }
+            if (ex.demo && process.env.DOCS_EXAMPLES_URL) {
+                t.comment(`docs/index.md:${ex.line} (${ex.heading}): left out: runs in the demo world, and DOCS_EXAMPLES_URL is set`);
+                continue;
+            }
+            if (ex.demo && demo.run?.section !== ex.section) {
+                await demo.run?.world.close();
+                demo.run = null;
+                const world = await startDemoWorld({ port: 0, taskDurationMs: DEMO_TASK_MS, log: testLog() });
+                demo.run = { world, section: ex.section, st: { fixed: demoFixedUuids(), bindings: new Map() } };
+            }
             for (const cmd of ex.commands) {
-                await runCommand(t, url, ex, cmd, dir, n++);
+                if (ex.demo && demo.run) {
+                    await runDemoCommand(t, demo.run, ex, cmd, dir, n++, rewrites);
+                } else {
+                    await runCommand(t, url, ex, cmd, dir, n++);
+                }
                 ran++;
             }
         }
+        applyRewrites(rewrites);
         t.ok(ran >= 40, `ran the examples (${ran} commands)`);
     });
 });

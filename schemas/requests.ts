@@ -187,6 +187,8 @@ export const CreateRollout = {
         dry_run: flag,
         // Upgrade agents found newer than their target too (they are skipped otherwise).
         allow_downgrade: flag,
+        // Also install the planned agents a targeted server lacks.
+        install_missing: flag,
     },
 } as const;
 

@@ -41,8 +41,16 @@ export type StartRollout = RequestOf<'CreateRollout'>;
  * The agent whose upgrade restarts cn-agent's task runner: on each server
  * it goes last, so the other agents are installed by the cn-agent known to
  * work there, and nothing queues behind a task runner that is restarting.
+ * A plan never installs it: it runs every install task, so a server
+ * without it cannot take one (CN setup installs it).
  */
 export const SELF_UPDATING = 'cn-agent';
+
+/**
+ * Agents every other agent's install uses: on a server they go first, in
+ * this order (a server's items run one at a time, so never beside another).
+ */
+export const FOUNDATION_AGENTS: readonly string[] = ['config-agent', 'agents_core'];
 
 /** Check a rollout request: its schema, then that exactly one form is given (409 naming what is wrong). */
 export function rolloutInput(params: Record<string, unknown>): StartRollout {
@@ -68,6 +76,9 @@ export function rolloutInput(params: Record<string, unknown>): StartRollout {
     }
     if (single && params.exclude_services !== undefined) {
         throw invalidArgument('exclude_services goes with services or all_agents');
+    }
+    if (flagValue(params.install_missing) && params.instances !== undefined) {
+        throw invalidArgument('install_missing goes with servers, not instances (an agent to install has no instance yet)');
     }
     if (params.auto_promote_after_ms !== undefined && params.canary === undefined) {
         throw invalidArgument('auto_promote_after_ms goes with canary');
@@ -192,12 +203,92 @@ export async function planServices(deps: PlanDeps, input: StartRollout, reqId: s
     return out.sort((a, b) => agentOrder(a.service_name, b.service_name));
 }
 
-/** Order of agents on one server: cn-agent last, the others by name. */
+/** Order of agents on one server: config-agent and agents_core first, cn-agent last, the others by name. */
 export function agentOrder(a: string, b: string): number {
-    if (a === SELF_UPDATING || b === SELF_UPDATING) {
-        return a === b ? 0 : a === SELF_UPDATING ? 1 : -1;
+    const rank = (n: string): number =>
+        n === SELF_UPDATING ? FOUNDATION_AGENTS.length + 1 : FOUNDATION_AGENTS.includes(n) ? FOUNDATION_AGENTS.indexOf(n) : FOUNDATION_AGENTS.length;
+    return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/** Items grouped server by server (in first-seen order), each server's in agentOrder. */
+function byServerInOrder(items: RolloutItem[]): RolloutItem[] {
+    const groups = new Map<string, RolloutItem[]>();
+    for (const i of items) {
+        const g = groups.get(i.server_uuid);
+        if (g) g.push(i);
+        else groups.set(i.server_uuid, [i]);
     }
-    return a < b ? -1 : a > b ? 1 : 0;
+    return [...groups.values()].flatMap((g) => g.sort((a, b) => agentOrder(a.service_name, b.service_name)));
+}
+
+/**
+ * install_missing: for each targeted server (the given ones, else every
+ * server CNAPI knows) that is set up, running and has cn-agent, one item per
+ * planned agent SAPI records no instance of there: adopt it when CNAPI's
+ * server.agents lists it (recorded, not reinstalled), else install it.
+ * Servers that cannot take installs are listed with the reason instead.
+ */
+async function planInstalls(
+    deps: PlanDeps,
+    services: PlanService[],
+    input: StartRollout,
+    planned: RolloutItem[],
+    reqId: string,
+): Promise<{ items: RolloutItem[]; skipped: { server_uuid: string; reason: string }[] }> {
+    if (!deps.cnapi) {
+        throw invalidArgument('install_missing needs CNAPI (config key "cnapi.url") to know what each server has');
+    }
+    const found = await deps.cnapi.listServers({ ...(input.servers ? { uuids: input.servers } : {}), extras: ['agents'], reqId });
+    const byUuid = new Map(found.map((s) => [s.uuid, s]));
+    const has = new Set(planned.map((i) => `${i.server_uuid}/${i.service_uuid}`));
+    const items: RolloutItem[] = [];
+    const skipped: { server_uuid: string; reason: string }[] = [];
+    for (const uuid of input.servers ?? found.map((s) => s.uuid)) {
+        const server = byUuid.get(uuid);
+        if (!server) {
+            skipped.push({ server_uuid: uuid, reason: 'not found in CNAPI' });
+            continue;
+        }
+        if (server.setup !== true) {
+            skipped.push({ server_uuid: uuid, reason: 'not set up' });
+            continue;
+        }
+        if (server.status !== 'running') {
+            skipped.push({ server_uuid: uuid, reason: `not running (status: ${String(server.status)})` });
+            continue;
+        }
+        const agents = server.agents ?? [];
+        if (!agents.some((a) => a.name === SELF_UPDATING)) {
+            skipped.push({ server_uuid: uuid, reason: `${SELF_UPDATING} is not installed there (CN setup installs it; a plan never does)` });
+            continue;
+        }
+        for (const svc of services) {
+            if (has.has(`${uuid}/${svc.service_uuid}`)) {
+                continue;
+            }
+            const base = {
+                server_uuid: uuid,
+                service_uuid: svc.service_uuid,
+                service_name: svc.service_name,
+                phase: 'main' as const,
+                state: 'pending' as const,
+                attempts: 0,
+            };
+            const entry = agents.find((a) => a.name === svc.service_name);
+            if (entry) {
+                items.push({
+                    ...base,
+                    action: 'adopt',
+                    instance_uuid: entry.uuid ?? randomUUID(),
+                    to_image: entry.image_uuid ?? svc.image_uuid,
+                    ...(entry.image_uuid ? { from_image: entry.image_uuid } : {}),
+                });
+            } else if (svc.service_name !== SELF_UPDATING) {
+                items.push({ ...base, action: 'install', instance_uuid: randomUUID(), to_image: svc.image_uuid });
+            }
+        }
+    }
+    return { items, skipped };
 }
 
 /** One pending item per (server, planned agent instance), server by server, each server's agents in agentOrder. */
@@ -321,6 +412,10 @@ export async function settleItems(deps: PlanDeps, r: Rollout, items: RolloutItem
         const toVersion = await versionOf(item.to_image);
         if (fromVersion) item.from_version = fromVersion;
         if (toVersion) item.to_version = toVersion;
+        if (item.action !== undefined && item.action !== 'upgrade') {
+            // Installs, adoptions and uninstalls are not compared with a target.
+            continue;
+        }
         if (entry?.image_uuid !== item.to_image) {
             const cmp = compareVersions(fromVersion, toVersion);
             if (cmp !== null && cmp > 0 && !opts.allowDowngrade && !opts.resumed) {
@@ -398,8 +493,20 @@ export async function planRollout(deps: PlanDeps, input: StartRollout, reqId: st
         warnings: [],
         items: await planItems(deps, services, input),
     };
+    if (flagValue(input.install_missing)) {
+        const { items, skipped } = await planInstalls(deps, services, input, rollout.items, reqId);
+        rollout.install_missing = true;
+        rollout.items = byServerInOrder([...rollout.items, ...items]);
+        if (skipped.length > 0) {
+            rollout.skipped_servers = skipped;
+        }
+    }
     const names = services.map((s) => s.service_name).join(', ');
     if (rollout.items.length === 0) {
+        if (rollout.skipped_servers) {
+            const why = rollout.skipped_servers.map((s) => `${s.server_uuid}: ${s.reason}`).join('; ');
+            throw invalidArgument(`nothing to roll out: no server can take ${names} (${why})`);
+        }
         const where = input.servers ? ` on server(s) ${input.servers.join(', ')}` : '';
         const which = input.instances ? ` among instance(s) ${input.instances.join(', ')}` : '';
         throw invalidArgument(`nothing to roll out: no instance of ${names}${where}${which} is recorded in SAPI`);

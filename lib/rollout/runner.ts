@@ -21,7 +21,7 @@ import type { CnapiClient } from '../clients/cnapi.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import { hasCode, invalidArgument, noDeployer, noSuch, operationInProgress } from '../errors.js';
 import type { Ctx, ReqInfo } from '../model/context.js';
-import { upgradeInstance } from '../model/instances.js';
+import { createInstance, deleteInstance, upgradeInstance } from '../model/instances.js';
 import { flagValue } from '../model/validate.js';
 import type { LeaseHandle, Leases } from '../model/leases.js';
 import { find } from '../model/objects.js';
@@ -711,17 +711,25 @@ export class RolloutManager {
     private async beginRevert(r: Rollout, reqId: string): Promise<void> {
         const now = new Date().toISOString();
         cancelPending(r);
+        // Upgrades go back to their previous image; installs are uninstalled
+        // (adoptions installed nothing and are left as they are).
         const back: RolloutItem[] = r.items
-            .filter((i) => i.phase !== 'revert' && i.state === 'succeeded' && i.from_image !== undefined && i.from_image !== i.to_image)
+            .filter(
+                (i) =>
+                    i.phase !== 'revert' &&
+                    i.state === 'succeeded' &&
+                    (i.action === 'install' || ((i.action ?? 'upgrade') === 'upgrade' && i.from_image !== undefined && i.from_image !== i.to_image)),
+            )
             .map((i) => ({
                 instance_uuid: i.instance_uuid,
                 server_uuid: i.server_uuid,
                 service_uuid: i.service_uuid,
                 service_name: i.service_name,
-                from_image: i.to_image,
-                to_image: i.from_image as string,
-                phase: 'revert',
-                state: 'pending',
+                ...(i.action === 'install'
+                    ? { action: 'uninstall' as const, to_image: i.to_image }
+                    : { from_image: i.to_image, to_image: i.from_image as string }),
+                phase: 'revert' as const,
+                state: 'pending' as const,
                 attempts: 0,
             }));
         r.state = 'reverting';
@@ -731,12 +739,12 @@ export class RolloutManager {
         delete r.auto_promote_at;
         delete r.finished_at;
         this.clearAutoPromote(r.uuid);
-        r.warnings.push(`${now}: reverting ${back.length} upgraded item(s) to their previous image`);
+        r.warnings.push(`${now}: reverting ${back.length} item(s): upgrades back to their previous image, installs uninstalled`);
         this.log.warn({ rollout: r.uuid, n: back.length }, 'reverting a rollout');
         const deps = this.planDeps();
         // Each previous image is checked once (it may have been removed from IMGAPI since).
         const images = new Map<string, RolloutItem>();
-        for (const item of back) images.set(`${item.service_uuid}/${item.to_image}`, item);
+        for (const item of back) if (item.action !== 'uninstall') images.set(`${item.service_uuid}/${item.to_image}`, item);
         for (const item of images.values()) {
             let err: string | undefined;
             try {
@@ -747,7 +755,7 @@ export class RolloutManager {
             }
             if (err !== undefined) {
                 for (const i of back) {
-                    if (i.service_uuid === item.service_uuid && i.to_image === item.to_image) {
+                    if (i.action !== 'uninstall' && i.service_uuid === item.service_uuid && i.to_image === item.to_image) {
                         i.state = 'failed';
                         i.error = err;
                         i.finished_at = now;
@@ -801,8 +809,7 @@ export class RolloutManager {
         try {
             for (;;) {
                 try {
-                    const opts = { imageChecked: true, serverChecked: !entry.resumed, signal: timeout.signal };
-                    await untilAborted(upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: item.to_image }, opts), timeout.signal);
+                    await untilAborted(this.act(item, info, entry.resumed, timeout.signal), timeout.signal);
                     break;
                 } catch (err) {
                     if (timeout.signal.aborted) {
@@ -834,6 +841,29 @@ export class RolloutManager {
         recount(r);
         void this.persist(r);
         this.emit(r);
+    }
+
+    /** What an item does, through the model as the API would (the agent deployer). */
+    private async act(item: RolloutItem, info: ReqInfo, resumed: boolean, signal: AbortSignal): Promise<void> {
+        const action = item.action ?? 'upgrade';
+        if (action === 'upgrade') {
+            const opts = { imageChecked: true, serverChecked: !resumed, signal };
+            await upgradeInstance(this.ctx, info, item.instance_uuid, { image_uuid: item.to_image }, opts);
+        } else if (action === 'install' || action === 'adopt') {
+            // An install records the instance as the agent reports itself (its
+            // uuid may be the agent's own: the item follows it, so a revert
+            // uninstalls the right one); an adoption records what
+            // server.agents shows, with no task.
+            const made = await createInstance(this.ctx, info, {
+                service_uuid: item.service_uuid,
+                uuid: item.instance_uuid,
+                ...(action === 'adopt' ? { exists: true } : {}),
+                params: { server_uuid: item.server_uuid, image_uuid: item.to_image },
+            });
+            item.instance_uuid = made.instance.uuid;
+        } else {
+            await deleteInstance(this.ctx, info, item.instance_uuid);
+        }
     }
 
     /**

@@ -23,9 +23,18 @@ export const ACTIVE_STATES: readonly RolloutState[] = ['running', 'reverting'];
 /** States a rollout never leaves. */
 export const FINAL_STATES: readonly RolloutState[] = ['succeeded', 'failed', 'canceled', 'reverted'];
 
+/**
+ * What an item does: upgrade an agent SAPI records; install one its server
+ * lacks; adopt (record) one its server has but SAPI does not record; or,
+ * reverting an install, uninstall it. Absent: upgrade.
+ */
+export type ItemAction = 'upgrade' | 'install' | 'adopt' | 'uninstall';
+
 export interface RolloutItem {
     [key: string]: unknown;
+    /** The instance (for an install: the uuid it will be recorded under). */
     instance_uuid: string;
+    action?: ItemAction;
     server_uuid: string;
     service_uuid: string;
     service_name: string;
@@ -107,6 +116,10 @@ export interface Rollout {
     max_failures?: number | string;
     /** Agents newer than their target are upgraded (downgraded) too, not skipped. */
     allow_downgrade?: boolean;
+    /** Agents a targeted server lacks are installed (or adopted when it has them unrecorded). */
+    install_missing?: boolean;
+    /** Servers an install_missing plan leaves alone, and why (not set up, not running, no cn-agent). */
+    skipped_servers?: { server_uuid: string; reason: string }[];
     /** Failed items when last resumed: max_failures counts the failures after it. */
     failures_baseline?: number;
     state: RolloutState;

@@ -539,11 +539,14 @@ export async function planRollout(deps: PlanDeps, input: StartRollout, reqId: st
 
 export function previewOf(r: Rollout): RolloutPreview {
     const { uuid: _uuid, state: _state, ...rest } = r;
-    const toRun = r.items.filter((i) => i.state === 'pending').length;
+    const pending = r.items.filter((i) => i.state === 'pending');
+    const byAction = new Map<string, number>();
+    for (const i of pending) byAction.set(i.action ?? 'upgrade', (byAction.get(i.action ?? 'upgrade') ?? 0) + 1);
+    const what = [...byAction].map(([a, n]) => `${n} ${a}${n === 1 ? '' : 's'}`).join(', ');
     const summary =
-        toRun > 0
-            ? `${toRun} of ${r.items.length} item(s) on ${r.totals.servers} server(s) would be upgraded`
-            : `nothing would be upgraded: ${nothingReason(r)}`;
+        pending.length > 0
+            ? `${pending.length} of ${r.items.length} item(s) on ${r.totals.servers} server(s) would run: ${what}`
+            : `nothing would run: ${nothingReason(r)}`;
     return { ...rest, dry_run: true, state: 'planned', summary, servers: serverView(r.items) };
 }
 

@@ -96,7 +96,7 @@ t.test('a dry run answers the plan, starts nothing, and the run does what it sai
     t.equal(plan.body.dry_run, true);
     t.equal(plan.body.state, 'planned');
     t.equal(plan.body.uuid, undefined, 'a plan has no uuid: it is not stored');
-    t.match(plan.body.summary, /1 of 3 item\(s\) on 3 server\(s\) would be upgraded/);
+    t.equal(plan.body.summary, '1 of 3 item(s) on 3 server(s) would run: 1 upgrade');
     const byServer = new Map<string, Body>(plan.body.servers.map((s: Body) => [s.server_uuid, s.items[0]]));
     t.match(byServer.get(servers[0] as string), { state: 'pending', from_version: '1.0.0', to_version: '1.1.0', to_image: target });
     t.match(byServer.get(servers[1] as string), { state: 'failed', reason: 'server not ready', error: /is not running/ });

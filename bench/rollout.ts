@@ -3,7 +3,10 @@
 //   ideal 1000 / 20 × 0.1 s = 5 s;
 // - a plan of 4 agent services on the same 1,000 servers (each server's
 //   agents one after another), concurrency 20 servers: ideal
-//   4 × 1000 × 0.1 s / 20 = 20 s.
+//   4 × 1000 × 0.1 s / 20 = 20 s;
+// - setting up 100 new servers (cn-agent only) with a plan that installs
+//   8 agent services (install_missing), concurrency 20 servers: ideal
+//   8 × 100 × 0.1 s / 20 = 4 s.
 
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,13 +23,25 @@ import { fmt, request, startServer, writeConfig } from './lib.js';
 
 const PLAN_AGENTS = ['amon-agent', 'config-agent', 'net-agent', 'vm-agent'];
 
+/** The agents a new server gets in the setup bench (besides cn-agent, which CN setup installs). */
+const SETUP_AGENTS = ['config-agent', 'agents_core', 'amon-agent', 'amon-relay', 'cmon-agent', 'firewaller', 'net-agent', 'vm-agent'];
+
 export async function benchRollout(servers = 1000, taskMs = 100, concurrency = 20, pollMs = 10): Promise<void> {
     await runOne(['vm-agent'], servers, taskMs, concurrency, pollMs);
     console.log(`== rollout plan: ${PLAN_AGENTS.length} agent services × ${servers} servers, fake task ${taskMs} ms, concurrency ${concurrency} servers`);
     await runOne(PLAN_AGENTS, servers, taskMs, concurrency, pollMs);
 }
 
-async function runOne(agents: string[], servers: number, taskMs: number, concurrency: number, pollMs: number): Promise<void> {
+/**
+ * Setting up new servers: a plan with install_missing installs 8 agents on
+ * servers that have only cn-agent (each server's installs one after
+ * another): ideal 8 × servers × task / concurrency.
+ */
+export async function benchSetupAgents(servers = 100, taskMs = 100, concurrency = 20, pollMs = 10): Promise<void> {
+    await runOne(SETUP_AGENTS, servers, taskMs, concurrency, pollMs, true);
+}
+
+async function runOne(agents: string[], servers: number, taskMs: number, concurrency: number, pollMs: number, install = false): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'sapi-bench-rollout-'));
     const imgapi = await startFakeImgapi();
     const cnapi = await startFakeCnapi({ taskDurationMs: taskMs, imgapi: { url: imgapi.url }, adoptDuringInstall: true });
@@ -48,6 +63,9 @@ async function runOne(agents: string[], servers: number, taskMs: number, concurr
         const list: CnapiAgent[] = [{ name: 'cn-agent', version: '2.13.0', image_uuid: randomUUID(), uuid: randomUUID() }];
         const server = randomUUID();
         for (const s of svcs) {
+            if (install) {
+                continue; // a new server: cn-agent only, nothing in SAPI
+            }
             const uuid = randomUUID();
             list.push({ name: s.name, version: '1.0.0', image_uuid: s.from, uuid });
             ops.push({
@@ -58,7 +76,9 @@ async function runOne(agents: string[], servers: number, taskMs: number, concurr
         }
         cnapi.addServer({ uuid: server, agents: list });
     }
-    await store.batch(ops);
+    if (ops.length > 0) {
+        await store.batch(ops);
+    }
     await store.close();
     // SAPI in its own process (its own core), the fake CNAPI/IMGAPI here.
     const port = 21000 + Math.floor(Math.random() * 1000);
@@ -73,9 +93,11 @@ async function runOne(agents: string[], servers: number, taskMs: number, concurr
     const url = srv.url;
     cnapi.sapiUrl = url;
     const single = svcs.length === 1 ? svcs[0] : undefined;
-    const body = single
-        ? { service_uuid: single.uuid, image_uuid: single.to, concurrency }
-        : { services: svcs.map((s) => ({ service_uuid: s.uuid, image_uuid: s.to })), concurrency };
+    const body = install
+        ? { services: svcs.map((s) => ({ service_uuid: s.uuid, image_uuid: s.to })), install_missing: true, concurrency }
+        : single
+          ? { service_uuid: single.uuid, image_uuid: single.to, concurrency }
+          : { services: svcs.map((s) => ({ service_uuid: s.uuid, image_uuid: s.to })), concurrency };
     try {
         const t0 = Date.now();
         const started = await request(url, 'POST', '/rollouts', body, { 'accept-version': '~2' });
@@ -98,7 +120,11 @@ async function runOne(agents: string[], servers: number, taskMs: number, concurr
             .filter((task) => task.status === 'complete' && task.history?.[0])
             .map((task) => Date.parse(String(task.history?.[0]?.timestamp)) - Date.parse(task.timestamp));
         const taskAvg = durations.reduce((a, b) => a + b, 0) / Math.max(durations.length, 1);
-        const what = single ? `rollout ${servers} servers` : `rollout plan ${svcs.length} agents × ${servers} servers`;
+        const what = install
+            ? `setup plan installing ${svcs.length} agents × ${servers} servers`
+            : single
+              ? `rollout ${servers} servers`
+              : `rollout plan ${svcs.length} agents × ${servers} servers`;
         console.log(
             `${what}, task ${taskMs} ms, concurrency ${concurrency} (poll ${pollMs} ms): elapsed ${fmt(wall, 2)} s, ideal ${fmt(ideal, 2)} s, ratio ${fmt(wall / ideal, 2)}x (target ≤ 1.2x)` +
                 `; ${got.counts.succeeded ?? 0} succeeded, ${got.counts.failed ?? 0} failed, average item ${got.average_ms ?? 0} ms`,

@@ -1,5 +1,5 @@
 // npm run bench: every benchmark, figures and ratios side by side.
-// BENCH=start,create,core,moray,list,rollout,backfill selects; BENCH_SECONDS
+// BENCH=start,create,core,moray,list,rollout,setup,backfill selects; BENCH_SECONDS
 // sets the load duration of the GetConfig runs; BENCH_CREATE_SIZES (default
 // 10000,50000,200000) and BENCH_CREATE_RUNS (default 2) the create runs.
 //
@@ -19,10 +19,10 @@ import { benchCreate } from './create.js';
 import { benchCore } from './getconfig.js';
 import { benchGetConfigMoray } from './getconfig-moray.js';
 import { benchListInstances } from './list-instances.js';
-import { benchRollout } from './rollout.js';
+import { benchRollout, benchSetupAgents } from './rollout.js';
 import { fmt } from './lib.js';
 
-const only = (process.env.BENCH ?? 'start,create,core,moray,list,rollout,backfill').split(',');
+const only = (process.env.BENCH ?? 'start,create,core,moray,list,rollout,setup,backfill').split(',');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const notes: string[] = [];
 
@@ -69,6 +69,10 @@ if (only.includes('list')) {
 if (only.includes('rollout')) {
     console.log('== rollout: 1,000 servers, fake task 100 ms, concurrency 20');
     await benchRollout();
+}
+if (only.includes('setup')) {
+    console.log('== setup: install_missing plan, 8 agents on 100 new servers (cn-agent only), fake task 100 ms, concurrency 20');
+    await benchSetupAgents(Number(process.env.BENCH_SETUP_SERVERS ?? 100));
 }
 if (only.includes('backfill')) {
     console.log('== backfill: SAPI 2.1.2 instances on Moray get their index copies (fake Moray)');

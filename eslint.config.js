@@ -1,7 +1,43 @@
 // eslint 10 + typescript-eslint, type-aware: the promise rules matter most
-// in a server full of async handlers.
+// in a server full of async handlers. Also the layers of lib/ (below).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+/**
+ * The folders of lib/, lowest first. A folder imports only from folders
+ * below it (and from lib/'s own base files: errors, config, poll, …);
+ * lib/metrics.ts, lib/server.ts and lib/app.ts stand on top of them all.
+ * A store backend (stor/moray, stor/sqlite) is known only to the store
+ * setup (stor/index.ts) and the composition root (app.ts).
+ * docs/architecture.md draws the same order.
+ */
+export const LAYERS = ['stor', 'leases', 'model', 'clients', 'deploy', 'rollout', 'endpoints', 'cli'];
+const TOP = ['app', 'server', 'metrics'];
+/** Folders beside each other that do not import each other (neither is below the other). */
+const APART = { clients: ['model', 'leases', 'stor'], endpoints: ['cli'], cli: ['endpoints'] };
+
+export function layerRules() {
+    return LAYERS.map((folder, i) => {
+        const above = [...LAYERS.slice(i + 1), ...(APART[folder] ?? [])];
+        const patterns = [
+            {
+                regex: `^(\\.\\./)+(${above.join('|')})/`,
+                message: `lib/${folder} is below ${above.map((f) => `lib/${f}`).join(', ')}: it must not import them (see docs/architecture.md)`,
+            },
+            {
+                regex: `^(\\.\\./)+(${TOP.join('|')})\\.js$`,
+                message: `lib/${folder} must not import lib/${TOP.join('.ts, lib/')}.ts: they stand on top of every folder`,
+            },
+        ];
+        if (folder !== 'stor') {
+            patterns.push({
+                regex: '^(\\.\\./)+stor/(moray|sqlite)/',
+                message: 'a store backend is known only to lib/stor and lib/app.ts: use lib/stor/index.ts or lib/stor/store.ts',
+            });
+        }
+        return { files: [`lib/${folder}/**/*.ts`], rules: { 'no-restricted-imports': ['error', { patterns }] } };
+    });
+}
 
 export default tseslint.config(
     { ignores: ['dist/', 'node_modules/', 'data/', '.tap/', 'eslint.config.js'] },
@@ -30,6 +66,7 @@ export default tseslint.config(
             ],
         },
     },
+    ...layerRules(),
     {
         // tap tracks the promise of every t.test() and teardown itself, and
         // teardown callbacks are passed as plain functions.

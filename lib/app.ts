@@ -17,13 +17,14 @@ import type { Server } from 'restify';
 
 import type { SapiConfig } from './config.js';
 import { createClients, createDeployers, type Clients } from './deploy/index.js';
-import type { Deployer } from './deploy/deployer.js';
+import type { Deployer } from './model/deployer.js';
 import { instrumentDeployer, InstrumentedStore, Metrics } from './metrics.js';
 import { ConfigCache } from './model/config-cache.js';
 import type { Ctx } from './model/context.js';
 import { instanceRecords } from './model/instances.js';
-import { MemoryLeaseBackend, StoreLeases, type Leases } from './model/leases.js';
-import { loadMode } from './model/mode.js';
+import { StoreLeases, type Leases } from './leases/leases.js';
+import { MemoryLeaseBackend } from './stor/lease-backend.js';
+import { loadMode, protoForced } from './model/mode.js';
 import type { InstanceType } from './model/types.js';
 import { RolloutManager } from './rollout/runner.js';
 import { createServer } from './server.js';
@@ -82,7 +83,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
             : null;
     feed?.start();
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
-    const initial = hooks?.mode !== undefined && process.env.TEST_SAPI_PROTO_MODE !== 'true' ? hooks.mode : await loadMode(deps.store, config.mode);
+    const initial = hooks?.mode !== undefined && !protoForced() ? hooks.mode : await loadMode(deps.store, config.mode);
     const mode = { current: initial, transitioning: false };
 
     const clients = deps.clients ?? createClients(config, log, (o) => metrics.downstreamCall(o));
@@ -103,7 +104,7 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     const storeReady: Promise<boolean> = hooks?.resolved
         ? hooks.resolved.then(
               (m) => {
-                  if (process.env.TEST_SAPI_PROTO_MODE !== 'true') {
+                  if (!protoForced()) {
                       mode.current = m;
                   }
                   return true;

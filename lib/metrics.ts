@@ -6,7 +6,7 @@ import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { DownstreamObservation } from './clients/http.js';
-import type { DeployReq, Deployer } from './deploy/deployer.js';
+import type { DeployReq, Deployer } from './model/deployer.js';
 import { notFound } from './errors.js';
 import type { Rollout } from './rollout/types.js';
 import type { BucketName } from './stor/buckets.js';

@@ -21,7 +21,7 @@ import {
 import type { SapiConfig } from '../config.js';
 import type Logger from 'bunyan';
 import type { Dict, Instance, Service } from '../model/types.js';
-import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
+import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../model/deployer.js';
 import { ServerLocks } from './server-locks.js';
 
 export interface AgentDeployerOptions {

@@ -10,10 +10,10 @@ import { ImgapiClient } from '../clients/imgapi.js';
 import { NapiClient } from '../clients/napi.js';
 import { VmapiClient } from '../clients/vmapi.js';
 import type { SapiConfig } from '../config.js';
-import type { Leases } from '../model/leases.js';
+import type { Leases } from '../leases/leases.js';
 import type { InstanceType } from '../model/types.js';
 import { AgentDeployer } from './agent.js';
-import type { Deployer, InstanceRecords } from './deployer.js';
+import type { Deployer, InstanceRecords } from '../model/deployer.js';
 import { ServerLocks } from './server-locks.js';
 import { VmDeployer } from './vm.js';
 

@@ -2,7 +2,7 @@
 // tasks one by one, so a second task would only queue). A second request gets 409
 // OperationInProgress naming the running operation.
 //
-// The lock of a server is the lease `server/<uuid>` (model/leases.ts): kept
+// The lock of a server is the lease `server/<uuid>` (leases/leases.ts): kept
 // in this process's memory on the embedded store, and in Moray when several
 // SAPIs share one, so that no two of them run agent tasks on one server at
 // once. A held lock is renewed until it is given back, however long the
@@ -12,7 +12,8 @@
 import type Logger from 'bunyan';
 
 import { operationInProgress, storeUnavailable } from '../errors.js';
-import { memoryLeases, type LeaseRecord, type Leases } from '../model/leases.js';
+import { memoryLeases, type Leases } from '../leases/leases.js';
+import type { LeaseRecord } from '../stor/lease-backend.js';
 import { StoreUnavailableError } from '../stor/errors.js';
 
 /** Default lease TTL of a ServerLocks built without Leases. */

@@ -10,7 +10,7 @@ import type { VmapiClient, VmapiJob, VmapiVm } from '../clients/vmapi.js';
 import { inContext, invalidArgument, step, teardownHookFailed } from '../errors.js';
 import { isPlainObject } from '../model/attributes.js';
 import type { Dict } from '../model/types.js';
-import type { DeployReq } from './deployer.js';
+import type { DeployReq } from '../model/deployer.js';
 
 /**
  * Why a finished job failed, for messages: the last chain result's error

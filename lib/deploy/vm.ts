@@ -14,7 +14,7 @@ import { copyInto } from '../model/attributes.js';
 import type { SapiConfig } from '../config.js';
 import { buildPayload } from '../model/payload.js';
 import type { Dict, Instance } from '../model/types.js';
-import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
+import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../model/deployer.js';
 import { checkImage, checkNetworks, jobFailureText, liveVm, runTeardownHook, vmParams } from './vm-checks.js';
 
 export interface VmDeployerOptions {

@@ -6,7 +6,7 @@ import type { Server } from 'restify';
 import { invalidArgument, toApiError } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import { setMode } from '../model/mode.js';
-import type { BucketStatus } from '../stor/moray/buckets-init.js';
+import type { BucketStatus } from '../stor/index.js';
 import { mount, paramsOf } from './common.js';
 
 export interface ServiceHooks {

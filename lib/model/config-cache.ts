@@ -62,7 +62,7 @@
 
 import type { BucketName } from '../stor/buckets.js';
 import { ForwardingStore } from '../stor/forwarding.js';
-import type { ChangeSink } from '../stor/moray/feed.js';
+import type { ChangeSink } from '../stor/changes.js';
 import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from '../stor/store.js';
 import { assembleConfig, configEtag, storeReader, type ConfigSources, type SourceReader } from './config-doc.js';
 import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';

@@ -4,7 +4,7 @@
 import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
-import type { Deployer } from '../deploy/deployer.js';
+import type { Deployer } from './deployer.js';
 import type { Store } from '../stor/store.js';
 import type { InstanceType, Mode } from './types.js';
 

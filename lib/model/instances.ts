@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { invalidArgument, missingKeys, missingParameter, noDeployer } from '../errors.js';
-import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from '../deploy/deployer.js';
+import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords } from './deployer.js';
 import { BUCKETS, staleIndexCopies } from '../stor/buckets.js';
 import { jsonLists } from '../stor/forwarding.js';
 import { and, eq, oneOf, type Filter, type Store, type Stored } from '../stor/store.js';

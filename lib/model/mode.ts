@@ -3,22 +3,25 @@
 // proto → full. TEST_SAPI_PROTO_MODE=true forces proto.
 
 import { invalidArgument, missingParameter, toApiError } from '../errors.js';
-import type { Store } from '../stor/store.js';
+import { MODE_META_KEY, type Store } from '../stor/store.js';
 import type { Ctx } from './context.js';
 import type { Mode } from './types.js';
 
-const MODE_KEY = 'mode';
+/** TEST_SAPI_PROTO_MODE=true (SAPI 2.1.2's test switch) forces proto mode, whatever the store says. */
+export function protoForced(env: NodeJS.ProcessEnv = process.env): boolean {
+    return env.TEST_SAPI_PROTO_MODE === 'true';
+}
 
 export async function loadMode(store: Store, configured: Mode | undefined, env = process.env): Promise<Mode> {
-    if (env.TEST_SAPI_PROTO_MODE === 'true') {
+    if (protoForced(env)) {
         return 'proto';
     }
-    const stored = await store.getMeta(MODE_KEY);
+    const stored = await store.getMeta(MODE_META_KEY);
     if (stored === 'proto' || stored === 'full') {
         return stored;
     }
     const initial = configured ?? 'proto';
-    await store.setMeta(MODE_KEY, initial);
+    await store.setMeta(MODE_META_KEY, initial);
     return initial;
 }
 
@@ -42,7 +45,7 @@ export async function setMode(ctx: Ctx, raw: unknown, migrate?: () => Promise<vo
             if (migrate) {
                 await migrate();
             }
-            await ctx.store.setMeta(MODE_KEY, 'full');
+            await ctx.store.setMeta(MODE_META_KEY, 'full');
         } catch (err) {
             // The switch failed: still proto, on the embedded store.
             throw toApiError(err, 'store');

@@ -1,7 +1,7 @@
 // The domain objects, as stored and as returned.
 
 export type InstanceType = 'vm' | 'agent';
-export type Mode = 'proto' | 'full';
+export type { Mode } from '../stor/store.js';
 export type Dict = Record<string, unknown>;
 
 export interface Application {

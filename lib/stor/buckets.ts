@@ -95,7 +95,7 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
 export const ALL_BUCKETS: BucketDef[] = Object.values(BUCKETS);
 
 /**
- * Leases (model/leases.ts), on Moray only: the key is the lease's key
+ * Leases (leases/leases.ts, stor/lease-backend.ts), on Moray only: the key is the lease's key
  * ('server/<uuid>', 'rollout/<uuid>'), the value its record. Not a bucket
  * of objects: never cached locally, copied or migrated.
  */

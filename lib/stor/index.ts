@@ -17,15 +17,16 @@
 import type Logger from 'bunyan';
 
 import type { SapiConfig } from '../config.js';
-import { MemoryLeaseBackend, type LeaseBackend } from '../model/leases.js';
-import type { Mode } from '../model/types.js';
+import { MemoryLeaseBackend, type LeaseBackend } from './lease-backend.js';
 import { ALL_BUCKETS } from './buckets.js';
 import { CACHE_FILLED_KEY, CachedStore } from './cached.js';
 import { copyBucket } from './copy.js';
 import type { BucketStatus } from './moray/buckets-init.js';
+
+export type { BucketStatus };
 import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
-import type { Store } from './store.js';
+import { MODE_META_KEY, type Mode, type Store } from './store.js';
 import { SwitchingStore } from './switching.js';
 
 export interface StoreSetup {
@@ -60,7 +61,6 @@ const CACHE_REFRESH_MS = 60 * 60 * 1000;
 /** How long a start in proto mode waits for Moray before going on without it. */
 const PROTO_MORAY_WAIT_MS = 2000;
 const MIGRATION_KEY = 'migration.done';
-const MODE_KEY = 'mode';
 
 export interface CreateStoreOptions {
     /** How long start-up waits for Moray to answer (default 10 s, as 2.1.2). */
@@ -133,7 +133,7 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         put: (record, etag) => (store.inner === local ? memoryLeases : morayLeases).put(record, etag),
         del: (key, etag) => (store.inner === local ? memoryLeases : morayLeases).del(key, etag),
     };
-    const localMode = await local.getMeta(MODE_KEY);
+    const localMode = await local.getMeta(MODE_META_KEY);
     const cacheFilled = (await local.getMeta(CACHE_FILLED_KEY)) !== null;
 
     /** Serve in full mode from Moray (and record the mode in both stores). */
@@ -141,18 +141,18 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         const setUp = moray.init();
         if (morayAnswered) {
             await setUp.catch((err: unknown) => log.warn({ err }, 'moray buckets not set up yet: setup goes on in the background'));
-            await moray.setMeta(MODE_KEY, 'full').catch((err: unknown) => log.warn({ err }, 'could not record full mode in moray yet'));
+            await moray.setMeta(MODE_META_KEY, 'full').catch((err: unknown) => log.warn({ err }, 'could not record full mode in moray yet'));
         } else {
             setUp.catch(() => undefined);
         }
-        await local.setMeta(MODE_KEY, 'full');
+        await local.setMeta(MODE_META_KEY, 'full');
         store.switchTo(await full());
         startRefresh();
         log.info({ master: masterHost ?? null, cacheFilled }, 'full mode on moray, with the embedded store as local cache');
         return 'full';
     };
     const goProto = async (): Promise<Mode> => {
-        await local.setMeta(MODE_KEY, 'proto');
+        await local.setMeta(MODE_META_KEY, 'proto');
         store.switchTo(local);
         log.info({ path: config.store.path }, 'proto mode on the embedded store; moray is used after SetMode full');
         return 'proto';
@@ -190,10 +190,10 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         migrateToFull: async () => {
             await moray.init();
             // Until the copy is complete, Moray says proto (its objects are not yet the truth).
-            await moray.setMeta(MODE_KEY, 'proto');
+            await moray.setMeta(MODE_META_KEY, 'proto');
             await migrate(local, moray, log);
-            await moray.setMeta(MODE_KEY, 'full');
-            await local.setMeta(MODE_KEY, 'full');
+            await moray.setMeta(MODE_META_KEY, 'full');
+            await local.setMeta(MODE_META_KEY, 'full');
             store.switchTo(await full());
             startRefresh();
         },

@@ -8,6 +8,15 @@ import type { BucketName } from './buckets.js';
 
 export type JsonObject = { [key: string]: unknown };
 
+/**
+ * SAPI's mode: proto records only, full deploys. It is kept in the store,
+ * and on Moray the store setup decides it (stor/index.ts).
+ */
+export type Mode = 'proto' | 'full';
+
+/** The meta key (getMeta/setMeta) the mode is kept under, in every backend. */
+export const MODE_META_KEY = 'mode';
+
 /** A stored object and the opaque version tag of that exact value. */
 export interface Stored<T extends JsonObject = JsonObject> {
     value: T;

@@ -66,7 +66,7 @@ t.test('a known path with a wrong method is 405 MethodNotAllowedError with an Al
     isError(t, await h.call('DELETE', '/mode'), 405, 'MethodNotAllowedError', 'DELETE is not allowed');
 });
 
-t.test('D4: a path id that is not a uuid is 404 no such <kind>: <raw>', async (t) => {
+t.test('a path id that is not a uuid is 404 no such <kind>: <raw>', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const routes: [string, string, string][] = [
@@ -94,7 +94,7 @@ t.test('D4: a path id that is not a uuid is 404 no such <kind>: <raw>', async (t
     }
 });
 
-t.test('D4: ..%2F traversal in a path id never reaches another bucket', async (t) => {
+t.test('..%2F traversal in a path id never reaches another bucket', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
@@ -122,7 +122,7 @@ t.test('D4: ..%2F traversal in a path id never reaches another bucket', async (t
     t.equal((await h.call('GET', `/instances/${inst.uuid}`)).status, 200, 'the instance is still there');
 });
 
-t.test('D5: a sweep of wrong JSON types over every write route — always 4xx, never 5xx', async (t) => {
+t.test('a sweep of wrong JSON types over every write route: always 4xx, never 5xx', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
@@ -176,7 +176,7 @@ t.test('D5: a sweep of wrong JSON types over every write route — always 4xx, n
     t.equal((await h.call('POST', '/loglevel', { body: { level: 'fatal' } })).status, 200);
 });
 
-t.test('D6: an unexpected failure inside a handler is a 500 InternalError answer, not a crash', async (t) => {
+t.test('an unexpected failure inside a handler is a 500 InternalError answer, not a crash', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'sapi-test-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const real = new SqliteStore({ path: join(dir, 'sapi.sqlite') });

@@ -54,7 +54,7 @@ t.test('metadata failing metadata_schema is 409 SchemaValidationError in jsprim 
     t.equal(ok.status, 200, 'valid metadata is accepted');
 });
 
-t.test('D4: uuid fields that are not UUIDs are 409 "<field> must be a UUID"', async (t) => {
+t.test('uuid fields that are not UUIDs are 409 "<field> must be a UUID"', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     isError(t, await h.call('POST', '/applications', { body: { name: 'sdc', owner_uuid: 'not-a-uuid' } }), 409, 'InvalidArgument', 'owner_uuid must be a UUID');
@@ -68,7 +68,7 @@ t.test('D4: uuid fields that are not UUIDs are 409 "<field> must be a UUID"', as
     t.strictSame(await applications(h), [], 'nothing was written');
 });
 
-t.test('D5: wrong JSON types are 409 InvalidArgument "<field> must be <type>", never a crash', async (t) => {
+t.test('wrong JSON types are 409 InvalidArgument "<field> must be <type>", never a crash', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const cases: [Record<string, unknown>, string | RegExp][] = [
@@ -92,7 +92,7 @@ t.test('D5: wrong JSON types are 409 InvalidArgument "<field> must be <type>", n
     t.equal((await h.call('GET', '/ping')).status, 200, 'the server is still up');
 });
 
-t.test('D5: master accepts "true"/"false" strings; "false" is false', async (t) => {
+t.test('master accepts "true"/"false" strings; "false" is false', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const yes = await h.call('POST', '/applications', { body: { name: 'a', owner_uuid: OWNER, master: 'true' } });
@@ -106,7 +106,7 @@ t.test('D5: master accepts "true"/"false" strings; "false" is false', async (t) 
     t.notOk('master' in q.body, 'a query-string "false" is false too');
 });
 
-t.test('D10: a duplicate uuid is 409 "application already exists", the first one is untouched', async (t) => {
+t.test('a duplicate uuid is 409 "application already exists", the first one is untouched', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const uuid = randomUUID();

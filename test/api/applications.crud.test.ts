@@ -92,7 +92,7 @@ t.test('DeleteApplication answers 204 with no body; the application is gone', as
     t.strictSame((await h.call('GET', '/applications')).body, []);
 });
 
-t.test('D3: deleting a missing application is 404 with a ResourceNotFound body', async (t) => {
+t.test('deleting a missing application is 404 with a ResourceNotFound body', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const uuid = randomUUID();

@@ -134,7 +134,7 @@ t.test('an agent without params.server_uuid: recorded unplaced when record-only,
     t.equal(v1full.status, 200, 'full mode, v1 (an agent registering itself): recorded');
 });
 
-t.test('D10 still holds for uuids that are not an agent instance of the same service', async (t) => {
+t.test('a duplicate uuid is still refused when it is not an agent instance of the same service', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
@@ -152,7 +152,7 @@ t.test('D10 still holds for uuids that are not an agent instance of the same ser
     t.strictSame((await h.call('GET', `/instances/${vm.uuid}`)).body, vm, 'the vm instance is untouched');
 });
 
-t.test('D6: upgrading an agent instance never crashes: 200 with the instance unchanged (v1 and v2)', async (t) => {
+t.test('upgrading an agent instance never crashes: 200 with the instance unchanged (v1 and v2)', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);

@@ -117,7 +117,7 @@ t.test('create errors come in order: missing keys, manifests, service; nothing i
     t.strictSame((await h.call('GET', '/instances', { version: '~2' })).body, [], 'nothing was written');
 });
 
-t.test('D10: a second vm instance with an existing uuid is 409 and the first is untouched', async (t) => {
+t.test('a second vm instance with an existing uuid is 409 and the first is untouched', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);

@@ -44,7 +44,7 @@ t.test('a missing level changes nothing (200)', async (t) => {
     t.strictSame((await h.call('GET', '/loglevel')).body, before);
 });
 
-t.test('D11: an unknown level is 409 InvalidArgument "invalid level: <level>"; the level and the server are unchanged', async (t) => {
+t.test('an unknown level is 409 InvalidArgument "invalid level: <level>"; the level and the server are unchanged', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const before = (await h.call('GET', '/loglevel')).body;

@@ -19,7 +19,7 @@ t.test('a minimal manifest gets version "1.0.0" and nothing else', async (t) => 
     t.strictSame((await h.call('GET', `/manifests/${r.body.uuid}`)).body, r.body);
 });
 
-t.test('every accepted field is stored, post_cmd_linux included (D13); a JSON template is kept verbatim', async (t) => {
+t.test('every accepted field is stored, post_cmd_linux included; a JSON template is kept verbatim', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const uuid = randomUUID();
@@ -68,7 +68,7 @@ t.test('ListManifests lists all in creation order; names are not unique', async 
     t.strictSame(r.body, [a, b]);
 });
 
-t.test('GetManifest / DeleteManifest: 404 no such manifest with a body (D3); delete answers 204', async (t) => {
+t.test('GetManifest / DeleteManifest: 404 no such manifest with a body; delete answers 204', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const missing = randomUUID();
@@ -81,7 +81,7 @@ t.test('GetManifest / DeleteManifest: 404 no such manifest with a body (D3); del
     t.equal((await h.call('GET', `/manifests/${m.uuid}`)).status, 404);
 });
 
-t.test('D7: a manifest in use by an application, service or instance is not deleted', async (t) => {
+t.test('a manifest in use by an application, service or instance is not deleted', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const m = (await h.call('POST', '/manifests', { body: BASE })).body;
@@ -102,7 +102,7 @@ t.test('D7: a manifest in use by an application, service or instance is not dele
     t.equal((await h.call('DELETE', `/manifests/${m.uuid}`)).status, 204, 'unreferenced → deleted');
 });
 
-t.test('D10: a duplicate manifest uuid is 409 and the first manifest is untouched', async (t) => {
+t.test('a duplicate manifest uuid is 409 and the first manifest is untouched', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const uuid = randomUUID();

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import type { LeaseBackend } from '../../lib/model/leases.js';
+import type { LeaseBackend } from '../../lib/stor/lease-backend.js';
 import { agentWorld, rolloutWhen, type AgentWorld } from '../lib/agent-world.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { startFakeImgapi } from '../lib/fake-imgapi.js';

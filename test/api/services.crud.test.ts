@@ -105,7 +105,7 @@ t.test('create errors come in 2.1.2 order: missing keys, type, manifests, applic
     t.strictSame((await h.call('GET', '/services', { version: '~2' })).body, [], 'nothing was written');
 });
 
-t.test('D10: a duplicate service uuid is 409, the first service untouched', async (t) => {
+t.test('a duplicate service uuid is 409, the first service untouched', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
@@ -120,7 +120,7 @@ t.test('D10: a duplicate service uuid is 409, the first service untouched', asyn
     t.equal(same.status, 200, 'the same name in the same application is allowed');
 });
 
-t.test('DeleteService answers 204; a missing one is 404 with a body (D3)', async (t) => {
+t.test('DeleteService answers 204; a missing one is 404 with a body', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);
@@ -132,7 +132,7 @@ t.test('DeleteService answers 204; a missing one is 404 with a body (D3)', async
     isError(t, await h.call('DELETE', `/services/${svc.uuid}`), 404, 'ResourceNotFound', `no such service: ${svc.uuid}`);
 });
 
-t.test('D7: an application with services and a service with instances are not deleted', async (t) => {
+t.test('an application with services and a service with instances are not deleted', async (t) => {
     const h = await startSapi();
     t.teardown(h.close);
     const app = await anApplication(h);

@@ -1,4 +1,4 @@
-// Leases (model/leases.ts): in memory and in Moray, with a fake clock where
+// Leases (leases/leases.ts): in memory and in Moray, with a fake clock where
 // expiry matters. Exactly one taker of a free or expired key; a live one is
 // busy for everyone; renewal, loss, release; a store that fails is an error
 // (and a 503 for a server lock), never a lease taken or free.
@@ -7,7 +7,8 @@ import t from 'tap';
 
 import { ServerLocks } from '../../lib/deploy/server-locks.js';
 import { hasCode } from '../../lib/errors.js';
-import { MemoryLeaseBackend, memoryLeases, StoreLeases, type LeaseBackend, type Leases } from '../../lib/model/leases.js';
+import { memoryLeases, StoreLeases, type Leases } from '../../lib/leases/leases.js';
+import { MemoryLeaseBackend, type LeaseBackend } from '../../lib/stor/lease-backend.js';
 import { StoreUnavailableError } from '../../lib/stor/errors.js';
 import { MorayStore } from '../../lib/stor/moray/index.js';
 import { startFakeMoray, type FakeMoray } from '../lib/fake-moray.js';

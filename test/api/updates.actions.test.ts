@@ -66,7 +66,7 @@ for (const kind of ['applications', 'services', 'instances'] as const) {
         t.strictSame(r.body.manifests, {}, 'an absent map becomes {}');
     });
 
-    t.test(`${kind}: actions are case-insensitive; an unknown action is 409 InvalidArgument (D15)`, async (t) => {
+    t.test(`${kind}: actions are case-insensitive; an unknown action is 409 InvalidArgument`, async (t) => {
         const h = await startSapi();
         t.teardown(h.close);
         const uuid = await objectOf(h, kind);
@@ -115,7 +115,7 @@ for (const kind of ['applications', 'services', 'instances'] as const) {
         t.strictSame(r.body, before);
     });
 
-    t.test(`${kind}: D2 updating a missing object is 404 no such ${KIND_NAME[kind]}`, async (t) => {
+    t.test(`${kind}: updating a missing object is 404 no such ${KIND_NAME[kind]}`, async (t) => {
         const h = await startSapi();
         t.teardown(h.close);
         const uuid = randomUUID();
@@ -143,7 +143,7 @@ for (const kind of ['applications', 'services', 'instances'] as const) {
         t.strictSame(ok.body.manifests, { m: m.uuid });
     });
 
-    t.test(`${kind}: D5 wrong types in an update are 409 InvalidArgument, nothing written`, async (t) => {
+    t.test(`${kind}: wrong types in an update are 409 InvalidArgument, nothing written`, async (t) => {
         const h = await startSapi();
         t.teardown(h.close);
         const uuid = await objectOf(h, kind);

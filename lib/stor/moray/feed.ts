@@ -44,6 +44,7 @@
 import { randomUUID } from 'node:crypto';
 
 import type { BucketName } from '../buckets.js';
+import type { ChangeSink } from '../changes.js';
 import { BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
 import { ForwardingStore } from '../forwarding.js';
 import { MultiDcStore } from '../multi-dc.js';
@@ -83,17 +84,7 @@ export interface ChangeSource {
     stamp(key: string): Promise<number>;
 }
 
-/** Who is told (GetConfig's cache). Times are on the sink's own clock. */
-export interface ChangeSink {
-    now(): number;
-    /** `uuid` of `bucket` was written or deleted (by anyone). */
-    changed(bucket: BucketName, uuid: string): void;
-    /**
-     * Every change committed before `startedAt` has been told, and every
-     * change committed since `since` (the start of this chain) will be.
-     */
-    polled(startedAt: number, since: number): void;
-}
+export type { ChangeSink } from '../changes.js';
 
 /** Sees the rows each poll reads (lib/stor/moray/repair.ts). Must not block: it is called inside the poll. */
 export interface RowObserver {

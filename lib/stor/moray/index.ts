@@ -12,7 +12,7 @@
 // top-level index copies; the initializer's sweeps and the change feed's
 // repairer (rowObserver(), repair.ts) give them their copies.
 
-import type { LeaseBackend, LeaseRecord, StoredLease } from '../../model/leases.js';
+import type { LeaseBackend, LeaseRecord, StoredLease } from '../lease-backend.js';
 import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';

@@ -31,8 +31,9 @@ export function define(cli: Cli, cmd: Command): void {
         cmd
             .command('create')
             .description('create an application')
+            .usage('--owner <UUID> [options] <NAME>')
             .argument('<NAME>', 'application name (e.g. sdc)')
-            .requiredOption('--owner <UUID>', 'owner_uuid (the admin user)')
+            .requiredOption('--owner <UUID>', 'required: owner_uuid (the admin user)')
             .option('--uuid <UUID>', 'use this UUID instead of a generated one')
             .option('--metadata-schema <JSON>', 'metadata_schema as a JSON object, or @FILE')
             .option('--master', 'mark as a master (multi-DC) object'),

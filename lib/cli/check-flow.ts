@@ -1,11 +1,12 @@
 // The course every `sapiadm check` subcommand takes: gather a report and
 // print it; without --fix (or with nothing to fix) stop there, exit 3 while
-// drift remains; with --fix ask (unless --yes), apply the fixes, gather again
-// and say whether SAPI and the other service agree now. What is checked,
+// drift remains; with --fix ask on a terminal (without --yes; elsewhere
+// refuse, exit 2), apply the fixes, gather again and say whether SAPI and
+// the other service agree now. What is checked,
 // what a fix does and the wording are the subcommand's.
 
 import type { Cli } from './common.js';
-import { readLine } from './common.js';
+import { confirm } from './common.js';
 import { EXIT_DRIFT, EXIT_OK } from './errors.js';
 import { plural } from './table.js';
 
@@ -28,6 +29,8 @@ export interface CheckFlow<R extends CheckReport, A extends { ok: boolean }> {
     nothingToFix: string;
     /** The y/N question asked before fixing (without --yes). */
     question(report: R): string;
+    /** What --fix does, for the refusal without --yes off a terminal ("change 3 SAPI records"). */
+    action(report: R): string;
     /** Applies the fixes of `before`, printing each outcome unless --json. */
     apply(before: R): Promise<A[]>;
     /** The service SAPI agrees with once fixed, e.g. 'VMAPI'. */
@@ -54,15 +57,11 @@ export async function runCheck<R extends CheckReport, A extends { ok: boolean }>
         cli.exitCode = EXIT_DRIFT;
         return;
     }
-    if (!flow.yes) {
-        cli.io.stderr.write(`${flow.question(before)} [y/N] `);
-        const answer = (await readLine(cli.io.stdin)).toLowerCase();
-        if (answer !== 'y' && answer !== 'yes') {
-            cli.warn('Nothing changed.');
-            if (json) cli.json({ report: before });
-            cli.exitCode = EXIT_DRIFT;
-            return;
-        }
+    if (!(await confirm(cli, { yes: flow.yes, question: flow.question(before), action: flow.action(before) }))) {
+        cli.warn('Nothing changed.');
+        if (json) cli.json({ report: before });
+        cli.exitCode = EXIT_DRIFT;
+        return;
     }
     if (!json) cli.out('Fixing:');
     const actions = await flow.apply(before);

@@ -73,7 +73,7 @@ export function defineVmCheck(cli: Cli, cmd: Command): void {
     cmd.command('vm-instances')
         .description("compare SAPI's vm instances with VMAPI's core VMs (admin VMs whose tags.smartdc_role names a SAPI service)")
         .option('--fix', 'after asking, make the SAPI records match VMAPI (records only: no VM is provisioned or destroyed)')
-        .option('--yes', 'with --fix: do not ask')
+        .option('--yes', 'with --fix: do not ask (needed when stdin is not a terminal)')
         .option('--owner <UUID>', "the core VMs' owner (default: the owner_uuid of the applications of the vm services: the admin user)")
         .option('--concurrency <N>', 'VMs looked up one by one at once', String(LOOKUPS_AT_ONCE))
         .option('--vmapi-url <URL>', 'VMAPI (default: $VMAPI_URL)')
@@ -98,8 +98,11 @@ VMAPI), and sets params.image_uuid to the image each VM runs. It never
 provisions or destroys a VM. A record whose service has a teardown-hook
 cannot be forgotten in full mode while the VM is gone; the error says so.
 
-Exit status: 0 clean (or fixed), 3 drift remains, 1 API error, 2 usage error
-(also: no VMAPI URL).`,
+--fix asks first (y/N) on a terminal; elsewhere it needs --yes.
+
+Exit status: 0 clean (or fixed), 3 drift remains (also when the question is
+not answered y), 1 API error, 2 usage error (also: no VMAPI URL), or --fix
+refused: no --yes and stdin is not a terminal.`,
         )
         .action(async (o: VmCheckOpts, c: Command) => {
             const vmapi = vmapiClient(cli, o.vmapiUrl);
@@ -119,6 +122,7 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error, 2 usage error
                 fixHint: 'Run `sapiadm check vm-instances --fix` to make the SAPI records match VMAPI.',
                 nothingToFix: 'Nothing here that --fix can change; see the notes above.',
                 question: (r) => `Change ${plural(r.fixable, 'SAPI record')} as listed (no VM is touched)?`,
+                action: (r) => `change ${plural(r.fixable, 'SAPI record')}`,
                 apply: async (before) => {
                     const actions: { fix: VmFix; ok: boolean; message: string }[] = [];
                     for (const f of before.findings) {

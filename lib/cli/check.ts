@@ -9,12 +9,13 @@
 
 import type { Command } from 'commander';
 
-import type { CnapiClient } from '../clients/cnapi.js';
+import type { CnapiClient, CnapiServer } from '../clients/cnapi.js';
+import type { ImgapiClient } from '../clients/imgapi.js';
 import type { Instance } from '../model/types.js';
 import { mustUuid, positiveInt } from './args.js';
 import { runCheck } from './check-flow.js';
 import { mapLimit, type Cli } from './common.js';
-import { cnapiClient } from './downstream.js';
+import { cnapiClient, imgapiClient } from './downstream.js';
 import { defineVmCheck } from './check-vm.js';
 import { analyzeDrift, LABELS, type DriftReport, type Finding, type Fix } from './drift.js';
 import { describeError } from './errors.js';
@@ -25,6 +26,7 @@ interface CheckOpts {
     fix?: boolean;
     yes?: boolean;
     cnapiUrl?: string;
+    imgapiUrl?: string;
     concurrency: string;
     timeout: string;
 }
@@ -51,10 +53,11 @@ export function define(cli: Cli, cmd: Command): void {
         .description("compare SAPI's agent instances with CNAPI server.agents and the agent services' images")
         .argument('[SERVER...]', 'server UUIDs (default: servers with agent instances in SAPI or set up in CNAPI)')
         .option('--fix', 'after asking, refresh server.agents and make the SAPI records match the servers')
-        .option('--yes', 'with --fix: do not ask')
+        .option('--yes', 'with --fix: do not ask (needed when stdin is not a terminal)')
         .option('--concurrency <N>', 'with --fix: servers whose server.agents are refreshed at once', String(DEFAULT_REFRESH_CONCURRENCY))
         .option('--timeout <SECONDS>', "with --fix: give up on one server's refresh after this long (it goes on stale)", String(DEFAULT_REFRESH_TIMEOUT_S))
         .option('--cnapi-url <URL>', 'CNAPI (default: $CNAPI_URL)')
+        .option('--imgapi-url <URL>', "IMGAPI, for the versions of the services' images (default: $IMGAPI_URL; else the versions server.agents reports)")
         .addHelpText(
             'after',
             `
@@ -74,7 +77,20 @@ keeps the one of duplicate instances that server.agents reports and forgets
 the others, and sets params.image_uuid to what the server runs.
 Outdated agents need a rollout; the report prints the command.
 
-Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
+Versions, not image uuids, say which way an agent is off: the version
+server.agents reports for the agent against the version of the image the
+service names (IMGAPI's, or what server.agents reports for that image
+elsewhere; semver, a build stamp ordering builds of one version). An agent
+newer than that is reported "newer", never "outdated": a rollout skips it
+and --fix leaves it (nothing is ever downgraded here). Either make the
+service name its image (\`sapiadm services update\`) or go back on purpose
+with \`sapiadm rollout ... --allow-downgrade\`; the report prints both.
+
+--fix asks first (y/N) on a terminal; elsewhere it needs --yes.
+
+Exit status: 0 clean (or fixed), 3 drift remains (also when the question is
+not answered y), 1 API error, 2 usage error, or --fix refused: no --yes and
+stdin is not a terminal.`,
         )
         .action(async (servers: string[], o: CheckOpts, c: Command) => {
             const only = servers.length > 0 ? servers.map((s) => mustUuid(s, 'SERVER')) : undefined;
@@ -83,9 +99,10 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
                 timeoutMs: positiveInt(o.timeout, '--timeout') * 1000,
             };
             const cnapi = cnapiClient(cli, o.cnapiUrl);
+            const imgapi = imgapiClient(cli, o.imgapiUrl);
             const api = cli.sapi(c);
             const json = cli.globals(c).json;
-            const gather = async (): Promise<DriftReport> => analyze(api, cnapi, only);
+            const gather = async (): Promise<DriftReport> => analyze(api, cnapi, imgapi, only);
             await runCheck(cli, {
                 json,
                 fix: o.fix,
@@ -95,6 +112,7 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
                 fixHint: 'Run `sapiadm check server-agents --fix` to make the SAPI records match the servers.',
                 nothingToFix: 'Nothing here that --fix can change; see the commands above.',
                 question: (r) => `Refresh server.agents and change ${plural(r.fixable, 'SAPI record')} as listed?`,
+                action: (r) => `refresh server.agents and change ${plural(r.fixable, 'SAPI record')}`,
                 apply: async (before) => {
                     await refresh(cli, cnapi, before, json, limits);
                     const plan = await gather();
@@ -114,13 +132,49 @@ Exit status: 0 clean (or fixed), 3 drift remains, 1 API error.`,
     defineVmCheck(cli, cmd);
 }
 
-async function analyze(api: SapiApi, cnapi: CnapiClient, only: string[] | undefined): Promise<DriftReport> {
+async function analyze(api: SapiApi, cnapi: CnapiClient, imgapi: ImgapiClient | undefined, only: string[] | undefined): Promise<DriftReport> {
     const [services, instances, servers] = await Promise.all([
         api.listServices({ type: 'agent' }),
         api.listInstances({ type: 'agent' }),
         cnapi.listServers(only ? { uuids: only, extras: 'agents' } : { extras: 'agents' }),
     ]);
-    return analyzeDrift(only ? { services, instances, servers, only } : { services, instances, servers });
+    const versions = await imageVersions(servers, services, imgapi);
+    return analyzeDrift(only ? { services, instances, servers, only, versions } : { services, instances, servers, versions });
+}
+
+/** IMGAPI lookups at once. */
+const IMAGE_LOOKUPS_AT_ONCE = 10;
+
+/**
+ * Image uuid → version. The services' images: IMGAPI's version when IMGAPI
+ * is given and has the image; the others, and every image without IMGAPI:
+ * the version server.agents entries report with that image (IMGAPI is
+ * asked only for those that report none). An image no one gives a version
+ * for is compared by uuid alone.
+ */
+async function imageVersions(
+    servers: CnapiServer[],
+    services: { params?: Record<string, unknown> }[],
+    imgapi: ImgapiClient | undefined,
+): Promise<Map<string, string>> {
+    const versions = new Map<string, string>();
+    const agentImages = new Set<string>();
+    for (const s of servers) {
+        for (const a of Array.isArray(s.agents) ? s.agents : []) {
+            if (!a.image_uuid) continue;
+            agentImages.add(a.image_uuid);
+            if (a.version && !versions.has(a.image_uuid)) versions.set(a.image_uuid, a.version);
+        }
+    }
+    if (imgapi) {
+        const targets = services.map((svc) => svc.params?.image_uuid).filter((img): img is string => typeof img === 'string');
+        const ask = new Set([...targets, ...[...agentImages].filter((img) => !versions.has(img))]);
+        await mapLimit([...ask], IMAGE_LOOKUPS_AT_ONCE, async (img) => {
+            const found = await imgapi.getImage(img).catch(() => null);
+            if (found?.version) versions.set(img, found.version);
+        });
+    }
+    return versions;
 }
 
 /**

@@ -1,10 +1,11 @@
 // The per-run context every sapiadm command shares: global options, the
-// clients it opened (closed at the end), output and the y/N prompt; and
-// mapLimit, for work that runs a bounded number at a time.
+// clients it opened (closed at the end), output and the y/N confirmation of
+// destructive commands; and mapLimit, for work that runs a bounded number at
+// a time.
 
 import type { Command } from 'commander';
 
-import { UsageError } from './errors.js';
+import { CliError, EXIT_REFUSED, UsageError } from './errors.js';
 import { SapiApi } from './sapi-api.js';
 import { table, type Column } from './table.js';
 
@@ -13,7 +14,7 @@ import { table, type Column } from './table.js';
 export interface CliIo {
     stdout: NodeJS.WritableStream & { isTTY?: boolean };
     stderr: NodeJS.WritableStream;
-    stdin: NodeJS.ReadableStream;
+    stdin: NodeJS.ReadableStream & { isTTY?: boolean };
     env: NodeJS.ProcessEnv;
 }
 
@@ -87,6 +88,11 @@ export class Cli {
         return this.io.stdout.isTTY === true;
     }
 
+    /** Whether someone can answer a question (stdin is a terminal). */
+    get canAsk(): boolean {
+        return this.io.stdin.isTTY === true;
+    }
+
     close(): void {
         for (const c of this.closers.splice(0)) {
             c();
@@ -129,6 +135,27 @@ export function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
         stdin.on('error', done);
         stdin.resume();
     });
+}
+
+/**
+ * The y/N question a destructive command asks before it acts: true when
+ * `yes` (--yes) was given or the answer is y/yes. Only a terminal is asked:
+ * with stdin a pipe, a file or closed, no one may be there to read the
+ * question, so without --yes the command refuses (exit 2) rather than
+ * take an answer nobody typed. `question` may be worked out (a request
+ * for what the command would touch) only once someone is there to ask.
+ */
+export async function confirm(cli: Cli, o: { yes: boolean | undefined; question: string | (() => Promise<string>); action: string }): Promise<boolean> {
+    if (o.yes) {
+        return true;
+    }
+    if (!cli.canAsk) {
+        throw new CliError(`refusing to ${o.action} without --yes (not a terminal)`, EXIT_REFUSED);
+    }
+    const question = typeof o.question === 'string' ? o.question : await o.question();
+    cli.io.stderr.write(`${question} [y/N] `);
+    const answer = (await readLine(cli.io.stdin)).toLowerCase();
+    return answer === 'y' || answer === 'yes';
 }
 
 /** `fn` over `items`, at most `limit` at a time; the results in the items' order. */

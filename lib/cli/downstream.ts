@@ -1,7 +1,8 @@
-// CNAPI and VMAPI clients for the commands that need them (check, migrate),
-// from a command-line flag or the environment.
+// CNAPI, VMAPI and IMGAPI clients for the commands that need them (check,
+// migrate), from a command-line flag or the environment.
 
 import { CnapiClient } from '../clients/cnapi.js';
+import { ImgapiClient } from '../clients/imgapi.js';
 import { VmapiClient } from '../clients/vmapi.js';
 import { checkUrl, type Cli } from './common.js';
 import { UsageError } from './errors.js';
@@ -24,6 +25,17 @@ export function vmapiClient(cli: Cli, flag: string | undefined): VmapiClient | u
         return undefined;
     }
     const client = new VmapiClient({ url: checkUrl(url, '--vmapi-url / VMAPI_URL'), timeoutMs: 60_000 });
+    cli.track(() => client.close());
+    return client;
+}
+
+/** IMGAPI from `--imgapi-url` or IMGAPI_URL; undefined when neither is set. */
+export function imgapiClient(cli: Cli, flag: string | undefined): ImgapiClient | undefined {
+    const url = flag ?? cli.io.env.IMGAPI_URL;
+    if (!url) {
+        return undefined;
+    }
+    const client = new ImgapiClient({ url: checkUrl(url, '--imgapi-url / IMGAPI_URL'), timeoutMs: 60_000 });
     cli.track(() => client.close());
     return client;
 }

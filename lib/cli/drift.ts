@@ -3,6 +3,11 @@
 // the truth about what runs). Pure: the check command gathers the
 // data, this module finds the differences and the fix for each.
 //
+// Images are compared by version where the versions are known (CNAPI's
+// server.agents entries, IMGAPI's images): an agent newer than the image
+// its service names is "newer", not "outdated" (a rollout would skip it,
+// and going back is the operator's choice, never a fix).
+//
 // Two leftovers of SAPI 2.1.2 are reported as such: agent instances with
 // no params.server_uuid ("unplaced": agents that registered before they
 // reported their server), and several instances of one agent service on
@@ -11,6 +16,7 @@
 import type { CnapiAgent, CnapiServer } from '../clients/cnapi.js';
 import type { Instance, Service } from '../model/types.js';
 import { param } from './table.js';
+import { compareVersions } from './versions.js';
 
 export type FindingKind =
     | 'missing-in-sapi'
@@ -19,6 +25,7 @@ export type FindingKind =
     | 'duplicate'
     | 'image-mismatch'
     | 'outdated'
+    | 'newer'
     | 'service-without-image'
     | 'server-gone'
     | 'server-not-setup'
@@ -98,6 +105,8 @@ export interface DriftInput {
     servers: CnapiServer[];
     /** Only these servers (else every server with agent instances or set up in CNAPI). */
     only?: string[];
+    /** Image uuid → version, where known (server.agents entries, IMGAPI). */
+    versions?: ReadonlyMap<string, string>;
 }
 
 export const LABELS: Record<FindingKind, string> = {
@@ -107,6 +116,7 @@ export const LABELS: Record<FindingKind, string> = {
     duplicate: 'duplicates',
     'image-mismatch': 'image mismatch',
     outdated: 'outdated',
+    newer: 'newer',
     'service-without-image': 'no image',
     'server-gone': 'server gone',
     'server-not-setup': 'server not setup',
@@ -174,7 +184,8 @@ export function analyzeDrift(input: DriftInput): DriftReport {
         });
     }
 
-    const servers = scope.map((uuid) => serverReport(uuid, cnapi.get(uuid), byServer.get(uuid) ?? [], input.services, unplacedUuids));
+    const versions = input.versions ?? new Map<string, string>();
+    const servers = scope.map((uuid) => serverReport(uuid, cnapi.get(uuid), byServer.get(uuid) ?? [], input.services, unplacedUuids, versions));
     servers.sort((a, b) => (a.hostname ?? '~').localeCompare(b.hostname ?? '~') || a.uuid.localeCompare(b.uuid));
 
     const duplicates: Duplicates[] = [];
@@ -209,7 +220,14 @@ export function analyzeDrift(input: DriftInput): DriftReport {
     };
 }
 
-function serverReport(uuid: string, cs: CnapiServer | undefined, insts: Instance[], services: Service[], unplaced: Map<string, Instance>): ServerReport {
+function serverReport(
+    uuid: string,
+    cs: CnapiServer | undefined,
+    insts: Instance[],
+    services: Service[],
+    unplaced: Map<string, Instance>,
+    versions: ReadonlyMap<string, string>,
+): ServerReport {
     const base = { uuid, instances: insts.length };
     if (!cs || cs.setup !== true) {
         const gone = !cs;
@@ -228,10 +246,16 @@ function serverReport(uuid: string, cs: CnapiServer | undefined, insts: Instance
         }
         return report;
     }
-    return { ...base, state: 'setup', hostname: cs.hostname, findings: compareServer(cs, insts, services, unplaced) };
+    return { ...base, state: 'setup', hostname: cs.hostname, findings: compareServer(cs, insts, services, unplaced, versions) };
 }
 
-function compareServer(cs: CnapiServer, insts: Instance[], services: Service[], unplaced: Map<string, Instance>): Finding[] {
+function compareServer(
+    cs: CnapiServer,
+    insts: Instance[],
+    services: Service[],
+    unplaced: Map<string, Instance>,
+    versions: ReadonlyMap<string, string>,
+): Finding[] {
     const S = cs.uuid;
     const out: Finding[] = [];
     const agents: CnapiAgent[] = Array.isArray(cs.agents) ? cs.agents : [];
@@ -264,7 +288,7 @@ function compareServer(cs: CnapiServer, insts: Instance[], services: Service[], 
         const entry = agents.find((a) => a.name === name);
         const own = insts.filter((i) => svcByUuid.get(i.service_uuid)?.name === name);
         const lost = entry?.uuid ? unplaced.get(entry.uuid) : undefined;
-        out.push(...compareAgent(S, svc, entry, own, lost?.service_uuid === svc.uuid ? lost : undefined));
+        out.push(...compareAgent(S, svc, entry, own, versions, lost?.service_uuid === svc.uuid ? lost : undefined));
     }
     return out;
 }
@@ -273,7 +297,14 @@ function compareServer(cs: CnapiServer, insts: Instance[], services: Service[], 
  * One agent service on one set-up server. `unplaced`: the SAPI instance
  * without params.server_uuid whose uuid is the server's entry.
  */
-function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, own: Instance[], unplaced?: Instance): Finding[] {
+function compareAgent(
+    S: string,
+    svc: Service,
+    entry: CnapiAgent | undefined,
+    own: Instance[],
+    versions: ReadonlyMap<string, string>,
+    unplaced?: Instance,
+): Finding[] {
     const out: Finding[] = [];
     const name = svc.name;
     const at = { server_uuid: S, service: name };
@@ -381,13 +412,37 @@ function compareAgent(S: string, svc: Service, entry: CnapiAgent | undefined, ow
     const intended = param(svc, 'image_uuid');
     const current = entry.image_uuid ?? param(kept ?? own[0] ?? unplaced ?? {}, 'image_uuid');
     if (intended && current && current !== intended) {
-        out.push({
-            ...at,
-            kind: 'outdated',
-            ...(entry.uuid ? { instance: entry.uuid } : {}),
-            message: `${name} runs image ${current}; the service wants ${intended}`,
-            commands: [`sapiadm rollout ${name} ${intended} --servers ${S}`],
-        });
+        // The server's own word on the version it runs first, then the image's.
+        const runs = (entry.image_uuid === current ? entry.version : undefined) ?? versions.get(current);
+        const wants = versions.get(intended);
+        const on = (image: string, version: string | undefined): string => (version ? `${version} (image ${image})` : `image ${image}`);
+        const cmp = compareVersions(runs, wants);
+        const instance = entry.uuid ? { instance: entry.uuid } : {};
+        if (cmp !== null && cmp > 0) {
+            // Newer than intended: no fix and no rollout goes back by itself.
+            out.push({
+                ...at,
+                kind: 'newer',
+                ...instance,
+                message:
+                    `${name} runs ${on(current, runs)}, newer than the ${on(intended, wants)} the service names;` +
+                    ' a rollout skips it (it never downgrades unless asked)',
+                commands: [
+                    `sapiadm services update ${name} -p image_uuid=${current}`,
+                    `or go back: sapiadm rollout ${name} ${intended} --servers ${S} --allow-downgrade`,
+                ],
+            });
+        } else {
+            out.push({
+                ...at,
+                kind: 'outdated',
+                ...instance,
+                message:
+                    `${name} runs ${on(current, runs)}; the service wants ${on(intended, wants)}` +
+                    (cmp === null ? ' (a version unknown: told apart by image uuid only; IMGAPI, --imgapi-url, gives the versions)' : ''),
+                commands: [`sapiadm rollout ${name} ${intended} --servers ${S}`],
+            });
+        }
     }
     return out;
 }

@@ -11,7 +11,17 @@ export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
 /** Bad arguments or options. */
 export const EXIT_USAGE = 2;
-/** `check` found drift that is still there. */
+/**
+ * A destructive command was not confirmed: --yes missing while stdin is not
+ * a terminal, or the question not answered y. The usage status: nothing
+ * was done, and the same command with --yes (or a y) goes on.
+ */
+export const EXIT_REFUSED = EXIT_USAGE;
+/**
+ * Drift or unfinished work: `check` found drift that is still there,
+ * `migrate` could not backfill everything, a rollout upgraded nothing while
+ * agents remain off their target (newer than it, or on servers not ready).
+ */
 export const EXIT_DRIFT = 3;
 
 /** Bad command-line input: exit 2. */

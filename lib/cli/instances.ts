@@ -1,14 +1,15 @@
 // sapiadm instances: search (by server, image, service, type, application),
 // get, create, update, upgrade, delete, and forget-server (drop the records of
 // every agent instance of a deleted or wiped server, without calling CNAPI).
+// delete and forget-server ask first on a terminal, and need --yes elsewhere.
 
 import type { Command } from 'commander';
 
 import type { Dict, Instance } from '../model/types.js';
 import { mapsOf, mustUuid, needsChange, updateAction, withMapOptions, type MapOpts } from './args.js';
-import type { Cli } from './common.js';
-import { UsageError } from './errors.js';
-import { param, table } from './table.js';
+import { confirm, type Cli } from './common.js';
+import { EXIT_REFUSED, UsageError } from './errors.js';
+import { param, plural, table } from './table.js';
 
 interface SearchOpts {
     server?: string;
@@ -19,6 +20,14 @@ interface SearchOpts {
 }
 
 const RECORD_ONLY_HELP = 'agents: only write the SAPI record, no CNAPI call (sent without Accept-Version, as an agent postinstall does)';
+const YES_HELP = 'do not ask (needed when stdin is not a terminal)';
+const ASKS_HELP = '\nAsks first (y/N) on a terminal; elsewhere it needs --yes (exit 2 without).\n';
+
+/** A question not answered y: nothing done, exit 2. */
+function refused(cli: Cli, what: string): void {
+    cli.warn(`Nothing changed: ${what}.`);
+    cli.exitCode = EXIT_REFUSED;
+}
 
 export function define(cli: Cli, cmd: Command): void {
     cmd.command('list', { isDefault: true })
@@ -127,22 +136,53 @@ export function define(cli: Cli, cmd: Command): void {
         .description('delete an instance (in full mode: destroys the VM or uninstalls the agent)')
         .argument('<UUID>', 'instance UUID')
         .option('--record-only', RECORD_ONLY_HELP)
-        .action(async (uuid: string, o: { recordOnly?: boolean }, c: Command) => {
-            await cli.sapi(c).del(`/instances/${mustUuid(uuid, 'instance')}`, { v1: o.recordOnly === true });
-            cli.report(c, { deleted: uuid }, `deleted instance ${uuid}${o.recordOnly ? ' (record only)' : ''}`);
+        .option('--yes', YES_HELP)
+        .addHelpText('after', ASKS_HELP)
+        .action(async (uuid: string, o: { recordOnly?: boolean; yes?: boolean }, c: Command) => {
+            const id = mustUuid(uuid, 'instance');
+            const api = cli.sapi(c);
+            const ok = await confirm(cli, {
+                yes: o.yes,
+                action: `delete instance ${id}`,
+                question: async () => {
+                    const inst = await api.getInstance(id);
+                    const svc = await api.get<{ name?: string }>(`/services/${inst.service_uuid}`).catch(() => undefined);
+                    const what = [svc?.name ?? inst.service_uuid, inst.type, 'instance', id].filter(Boolean).join(' ');
+                    const server = param(inst, 'server_uuid');
+                    const effect = o.recordOnly
+                        ? 'its SAPI record only'
+                        : inst.type === 'agent'
+                          ? 'in full mode this uninstalls the agent'
+                          : 'in full mode this destroys the VM';
+                    return `Delete ${what}${server ? ` on server ${server}` : ''} (${effect})?`;
+                },
+            });
+            if (!ok) return refused(cli, `instance ${id} not deleted`);
+            await api.del(`/instances/${id}`, { v1: o.recordOnly === true });
+            cli.report(c, { deleted: id }, `deleted instance ${id}${o.recordOnly ? ' (record only)' : ''}`);
         });
 
     cmd.command('forget-server')
         .description('delete the records of every agent instance of a server (no CNAPI call; for deleted or wiped servers)')
         .argument('<SERVER>', 'server UUID')
         .option('--dry-run', 'only list what would be deleted')
-        .action(async (server: string, o: { dryRun?: boolean }, c: Command) => {
-            const res = await cli
-                .sapi(c)
-                .del<{ server_uuid: string; deleted: string[] }>(
-                    `/servers/${mustUuid(server, 'SERVER')}/instances`,
-                    o.dryRun ? { query: { dry_run: true } } : {},
-                );
+        .option('--yes', YES_HELP)
+        .addHelpText('after', ASKS_HELP.replace('Asks first', 'Without --dry-run, asks first'))
+        .action(async (server: string, o: { dryRun?: boolean; yes?: boolean }, c: Command) => {
+            const path = `/servers/${mustUuid(server, 'SERVER')}/instances`;
+            const api = cli.sapi(c);
+            if (!o.dryRun) {
+                const ok = await confirm(cli, {
+                    yes: o.yes,
+                    action: `forget the agent instances of server ${server}`,
+                    question: async () => {
+                        const would = await api.del<{ deleted: string[] }>(path, { query: { dry_run: true } });
+                        return `Forget ${plural(would.deleted.length, 'agent instance record')} of server ${server} (records only)?`;
+                    },
+                });
+                if (!ok) return refused(cli, `the records of server ${server} kept`);
+            }
+            const res = await api.del<{ server_uuid: string; deleted: string[] }>(path, o.dryRun ? { query: { dry_run: true } } : {});
             const verb = o.dryRun ? 'would delete' : 'deleted';
             cli.report(c, res, `${verb} ${res.deleted.length} agent instance record(s) of server ${server}${res.deleted.map((u) => `\n  ${u}`).join('')}`);
         });

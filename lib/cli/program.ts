@@ -1,6 +1,7 @@
 // The sapiadm command tree (commander) and run(): parse, dispatch, and map
-// every outcome to an exit code (0 ok, 1 API error, 2 usage, 3 drift,
-// 4 a watched rollout paused).
+// every outcome to an exit code (0 ok, 1 API error, 2 usage or a refused
+// confirmation, 3 drift or unfinished work, 4 a watched rollout paused,
+// 130 a watch interrupted).
 
 import { Command, CommanderError } from 'commander';
 
@@ -48,14 +49,35 @@ Examples:
   sapiadm services update vm-agent -p image_uuid=0f5c... --json
   sapiadm check server-agents --cnapi-url http://cnapi.coal.example.com --fix
   sapiadm migrate --dry-run --cnapi-url http://cnapi... --vmapi-url http://vmapi...
+  sapiadm rollout plan vm-agent 0f5c...
   sapiadm rollout vm-agent 0f5c... --concurrency 10
   sapiadm rollout start --all-agents --exclude marlin-agent --canary 5
   sapiadm check vm-instances --vmapi-url http://vmapi.coal.example.com
 
-Environment: SAPI_URL, CNAPI_URL, VMAPI_URL.
-Exit status: 0 ok, 1 API or downstream error, 2 usage error,
-             3 drift or unfinished work found (check, migrate),
-             4 a watched rollout paused (promote, resume or revert it).`;
+Destructive commands ask first (y/N) on a terminal: instances delete,
+instances forget-server, rollout cancel, rollout revert, check ... --fix.
+When stdin is not a terminal they refuse without --yes.
+
+Environment: SAPI_URL, CNAPI_URL, VMAPI_URL, IMGAPI_URL.
+
+Exit status:
+  0    ok; a rollout upgraded every item it ran, or nothing needed
+       upgrading (every agent at its target already: it says so)
+  1    an API or downstream error (the server's code and message), also a
+       rollout that matched no instance ("nothing to roll out", SAPI 409);
+       a rollout item failed while running, or the rollout failed or was
+       canceled
+  2    usage error (bad arguments or options, a URL missing), or a
+       confirmation refused: "refusing to ... without --yes (not a terminal)"
+       (a destructive command, stdin not a terminal), or a question not
+       answered y
+  3    drift or unfinished work: check found drift that remains (also when
+       its --fix question is not answered y), migrate could not backfill
+       everything, a rollout upgraded nothing while agents remain off their
+       target (newer than it without --allow-downgrade, or on servers not
+       ready); the output says why
+  4    a watched rollout paused (promote, resume or revert it)
+  130  a rollout watch interrupted (Ctrl-C); the rollout goes on in SAPI`;
 
 /** The group `argv` names (`sapiadm [-u URL] [--json] GROUP ...`, or `help GROUP`). */
 function groupIn(argv: string[]): Group | undefined {

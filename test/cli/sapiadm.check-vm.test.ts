@@ -1,5 +1,6 @@
 // sapiadm check vm-instances against a full-mode SAPI and the fake VMAPI:
-// each kind of drift is reported (exit 3), a "n" at the prompt changes
+// each kind of drift is reported (exit 3), --fix without --yes is refused
+// off a terminal (exit 2) and a "n" at a terminal's prompt changes
 // nothing, --fix --yes forgets the records of destroyed and missing VMs,
 // adopts the unknown core VM and records the image each VM runs (then the
 // check is clean, exit 0), and VMAPI never gets a provision, a reprovision or
@@ -10,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 
 import { aService, OWNER } from '../lib/fixtures.js';
-import { exits, sapiadm } from '../lib/sapiadm.js';
+import { exits, sapiadm, sapiadmAtTerminal } from '../lib/sapiadm.js';
 import { startVmEnv } from '../lib/vm-env.js';
 
 t.test('vm drift: report, decline, --fix --yes, clean', async (t) => {
@@ -52,7 +53,7 @@ t.test('vm drift: report, decline, --fix --yes, clean', async (t) => {
     const [text, json, declined, noVmapi] = await Promise.all([
         sapiadm(['check', 'vm-instances'], opts),
         sapiadm(['--json', 'check', 'vm-instances'], opts),
-        sapiadm(['check', 'vm-instances', '--fix'], { ...opts, stdin: 'n\n' }),
+        sapiadm(['check', 'vm-instances', '--fix'], { ...opts, stdin: 'y\n' }),
         sapiadm(['check', 'vm-instances'], { url: h.url }),
     ]);
 
@@ -81,8 +82,14 @@ t.test('vm drift: report, decline, --fix --yes, clean', async (t) => {
     );
     t.same(json.json.report.owners, [OWNER], "the admin user: the applications' owner");
 
-    exits(t, declined, 3);
-    t.match(declined.stderr, /\[y\/N\] Nothing changed\./);
+    // stdin a pipe, not a terminal: no one to ask, so no answer is read from it.
+    exits(t, declined, 2, '--fix without --yes off a terminal');
+    t.match(declined.stderr, /^sapiadm: refusing to change 4 SAPI records without --yes \(not a terminal\)$/m);
+    t.equal((await h.call('GET', '/instances?type=vm', { version: '~2' })).body.length, 4, 'SAPI untouched');
+    const no = await sapiadmAtTerminal(['check', 'vm-instances', '--fix'], { url: h.url, env: { VMAPI_URL: vmapi.url }, answer: 'n' });
+    t.ok(no.asked, 'asked on a terminal');
+    t.equal(no.code, 3, 'not answered y: the drift remains');
+    t.match(no.stderr, /\[y\/N\] Nothing changed\./);
     t.equal((await h.call('GET', '/instances?type=vm', { version: '~2' })).body.length, 4, 'SAPI untouched');
 
     const fixed = await sapiadm(['check', 'vm-instances', '--fix', '--yes'], opts);

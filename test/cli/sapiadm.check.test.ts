@@ -1,6 +1,6 @@
 // sapiadm check server-agents: a crafted mismatch between SAPI's agent
-// instances and CNAPI server.agents is reported (exit 3); --fix asks first,
-// --fix --yes refreshes server.agents and makes the records match (then the
+// instances and CNAPI server.agents is reported (exit 3); --fix asks first
+// on a terminal (and refuses without --yes elsewhere), --fix --yes refreshes server.agents and makes the records match (then the
 // check is clean); a CNAPI without refresh-agents is reported as stale.
 // On SAPI 2.1.2's data it reports unplaced agent instances (no
 // params.server_uuid) and duplicate instances of one agent on one server,
@@ -18,7 +18,7 @@ import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
 import { duplicatePairs, storeAs212, type DumpInstance } from '../lib/sapi-212-dump.js';
-import { exits, sapiadm } from '../lib/sapiadm.js';
+import { exits, sapiadm, sapiadmAtTerminal } from '../lib/sapiadm.js';
 
 t.test('drift report, --fix --yes, clean afterwards', async (t) => {
     const w = await agentWorld({ agents: ['vm-agent', 'cn-agent', 'config-agent'] });
@@ -70,7 +70,7 @@ t.test('drift report, --fix --yes, clean afterwards', async (t) => {
     const [text, json, declined] = await Promise.all([
         sapiadm(['check', 'server-agents'], opts),
         sapiadm(['--json', 'check', 'server-agents'], opts),
-        sapiadm(['check', 'server-agents', '--fix'], { ...opts, stdin: 'n\n' }),
+        sapiadm(['check', 'server-agents', '--fix'], { ...opts, stdin: 'y\n' }),
     ]);
 
     exits(t, text, 3);
@@ -98,8 +98,15 @@ t.test('drift report, --fix --yes, clean afterwards', async (t) => {
         [GONE]: { state: 'gone', kinds: ['server-gone'] },
     });
 
-    exits(t, declined, 3);
-    t.match(declined.stderr, /\[y\/N\] Nothing changed\./, 'asks, and a "n" changes nothing');
+    // stdin a pipe, not a terminal: no one to ask, so no answer is read from it.
+    exits(t, declined, 2, '--fix without --yes off a terminal');
+    t.match(declined.stderr, /^sapiadm: refusing to refresh server\.agents and change 5 SAPI records without --yes \(not a terminal\)$/m);
+    t.notMatch(declined.stderr, '[y/N]', 'nothing asked');
+    t.same(await instances(), before, 'SAPI untouched');
+    const no = await sapiadmAtTerminal(['check', 'server-agents', '--fix'], { url: w.h.url, env, answer: 'n' });
+    t.ok(no.asked, 'asked on a terminal');
+    t.equal(no.code, 3, 'not answered y: the drift remains');
+    t.match(no.stderr, /Refresh server\.agents and change 5 SAPI records as listed\? \[y\/N\] Nothing changed\./, 'a "n" changes nothing');
     t.same(await instances(), before, 'SAPI untouched');
     t.equal(w.cnapi.state.taskLog.length, 0, 'no CNAPI task either');
 

@@ -1,6 +1,7 @@
 // sapiadm over the real server: instance search by server (all pages),
 // table and --json output, create/update inputs, API errors (exit 1) and
-// usage errors (exit 2).
+// usage errors (exit 2); destructive commands (instances delete,
+// forget-server) ask on a terminal and refuse without --yes elsewhere.
 
 import { randomUUID } from 'node:crypto';
 
@@ -9,7 +10,7 @@ import t from 'tap';
 import { withIndexes } from '../../lib/model/instance-records.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi } from '../lib/harness.js';
-import { exits, sapiadm } from '../lib/sapiadm.js';
+import { exits, sapiadm, sapiadmAtTerminal } from '../lib/sapiadm.js';
 
 const SERVER_A = randomUUID();
 const SERVER_B = randomUUID();
@@ -103,7 +104,7 @@ t.test('sapiadm against a SAPI with data', async (t) => {
     t.test('API errors: exit 1 with the code and message of the server', async (t) => {
         const victim = onA[0] as string;
         const [del, down] = await Promise.all([
-            sapiadm(['instances', 'delete', victim], opts),
+            sapiadm(['instances', 'delete', victim, '--yes'], opts),
             sapiadm(['-u', 'http://127.0.0.1:1', 'applications', 'list'], opts),
         ]);
         exits(t, del, 0);
@@ -135,5 +136,47 @@ t.test('sapiadm against a SAPI with data', async (t) => {
         exits(t, help, 0);
         t.match(help.stdout, 'KEY:=JSON');
         t.match(help.stdout, '--params <JSON>');
+    });
+
+    t.test('--help: a required option is marked; every exit status is listed', async (t) => {
+        const [apps, root] = await Promise.all([sapiadm(['apps', 'create', '--help'], opts), sapiadm(['--help'], opts)]);
+        exits(t, apps, 0);
+        t.match(apps.stdout, /^Usage: sapiadm applications create --owner <UUID> \[options\] <NAME>$/m);
+        t.match(apps.stdout, /^ {2}--owner <UUID> +required: owner_uuid/m);
+        exits(t, root, 0);
+        const block = root.stdout.slice(root.stdout.indexOf('Exit status:'));
+        for (const code of ['0', '1', '2', '3', '4', '130']) {
+            t.match(block, new RegExp(`^ {2}${code} +\\S`, 'm'), `exit ${code} is described`);
+        }
+        t.match(block, 'refusing to ... without --yes (not a terminal)', 'the refusal of a confirmation');
+        t.match(block, 'nothing to roll out', 'a rollout that matched nothing');
+    });
+
+    t.test('instances delete and forget-server: refused without --yes off a terminal, asked on one', async (t) => {
+        const victim = onA[1] as string;
+        const still = async (uuid: string): Promise<number> => (await h.call('GET', `/instances/${uuid}`)).status;
+        const [refused, forget, dry] = await Promise.all([
+            sapiadm(['instances', 'delete', victim], opts),
+            sapiadm(['instances', 'forget-server', SERVER_B], opts),
+            sapiadm(['instances', 'forget-server', SERVER_B, '--dry-run'], opts),
+        ]);
+        exits(t, refused, 2, 'no --yes, stdin not a terminal');
+        t.equal(refused.stderr, `sapiadm: refusing to delete instance ${victim} without --yes (not a terminal)\n`);
+        exits(t, forget, 2);
+        t.match(forget.stderr, `sapiadm: refusing to forget the agent instances of server ${SERVER_B} without --yes (not a terminal)`);
+        exits(t, dry, 0, '--dry-run changes nothing: no question');
+        t.equal(await still(victim), 200, 'not deleted');
+
+        const no = await sapiadmAtTerminal(['instances', 'delete', victim], { url: h.url, answer: 'n' });
+        t.ok(no.asked);
+        t.match(no.stderr, `Delete manatee vm instance ${victim} on server ${SERVER_A} (in full mode this destroys the VM)? [y/N] `);
+        t.equal(no.code, 2, 'not answered y');
+        t.match(no.stderr, `Nothing changed: instance ${victim} not deleted.`);
+        t.equal(await still(victim), 200, 'not deleted');
+
+        const yes = await sapiadmAtTerminal(['instances', 'delete', victim], { url: h.url, answer: 'y' });
+        t.equal(yes.code, 0);
+        t.equal(yes.stdout, `deleted instance ${victim}\n`);
+        t.equal(await still(victim), 404, 'deleted once answered y');
     });
 });

@@ -1,8 +1,9 @@
 // Live rollout progress: a bar redrawn in place on a terminal, plain lines
 // (on change, and every HEARTBEAT_MS) otherwise; stall warnings, failed
 // items and changes of state (paused, promoted, reverting) are printed as
-// they appear; a summary at the end, with per-agent counts for a plan and
-// every failure (server, agent, error).
+// they appear; a summary at the end, with per-agent counts for a plan,
+// every failure (server, agent, error), and why nothing was upgraded when
+// nothing was.
 
 import type { Rollout, RolloutItem } from '../rollout/types.js';
 import type { Cli } from './common.js';
@@ -188,23 +189,94 @@ function perAgent(r: Rollout): string[] {
     });
 }
 
+/** A skipped item whose agent is newer than its target (the planner's reason says so). */
+function isNewer(i: RolloutItem): boolean {
+    return i.state === 'skipped' && typeof i.reason === 'string' && i.reason.startsWith('newer');
+}
+
+/** An item that failed before it ran (its server was not ready when the rollout was planned). */
+function failedBeforeRunning(i: RolloutItem): boolean {
+    return i.state === 'failed' && i.attempts === 0 && i.started_at === undefined;
+}
+
+/** What the upgrade (not a revert) of a rollout came to, item by item. */
+export interface Outcome {
+    /** Items upgraded. */
+    upgraded: number;
+    /** Skipped: already at the target image. */
+    atTarget: number;
+    /** Skipped: newer than the target (allow_downgrade not given). */
+    newer: number;
+    /** Failed before running (server not ready). */
+    notRun: number;
+    /** Failed while running. */
+    failed: number;
+}
+
+export function outcomeOf(r: Pick<Rollout, 'items'>): Outcome {
+    const o: Outcome = { upgraded: 0, atTarget: 0, newer: 0, notRun: 0, failed: 0 };
+    for (const i of r.items) {
+        if (i.phase === 'revert') continue;
+        if (i.state === 'succeeded') o.upgraded += 1;
+        else if (isNewer(i)) o.newer += 1;
+        else if (i.state === 'skipped') o.atTarget += 1;
+        else if (failedBeforeRunning(i)) o.notRun += 1;
+        else if (i.state === 'failed') o.failed += 1;
+    }
+    return o;
+}
+
+/**
+ * For a finished rollout that upgraded nothing: why, in one line, and
+ * whether that leaves work undone (agents newer than their target, servers
+ * not ready) or nothing needed doing (every agent at its target already).
+ * undefined when something was upgraded or an item failed while running.
+ */
+export function nothingUpgraded(r: Rollout): { unfinished: boolean; line: string } | undefined {
+    if (r.state !== 'succeeded' && r.state !== 'failed') return undefined;
+    const o = outcomeOf(r);
+    if (o.upgraded > 0 || o.failed > 0) return undefined;
+    if (o.newer === 0 && o.notRun === 0) {
+        return { unfinished: false, line: 'nothing needed upgrading: every agent is already at its target image' };
+    }
+    const why = [
+        ...(o.newer > 0 ? [`${plural(o.newer, 'agent')} newer than the target (--allow-downgrade goes back)`] : []),
+        ...(o.notRun > 0 ? [`${plural(o.notRun, 'item')} on servers not ready`] : []),
+        ...(o.atTarget > 0 ? [`${o.atTarget} already at the target`] : []),
+    ];
+    return { unfinished: true, line: `nothing was upgraded: ${why.join(', ')}` };
+}
+
+/** ", N skipped (why)" for the summary; '' when nothing was skipped. */
+function skippedText(r: Rollout): string {
+    const skipped = skippedOf(r);
+    if (skipped === 0) return '';
+    const newer = r.items.filter(isNewer).length;
+    if (newer === 0) return `, ${skipped} skipped (already on the image)`;
+    if (newer === skipped) return `, ${skipped} skipped (newer than the target)`;
+    return `, ${skipped} skipped (${skipped - newer} already on the image, ${newer} newer than the target)`;
+}
+
 /** The end-of-rollout (or paused) report. */
 export function summary(r: Rollout): string[] {
     const c = r.counts;
     const plan = isPlan(r);
-    const took = r.finished_at ? duration(Date.parse(r.finished_at) - Date.parse(r.created_at)) : 'still running';
-    const skipped = skippedOf(r);
+    const took = r.finished_at ? `took ${duration(Date.parse(r.finished_at) - Date.parse(r.created_at))}` : 'still running';
     const unfinished = c.pending + c.running + c.stalled;
     const what = plan ? `plan of ${plural((r.services ?? []).length, 'agent service')}` : `${r.service_name} to image ${r.image_uuid ?? '?'}`;
     const lines = [
         `Rollout ${r.uuid} ${r.state}${r.state === 'paused' ? ` (${r.paused_reason ?? '?'})` : ''}: ${what}`,
         `  ${plan && r.totals ? `${plural(r.totals.servers, 'server')} (${r.totals.servers_done} done), ` : ''}` +
             `${plural(r.items.length, plan ? 'item' : 'instance')}: ${c.succeeded} succeeded, ${c.failed} failed` +
-            (skipped > 0 ? `, ${skipped} skipped (already on the image)` : '') +
+            skippedText(r) +
             (c.canceled > 0 ? `, ${c.canceled} canceled` : '') +
             (unfinished > 0 ? `, ${unfinished} not finished` : '') +
-            `; average ${duration(r.average_ms)}; took ${took}`,
+            `; average ${duration(r.average_ms)}; ${took}`,
     ];
+    const nothing = nothingUpgraded(r);
+    if (nothing) {
+        lines.push(`  ${nothing.line}`);
+    }
     if (plan) {
         lines.push('  per agent:', ...perAgent(r));
     }

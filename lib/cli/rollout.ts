@@ -1,20 +1,23 @@
-// sapiadm rollout: start an agent rollout (one service to one image, or a
-// plan of several agent services) and watch it; show, list, promote, resume,
-// revert and cancel rollouts (POST/GET/DELETE /rollouts...).
+// sapiadm rollout: plan an agent rollout (one service to one image, or a
+// plan of several agent services) and show what it would do, or start it and
+// watch it; show, list, promote, resume, revert and cancel rollouts
+// (POST/GET/DELETE /rollouts...). A rollout that upgraded nothing never
+// passes for a success: it exits 3 when agents remain off their target, and
+// says so when none needed upgrading.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 
 import { isTransientError } from '../clients/http.js';
-import type { RolloutSummary } from '../rollout/types.js';
-import type { Rollout } from '../rollout/types.js';
+import type { Rollout, RolloutItem, RolloutPreview, RolloutState, RolloutSummary } from '../rollout/types.js';
 import { collect, mustUuid, positiveInt, uuidList } from './args.js';
-import type { Cli } from './common.js';
-import { EXIT_ERROR, EXIT_OK, UsageError } from './errors.js';
-import { isPlan, pausedCommands, pausedWhy, progressLine, ProgressView, summary } from './progress.js';
+import { confirm, type Cli } from './common.js';
+import { EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, UsageError } from './errors.js';
+import { isPlan, nothingUpgraded, outcomeOf, pausedCommands, pausedWhy, progressLine, ProgressView, summary } from './progress.js';
 import type { SapiApi } from './sapi-api.js';
 import { duration, plural } from './table.js';
+import { compareVersions } from './versions.js';
 
 /** Poll errors in a row tolerated while watching (SAPI restarting, ...). */
 const MAX_POLL_ERRORS = 5;
@@ -25,21 +28,39 @@ export const EXIT_PAUSED = 4;
 export const EXIT_INTERRUPTED = 130;
 
 const EXIT_HELP = `
-Exit status (when watching; with --no-watch 0 once SAPI accepted):
-  0  every item succeeded or was skipped (already on its image),
-     or a revert put every upgraded agent back
-  1  some item failed, the rollout failed or was canceled, or an API error
-  2  usage error
+Exit status (when watching; with --no-watch 0 once SAPI accepted, unless the
+rollout ended at once, having nothing to run):
+  0  every item upgraded or skipped as already at its target image (when
+     none needed upgrading the summary says so), or a revert put every
+     upgraded agent back
+  1  an item failed while running, the rollout failed or was canceled, an
+     API error, or nothing to roll out (SAPI 409: no instance matched)
+  2  usage error, or a confirmation refused (revert, cancel: no --yes while
+     stdin is not a terminal, or not answered y)
+  3  nothing was upgraded while agents remain off their target: newer than
+     it (skipped; --allow-downgrade goes back), or on servers not ready
   4  the rollout is paused: its canary servers are done (promote it) or it
      reached --max-failures (resume or revert it); the commands are printed
   130  interrupted (Ctrl-C): the rollout goes on in SAPI`;
+
+const PLAN_EXIT_HELP = `
+Exit status: 0 the plan is printed (whatever it would do), 1 an API error,
+or nothing to roll out (SAPI 409: no instance matched), 2 usage error.`;
+
+/** Final states, as GET /rollouts?state= takes them with the others. */
+const STATES: readonly RolloutState[] = ['running', 'paused', 'reverting', 'succeeded', 'failed', 'canceled', 'reverted'];
+const FINAL: readonly RolloutState[] = ['succeeded', 'failed', 'canceled', 'reverted'];
+
+/** Rollouts per GET /rollouts page (the most the server gives). */
+const LIST_PAGE = 1000;
 
 interface WatchOpts {
     watch: boolean;
     interval: string;
 }
 
-interface StartOpts extends WatchOpts {
+/** The options that shape a rollout (start and plan). */
+interface PlanOpts {
     concurrency?: string;
     servers?: string;
     stallFactor?: string;
@@ -50,6 +71,11 @@ interface StartOpts extends WatchOpts {
     canary?: string;
     autoPromoteAfter?: string;
     maxFailures?: string;
+    allowDowngrade?: boolean;
+}
+
+interface StartOpts extends WatchOpts, PlanOpts {
+    dryRun?: boolean;
 }
 
 function interval(raw: string): number {
@@ -87,8 +113,13 @@ async function plannedServices(api: SapiApi, specs: string[]): Promise<{ service
     return out;
 }
 
-/** How a started rollout is announced. */
-function headline(r: Rollout): string {
+/** What a rollout (or a plan of one) upgrades, and how: the headline after "rollout UUID: ". */
+type Described = Pick<
+    Rollout,
+    'items' | 'totals' | 'services' | 'image_uuid' | 'service_name' | 'concurrency' | 'canary' | 'auto_promote_after_ms' | 'max_failures' | 'allow_downgrade'
+>;
+
+function describe(r: Described): string {
     const extras = [isPlan(r) ? `concurrency ${plural(r.concurrency, 'server')}` : `concurrency ${r.concurrency}`];
     if (r.canary !== undefined) {
         extras.push(
@@ -97,16 +128,22 @@ function headline(r: Rollout): string {
         );
     }
     if (r.max_failures !== undefined) extras.push(`max failures ${String(r.max_failures)}`);
+    if (r.allow_downgrade) extras.push('downgrades allowed');
     if (!isPlan(r)) {
-        return `rollout ${r.uuid}: ${r.items.length} ${r.service_name} instance(s) to image ${r.image_uuid ?? '?'}, ${extras.join(', ')}`;
+        return `${r.items.length} ${r.service_name} instance(s) to image ${r.image_uuid ?? '?'}, ${extras.join(', ')}`;
     }
     const agents = (r.services ?? []).map((s) => `${s.service_name} → ${s.image_uuid}`).join(', ');
-    return `rollout ${r.uuid}: ${plural(r.items.length, 'item')} on ${plural(r.totals.servers, 'server')} (${agents}), ${extras.join(', ')}`;
+    return `${plural(r.items.length, 'item')} on ${plural(r.totals.servers, 'server')} (${agents}), ${extras.join(', ')}`;
 }
 
-export function define(cli: Cli, cmd: Command): void {
-    cmd.command('start', { isDefault: true })
-        .description('start a rollout and watch it (`sapiadm rollout SERVICE IMAGE`, or a plan: --all-agents / --service)')
+/** How a started rollout is announced. */
+function headline(r: Rollout): string {
+    return `rollout ${r.uuid}: ${describe(r)}`;
+}
+
+/** The options of start and plan: the rollout's shape. */
+function planOptions(cmd: Command): Command {
+    return cmd
         .argument('[SERVICE]', 'agent service name or UUID (one service to one image)')
         .argument('[IMAGE]', 'image UUID to install')
         .option('--all-agents', 'a plan of every agent service (each to its params.image_uuid), less --exclude')
@@ -117,64 +154,157 @@ export function define(cli: Cli, cmd: Command): void {
         .option('--canary <N>', 'upgrade N servers first, then pause until `sapiadm rollout promote ID`')
         .option('--auto-promote-after <SECONDS>', 'with --canary: promote by itself this long after the canaries all succeeded')
         .option('--max-failures <N|N%>', 'pause when this many items failed (a count, or a percentage of the items)')
+        .option('--allow-downgrade', 'also install the target on agents found newer than it (they are skipped otherwise)')
         .option('--stall-factor <N>', 'warn when an instance runs N times longer than the average (default 3)')
-        .option('--instance-timeout <SECONDS>', 'fail an instance that takes longer (default 1800)')
+        .option('--instance-timeout <SECONDS>', 'fail an instance that takes longer (default 1800)');
+}
+
+/** The CreateRollout body the options give (usage errors for what does not go together). */
+async function rolloutBody(api: () => SapiApi, service: string | undefined, image: string | undefined, o: PlanOpts): Promise<Record<string, unknown>> {
+    const specs = listOf(o.service);
+    const excludes = listOf(o.exclude);
+    const plan = o.allAgents === true || specs.length > 0;
+    if (plan && service !== undefined) {
+        throw new UsageError('give either SERVICE IMAGE or --all-agents / --service, not both');
+    }
+    if (o.allAgents && specs.length > 0) {
+        throw new UsageError('give either --all-agents or --service, not both');
+    }
+    if (!plan && (service === undefined || image === undefined)) {
+        throw new UsageError('give SERVICE IMAGE, or a plan with --all-agents or --service NAME[=IMAGE]');
+    }
+    if (!plan && excludes.length > 0) {
+        throw new UsageError('--exclude goes with --all-agents or --service');
+    }
+    const body: Record<string, unknown> = {};
+    if (o.concurrency !== undefined) body.concurrency = positiveInt(o.concurrency, '--concurrency');
+    if (o.servers !== undefined) body.servers = uuidList(o.servers, '--servers');
+    if (o.stallFactor !== undefined) {
+        const f = Number(o.stallFactor);
+        if (!Number.isFinite(f) || f <= 0) throw new UsageError(`--stall-factor must be a positive number: ${o.stallFactor}`);
+        body.stall_factor = f;
+    }
+    if (o.instanceTimeout !== undefined) body.instance_timeout_ms = positiveInt(o.instanceTimeout, '--instance-timeout') * 1000;
+    if (o.canary !== undefined) body.canary = positiveInt(o.canary, '--canary');
+    if (o.autoPromoteAfter !== undefined) {
+        if (o.canary === undefined) throw new UsageError('--auto-promote-after goes with --canary');
+        if (!/^\d+$/.test(o.autoPromoteAfter)) throw new UsageError(`--auto-promote-after must be a number of seconds: ${o.autoPromoteAfter}`);
+        body.auto_promote_after_ms = Number(o.autoPromoteAfter) * 1000;
+    }
+    if (o.maxFailures !== undefined) body.max_failures = maxFailures(o.maxFailures);
+    if (o.allowDowngrade) body.allow_downgrade = true;
+    if (!plan) body.image_uuid = mustUuid(image as string, 'IMAGE');
+    if (plan) {
+        if (o.allAgents) body.all_agents = true;
+        else body.services = await plannedServices(api(), specs);
+        if (excludes.length > 0) body.exclude_services = excludes;
+    } else {
+        body.service_uuid = (await api().resolveService(service as string)).uuid;
+    }
+    return body;
+}
+
+/** POST /rollouts as a dry run, and the plan printed (JSON with --json). */
+async function showPlan(cli: Cli, c: Command, body: Record<string, unknown>): Promise<void> {
+    const p = await cli.sapi(c).post<RolloutPreview>('/rollouts', { ...body, dry_run: true });
+    if (cli.globals(c).json) {
+        cli.json(p);
+    } else {
+        for (const line of planLines(p)) cli.out(line);
+    }
+    cli.exitCode = EXIT_OK;
+}
+
+/**
+ * The plan for people: server by server, each agent from → to (version and
+ * image) and what the plan does with it (upgrade, downgrade, install, adopt),
+ * or that it is skipped or fails before running, and why; then the servers
+ * the plan leaves alone and its warnings.
+ */
+export function planLines(p: RolloutPreview): string[] {
+    const lines = [`plan (dry run, nothing started): ${describe(p)}`, p.summary];
+    const groups = new Map<string, RolloutItem[]>();
+    for (const s of p.servers ?? []) groups.set(s.server_uuid, s.items);
+    if (groups.size === 0) {
+        for (const i of p.items) groups.set(i.server_uuid, [...(groups.get(i.server_uuid) ?? []), i]);
+    }
+    const width = Math.max(0, ...p.items.map((i) => i.service_name.length));
+    for (const [server, items] of groups) {
+        const canary = items.some((i) => i.phase === 'canary') ? ' (canary)' : '';
+        lines.push(`server ${server}${canary}`);
+        for (const i of items) {
+            lines.push(`  ${verb(i).padEnd(9)} ${i.service_name.padEnd(width)}  ${itemChange(i)}${itemWhy(i)}`);
+        }
+    }
+    for (const s of p.skipped_servers ?? []) lines.push(`server ${s.server_uuid}: left alone: ${s.reason}`);
+    // A plan is not a log: its warnings without the time they were noted.
+    for (const w of p.warnings) lines.push(`warning: ${w.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z: /, '')}`);
+    if (p.items.some((i) => i.state === 'pending')) {
+        lines.push('To start it: the same options with `sapiadm rollout start` (without --dry-run).');
+    }
+    return lines;
+}
+
+/** What the plan does with an item. */
+function verb(i: RolloutItem): string {
+    if (i.state === 'skipped') return 'skip';
+    if (i.state === 'failed') return 'fail';
+    if (i.action !== undefined && i.action !== 'upgrade') return i.action;
+    const cmp = compareVersions(i.from_version, i.to_version);
+    return cmp !== null && cmp > 0 ? 'downgrade' : 'upgrade';
+}
+
+/** "1.0.0 → 1.1.0  (image A → B)": the versions where either is known, and the images. */
+function itemChange(i: RolloutItem): string {
+    const versions = i.from_version === undefined && i.to_version === undefined ? '' : `${i.from_version ?? '?'} → ${i.to_version ?? '?'}  `;
+    const images =
+        i.from_image === undefined
+            ? `image ${i.action === 'install' ? '(none)' : '?'} → ${i.to_image}`
+            : i.from_image === i.to_image
+              ? `image ${i.to_image}`
+              : `image ${i.from_image} → ${i.to_image}`;
+    return `${versions}(${images})`;
+}
+
+/** ": reason (error)" for an item that will not run. */
+function itemWhy(i: RolloutItem): string {
+    if (i.state === 'skipped') return `: ${i.reason ?? 'already at the target image'}`;
+    if (i.state === 'failed') return `: ${i.reason ?? 'fails before running'}${i.error ? ` (${i.error})` : ''}`;
+    return '';
+}
+
+export function define(cli: Cli, cmd: Command): void {
+    planOptions(cmd.command('start', { isDefault: true }))
+        .description('start a rollout and watch it (`sapiadm rollout SERVICE IMAGE`, or a plan: --all-agents / --service)')
+        .option('--dry-run', 'print what the rollout would do, server by server, and start nothing (as `rollout plan`)')
         .option('--no-watch', 'print the rollout id and return')
         .option('--interval <MS>', 'progress poll interval', '1000')
         .addHelpText(
             'after',
             `
+An agent found newer than its target is skipped (never downgraded) unless
+--allow-downgrade. A plan that matches no instance is refused (exit 1); one
+where every item is skipped or fails before running ends at once, and the
+summary says why.
+
 Examples:
   sapiadm rollout vm-agent 0f5c...                    # one service to one image
+  sapiadm rollout plan vm-agent 0f5c...               # what it would do, per server
   sapiadm rollout start --all-agents --exclude marlin-agent --canary 5 --max-failures 2%
   sapiadm rollout start --service cn-agent --service vm-agent=0f5c... --servers S1,S2
 ${EXIT_HELP}`,
         )
         .action(async (service: string | undefined, image: string | undefined, o: StartOpts, c: Command) => {
-            const specs = listOf(o.service);
-            const excludes = listOf(o.exclude);
-            const plan = o.allAgents === true || specs.length > 0;
-            if (plan && service !== undefined) {
-                throw new UsageError('give either SERVICE IMAGE or --all-agents / --service, not both');
-            }
-            if (o.allAgents && specs.length > 0) {
-                throw new UsageError('give either --all-agents or --service, not both');
-            }
-            if (!plan && (service === undefined || image === undefined)) {
-                throw new UsageError('give SERVICE IMAGE, or a plan with --all-agents or --service NAME[=IMAGE]');
-            }
-            if (!plan && excludes.length > 0) {
-                throw new UsageError('--exclude goes with --all-agents or --service');
-            }
-            const body: Record<string, unknown> = {};
-            if (o.concurrency !== undefined) body.concurrency = positiveInt(o.concurrency, '--concurrency');
-            if (o.servers !== undefined) body.servers = uuidList(o.servers, '--servers');
-            if (o.stallFactor !== undefined) {
-                const f = Number(o.stallFactor);
-                if (!Number.isFinite(f) || f <= 0) throw new UsageError(`--stall-factor must be a positive number: ${o.stallFactor}`);
-                body.stall_factor = f;
-            }
-            if (o.instanceTimeout !== undefined) body.instance_timeout_ms = positiveInt(o.instanceTimeout, '--instance-timeout') * 1000;
-            if (o.canary !== undefined) body.canary = positiveInt(o.canary, '--canary');
-            if (o.autoPromoteAfter !== undefined) {
-                if (o.canary === undefined) throw new UsageError('--auto-promote-after goes with --canary');
-                if (!/^\d+$/.test(o.autoPromoteAfter)) throw new UsageError(`--auto-promote-after must be a number of seconds: ${o.autoPromoteAfter}`);
-                body.auto_promote_after_ms = Number(o.autoPromoteAfter) * 1000;
-            }
-            if (o.maxFailures !== undefined) body.max_failures = maxFailures(o.maxFailures);
-            if (!plan) body.image_uuid = mustUuid(image as string, 'IMAGE');
             const every = interval(o.interval);
-            const api = cli.sapi(c);
-            if (plan) {
-                if (o.allAgents) body.all_agents = true;
-                else body.services = await plannedServices(api, specs);
-                if (excludes.length > 0) body.exclude_services = excludes;
-            } else {
-                body.service_uuid = (await api.resolveService(service as string)).uuid;
+            const body = await rolloutBody(() => cli.sapi(c), service, image, o);
+            if (o.dryRun) {
+                await showPlan(cli, c, body);
+                return;
             }
+            const api = cli.sapi(c);
             const started = await api.post<Rollout>('/rollouts', body);
             const json = cli.globals(c).json;
-            if (!o.watch) {
+            if (!o.watch && !FINAL.includes(started.state)) {
                 if (json) {
                     cli.json(started);
                 } else {
@@ -187,12 +317,35 @@ ${EXIT_HELP}`,
             await finishWatch(cli, api, started, every, json);
         });
 
+    planOptions(cmd.command('plan'))
+        .description('show what a rollout would do, server by server, and start nothing (the options of `rollout start`)')
+        // Accepted so that a start command line turns into a plan by its verb alone.
+        .addOption(new Option('--dry-run').hideHelp())
+        .addOption(new Option('--no-watch').hideHelp())
+        .addOption(new Option('--interval <MS>').hideHelp())
+        .addHelpText(
+            'after',
+            `
+For each server: each agent with its version and image now and after
+(from → to), and whether it is upgraded, skipped (already at the target, or
+newer than it without --allow-downgrade) or fails before running (server not
+ready), and why. --json prints SAPI's plan (POST /rollouts with dry_run).
+
+Examples:
+  sapiadm rollout plan vm-agent 0f5c...
+  sapiadm rollout plan --all-agents --exclude marlin-agent --servers S1,S2
+${PLAN_EXIT_HELP}`,
+        )
+        .action(async (service: string | undefined, image: string | undefined, o: PlanOpts, c: Command) => {
+            await showPlan(cli, c, await rolloutBody(() => cli.sapi(c), service, image, o));
+        });
+
     cmd.command('status')
         .description('show a rollout (with --watch: follow it until it ends or pauses)')
         .argument('<ID>', 'rollout UUID')
         .option('--watch', 'follow progress until the rollout ends or pauses')
         .option('--interval <MS>', 'progress poll interval', '1000')
-        .addHelpText('after', EXIT_HELP.replace(' (when watching; with --no-watch 0 once SAPI accepted)', ''))
+        .addHelpText('after', EXIT_HELP.replace(/ \(when watching;[^)]*\)/, ''))
         .action(async (id: string, o: { watch?: boolean; interval: string }, c: Command) => {
             const every = interval(o.interval);
             const api = cli.sapi(c);
@@ -213,13 +366,32 @@ ${EXIT_HELP}`,
         });
 
     cmd.command('list')
-        .description('list rollouts')
+        .description('list rollouts, newest first (all of them, page by page, unless --limit)')
         .option('--service <SERVICE>', 'only rollouts of this service (name or UUID)')
-        .action(async (o: { service?: string }, c: Command) => {
+        .option('--state <STATE>', `only rollouts in this state (${STATES.join(', ')})`)
+        .option('--limit <N>', 'only the N newest')
+        .addOption(new Option('--page-size <N>', 'rollouts per request').default(String(LIST_PAGE)).hideHelp())
+        .action(async (o: { service?: string; state?: string; limit?: string; pageSize: string }, c: Command) => {
+            if (o.state !== undefined && !(STATES as readonly string[]).includes(o.state)) {
+                throw new UsageError(`--state must be one of ${STATES.join(', ')}: ${o.state}`);
+            }
+            const want = o.limit === undefined ? Infinity : positiveInt(o.limit, '--limit');
+            const page = Math.min(LIST_PAGE, positiveInt(o.pageSize, '--page-size'));
             const api = cli.sapi(c);
-            const query = o.service === undefined ? {} : { service_uuid: (await api.resolveService(o.service)).uuid };
-            const list = (await api.http.get<RolloutSummary[]>('/rollouts', { query })).body;
-            list.sort((a, b) => a.created_at.localeCompare(b.created_at));
+            const filter: Record<string, string> = {};
+            if (o.service !== undefined) filter.service_uuid = (await api.resolveService(o.service)).uuid;
+            if (o.state !== undefined) filter.state = o.state;
+            const list: RolloutSummary[] = [];
+            let marker: string | undefined;
+            while (list.length < want) {
+                const limit = Math.min(page, want - list.length);
+                const got = (await api.http.get<RolloutSummary[]>('/rollouts', { query: { ...filter, limit, marker } })).body;
+                const rows = Array.isArray(got) ? got : [];
+                list.push(...rows);
+                const last = rows[rows.length - 1];
+                if (rows.length < limit || !last) break;
+                marker = last.uuid;
+            }
             cli.list(c, list, [
                 { header: 'uuid', get: (r) => r.uuid },
                 { header: 'service', get: (r) => r.service_name },
@@ -230,31 +402,51 @@ ${EXIT_HELP}`,
                     get: (r) => `${r.counts.succeeded + r.counts.failed + r.counts.canceled + (r.counts.skipped ?? 0)}/${r.totals.items}`,
                 },
                 { header: 'failed', get: (r) => r.counts.failed },
+                { header: 'skipped', get: (r) => r.counts.skipped ?? 0 },
                 { header: 'avg', get: (r) => duration(r.average_ms) },
                 { header: 'created', get: (r) => r.created_at },
             ]);
         });
 
     const action = (name: 'promote' | 'resume' | 'revert', description: string): void => {
-        cmd.command(name)
+        const sub = cmd
+            .command(name)
             .description(description)
             .argument('<ID>', 'rollout UUID')
             .option('--no-watch', 'print the new state and return')
-            .option('--interval <MS>', 'progress poll interval', '1000')
-            .addHelpText('after', `\nA rollout in another state answers 409 (exit 1).\n${EXIT_HELP}`)
-            .action(async (id: string, o: WatchOpts, c: Command) => {
-                const every = interval(o.interval);
-                const api = cli.sapi(c);
-                const r = await api.post<Rollout>(`/rollouts/${mustUuid(id, 'ID')}/${name}`, {});
-                const json = cli.globals(c).json;
-                if (!o.watch) {
-                    if (json) cli.json(r);
-                    else cli.out(`rollout ${r.uuid}: ${r.state}`);
-                    return;
-                }
-                if (!json) cli.out(`rollout ${r.uuid}: ${r.state}`);
-                await finishWatch(cli, api, r, every, json);
-            });
+            .option('--interval <MS>', 'progress poll interval', '1000');
+        if (name === 'revert') {
+            sub.option('--yes', 'do not ask (needed when stdin is not a terminal)');
+        }
+        sub.addHelpText(
+            'after',
+            `${name === 'revert' ? '\nAsks first (y/N) on a terminal; elsewhere it needs --yes.' : ''}\nA rollout in another state answers 409 (exit 1).\n${EXIT_HELP}`,
+        ).action(async (id: string, o: WatchOpts & { yes?: boolean }, c: Command) => {
+            const every = interval(o.interval);
+            const uuid = mustUuid(id, 'ID');
+            const api = cli.sapi(c);
+            if (name === 'revert') {
+                const ok = await confirm(cli, {
+                    yes: o.yes,
+                    action: `revert rollout ${uuid}`,
+                    question: async () => {
+                        const r = await api.getRollout(uuid);
+                        const n = outcomeOf(r).upgraded;
+                        return `Revert rollout ${uuid} (${r.state}): put the ${plural(n, 'agent')} it upgraded back on the previous image?`;
+                    },
+                });
+                if (!ok) return refused(cli, `rollout ${uuid} not reverted`);
+            }
+            const r = await api.post<Rollout>(`/rollouts/${uuid}/${name}`, {});
+            const json = cli.globals(c).json;
+            if (!o.watch) {
+                if (json) cli.json(r);
+                else cli.out(`rollout ${r.uuid}: ${r.state}`);
+                return;
+            }
+            if (!json) cli.out(`rollout ${r.uuid}: ${r.state}`);
+            await finishWatch(cli, api, r, every, json);
+        });
     };
     action('promote', 'after the canary servers: upgrade the other servers (and watch)');
     action('resume', 'go on with a rollout paused by --max-failures (and watch)');
@@ -263,17 +455,46 @@ ${EXIT_HELP}`,
     cmd.command('cancel')
         .description('cancel a rollout: pending instances are not started, running ones finish')
         .argument('<ID>', 'rollout UUID')
-        .action(async (id: string, _o: unknown, c: Command) => {
-            const r = await cli.sapi(c).del<Rollout>(`/rollouts/${mustUuid(id, 'ID')}`);
+        .option('--yes', 'do not ask (needed when stdin is not a terminal)')
+        .addHelpText('after', '\nAsks first (y/N) on a terminal; elsewhere it needs --yes (exit 2 without).')
+        .action(async (id: string, o: { yes?: boolean }, c: Command) => {
+            const uuid = mustUuid(id, 'ID');
+            const api = cli.sapi(c);
+            const ok = await confirm(cli, {
+                yes: o.yes,
+                action: `cancel rollout ${uuid}`,
+                question: async () => {
+                    const r = await api.getRollout(uuid);
+                    return `Cancel rollout ${uuid} (${r.state}): its ${plural(r.counts.pending, 'pending item')} will not be started?`;
+                },
+            });
+            if (!ok) return refused(cli, `rollout ${uuid} not canceled`);
+            const r = await api.del<Rollout>(`/rollouts/${uuid}`);
             if (cli.globals(c).json) cli.json(r);
             else cli.out(`rollout ${r.uuid}: ${r.state}; ${r.counts.canceled} instance(s) will not be started`);
         });
 }
 
+/** A question not answered y: nothing done, exit 2. */
+function refused(cli: Cli, what: string): void {
+    cli.warn(`Nothing changed: ${what}.`);
+    cli.exitCode = EXIT_REFUSED;
+}
+
+/**
+ * The exit status of a rollout as it stands: paused 4; reverted 0; failed
+ * or canceled 1, as is any item that failed while running. A finished
+ * rollout that upgraded nothing is 3 when agents remain off their target
+ * (newer than it, or on servers not ready), and 0 when every one was at it
+ * already; the summary says which.
+ */
 export function exitFor(r: Rollout): number {
     if (r.state === 'paused') return EXIT_PAUSED;
     if (r.state === 'reverted') return EXIT_OK;
-    return r.counts.failed > 0 || r.state === 'failed' || r.state === 'canceled' ? EXIT_ERROR : EXIT_OK;
+    if (r.state === 'canceled') return EXIT_ERROR;
+    const nothing = nothingUpgraded(r);
+    if (nothing) return nothing.unfinished ? EXIT_DRIFT : EXIT_OK;
+    return r.counts.failed > 0 || r.state === 'failed' ? EXIT_ERROR : EXIT_OK;
 }
 
 /** Whether the watch goes on: the rollout runs, or it waits for its own auto-promotion. */
@@ -292,6 +513,9 @@ async function finishWatch(cli: Cli, api: SapiApi, first: Rollout, every: number
     }
     if (json) {
         cli.json(r);
+        // stdout is the one document; why nothing was upgraded goes beside it.
+        const nothing = nothingUpgraded(r);
+        if (nothing) cli.warn(nothing.line);
     } else {
         for (const line of summary(r)) cli.out(line);
     }

@@ -10,7 +10,8 @@ import t from 'tap';
 
 import { Cli } from '../../lib/cli/common.js';
 import { ProgressView, summary } from '../../lib/cli/progress.js';
-import type { ItemState, Rollout } from '../../lib/rollout/types.js';
+import { exitFor } from '../../lib/cli/rollout.js';
+import type { ItemState, Rollout, RolloutItem } from '../../lib/rollout/types.js';
 
 const I1 = '11111111-1111-4111-8111-111111111111';
 const I2 = '22222222-2222-4222-8222-222222222222';
@@ -171,7 +172,7 @@ t.test('a plan: servers done, per-agent counts, pause with the commands, failure
     t.match(out, /^paused: 1 failed item reached max failures 1$/m);
     t.same(summary(failed).slice(0, 4), [
         `Rollout ${failed.uuid} paused (failures): plan of 2 agent services`,
-        '  2 servers (2 done), 4 items: 1 succeeded, 1 failed, 1 skipped (already on the image), 1 canceled; average 800ms; took still running',
+        '  2 servers (2 done), 4 items: 1 succeeded, 1 failed, 1 skipped (already on the image), 1 canceled; average 800ms; still running',
         '  per agent:',
         `    cn-agent  to ${CN_IMG}: 1 succeeded, 1 failed`,
     ]);
@@ -182,4 +183,57 @@ t.test('a plan: servers done, per-agent counts, pause with the commands, failure
     t.match(text, `sapiadm rollout revert ${failed.uuid}`);
     t.notMatch(summary(paused).join('\n'), 'rollout resume', 'a canary pause offers promote, not resume');
     t.match(summary(paused).join('\n'), `sapiadm rollout promote ${paused.uuid}`);
+});
+
+t.test('no silent success: the exit status and the summary of a rollout that upgraded nothing', async (t) => {
+    const finished = new Date().toISOString();
+    const newer: Partial<RolloutItem> = { state: 'skipped', attempts: 0, reason: 'newer than the target (1.2.0 > 1.1.0); allow_downgrade to go back' };
+    const atTarget: Partial<RolloutItem> = { state: 'skipped', attempts: 0, reason: 'already at the target image' };
+    const notReady: Partial<RolloutItem> = { state: 'failed', attempts: 0, reason: 'server not ready', error: `server ${S2} is not running` };
+    const upgraded: Partial<RolloutItem> = { state: 'succeeded', attempts: 1, started_at: finished };
+    const broke: Partial<RolloutItem> = { state: 'failed', attempts: 1, started_at: finished, error: 'AgentInstall error: boom' };
+    const ended = (state: Rollout['state'], a: Partial<RolloutItem>, b: Partial<RolloutItem>): Rollout => {
+        const r = rollout([a.state as ItemState, b.state as ItemState], {
+            state,
+            created_at: new Date(Date.parse(finished) - 5000).toISOString(),
+            finished_at: finished,
+        });
+        r.items = [
+            { ...(r.items[0] as RolloutItem), ...a },
+            { ...(r.items[1] as RolloutItem), ...b },
+        ];
+        return r;
+    };
+    const cases: [string, Rollout, number, RegExp | undefined][] = [
+        [
+            'newer agents left: unfinished work',
+            ended('succeeded', newer, atTarget),
+            3,
+            /^ {2}nothing was upgraded: 1 agent newer than the target \(--allow-downgrade goes back\), 1 already at the target$/m,
+        ],
+        [
+            'a server not ready and nothing else run',
+            ended('failed', notReady, atTarget),
+            3,
+            /^ {2}nothing was upgraded: 1 item on servers not ready, 1 already at the target$/m,
+        ],
+        ['every agent at its target', ended('succeeded', atTarget, atTarget), 0, /^ {2}nothing needed upgrading: every agent is already at its target image$/m],
+        ['an upgrade, and a newer agent left', ended('succeeded', upgraded, newer), 0, undefined],
+        ['an item failed while running', ended('failed', broke, newer), 1, undefined],
+        ['canceled', ended('canceled', atTarget, atTarget), 1, undefined],
+    ];
+    for (const [what, r, code, line] of cases) {
+        t.equal(exitFor(r), code, `${what}: exit ${code}`);
+        const text = summary(r).join('\n');
+        if (line) t.match(text, line, `${what}: says why`);
+        else t.notMatch(text, /nothing (was|needed)/, `${what}: no "nothing" line`);
+        t.notMatch(text, 'took still running');
+    }
+    t.match(
+        summary(ended('succeeded', upgraded, newer))[1],
+        /2 instances: 1 succeeded, 0 failed, 1 skipped \(newer than the target\); average .*; took 5\.0s$/,
+    );
+    t.match(summary(ended('succeeded', atTarget, newer))[1], /2 skipped \(1 already on the image, 1 newer than the target\)/);
+    t.equal(exitFor(rollout(['succeeded', 'pending'], { state: 'paused', paused_reason: 'canary' })), 4, 'paused');
+    t.equal(exitFor(rollout(['succeeded', 'succeeded'], { state: 'reverted' })), 0, 'reverted');
 });

@@ -5,7 +5,7 @@
 // with --auto-promote-after the watch goes on to the end (exit 0);
 // --service NAME=IMAGE --canary --max-failures: promoted, it pauses on a
 // failure (exit 4, the failure by server and agent, resume/revert printed),
-// `rollout revert` puts the upgraded agent back (exit 0), and `rollout
+// `rollout revert --yes` puts the upgraded agent back (exit 0), and `rollout
 // resume` of a reverted rollout is refused (409, exit 1). Usage errors exit 2.
 
 import t from 'tap';
@@ -125,7 +125,7 @@ t.test('rollout plans from the CLI', async (t) => {
         t.match(paused.stdout, `sapiadm rollout revert ${id}`);
         t.match(paused.stdout, /1 succeeded, 1 failed.*, 1 not finished/);
 
-        const reverted = await sapiadm(['rollout', 'revert', id, '--interval', '30'], opts);
+        const reverted = await sapiadm(['rollout', 'revert', id, '--yes', '--interval', '30'], opts);
         exits(t, reverted, 0, 'reverted');
         t.match(reverted.stdout, new RegExp(`Rollout ${id} reverted: plan of 1 agent service`));
         t.match(reverted.stdout, /revert: 1 of 1 agent back on the previous image/);

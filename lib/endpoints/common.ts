@@ -24,19 +24,35 @@ export interface RouteDef {
      * tolerance: unknown keys are ignored, and noted in the request log.
      */
     accepts?: readonly string[];
+    /** Requests that deploy may run long: the socket timeout for them (ms). */
+    socketTimeoutMs?: number;
 }
 
 export type Handler = (req: Request, res: Response, info: ReqInfo) => Promise<void>;
 
-/** Every mounted route, for the docs check and metrics labels. */
-export const mountedRoutes: RouteDef[] = [];
+/** The routes mounted on each server, as declared. */
+const mounted = new WeakMap<Server, RouteDef[]>();
 
+/** Every route mounted on `server` (the docs check, the store-outage sweep). */
+export function routesOf(server: Server): readonly RouteDef[] {
+    return mounted.get(server) ?? [];
+}
+
+/**
+ * Mount one route as declared: its strict or tolerant keys, its socket
+ * timeout, the API view, and the one error path; then the handler.
+ */
 export function mount(server: Server, def: RouteDef, handler: Handler): void {
-    mountedRoutes.push(def);
+    const list = mounted.get(server) ?? [];
+    mounted.set(server, list);
+    list.push(def);
     const known = def.accepts ? new Set(def.accepts) : knownKeys(def.name);
     const fn = async (req: Request, res: Response): Promise<void> => {
         let info: ReqInfo;
         try {
+            if (def.socketTimeoutMs !== undefined) {
+                req.connection?.setTimeout(def.socketTimeoutMs);
+            }
             if (known) {
                 checkKeys(req, def, known);
             }

@@ -13,8 +13,7 @@ import { ifMatchOf, instanceOmittedKeys, mount, paramsOf, quoteEtag, sendList, s
 const DEPLOY_SOCKET_TIMEOUT_MS = 3_600_000;
 
 export function mountInstances(server: Server, ctx: Ctx): void {
-    mount(server, { method: 'post', path: '/instances', name: 'CreateInstance' }, async (req, res, info) => {
-        req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
+    mount(server, { method: 'post', path: '/instances', name: 'CreateInstance', socketTimeoutMs: DEPLOY_SOCKET_TIMEOUT_MS }, async (req, res, info) => {
         const out = await model.createInstance(ctx, info, paramsOf(req));
         res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
     });
@@ -37,13 +36,15 @@ export function mountInstances(server: Server, ctx: Ctx): void {
         res.setHeader('ETag', quoteEtag(got.etag));
         res.send(200, serializeInstance(got.value, info.v2));
     });
-    mount(server, { method: 'put', path: '/instances/:uuid/upgrade', name: 'UpgradeInstance' }, async (req, res, info) => {
-        req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
-        const out = await model.upgradeInstance(ctx, info, String(req.params.uuid), paramsOf(req));
-        res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
-    });
-    mount(server, { method: 'del', path: '/instances/:uuid', name: 'DeleteInstance' }, async (req, res, info) => {
-        req.connection?.setTimeout(DEPLOY_SOCKET_TIMEOUT_MS);
+    mount(
+        server,
+        { method: 'put', path: '/instances/:uuid/upgrade', name: 'UpgradeInstance', socketTimeoutMs: DEPLOY_SOCKET_TIMEOUT_MS },
+        async (req, res, info) => {
+            const out = await model.upgradeInstance(ctx, info, String(req.params.uuid), paramsOf(req));
+            res.send(200, serializeInstance(out.instance, info.v2, out.job_uuid));
+        },
+    );
+    mount(server, { method: 'del', path: '/instances/:uuid', name: 'DeleteInstance', socketTimeoutMs: DEPLOY_SOCKET_TIMEOUT_MS }, async (req, res, info) => {
         await model.deleteInstance(ctx, info, String(req.params.uuid));
         res.send(204);
     });

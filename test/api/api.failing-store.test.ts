@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import t, { type Test } from 'tap';
 
-import { mountedRoutes, type RouteDef } from '../../lib/endpoints/common.js';
+import { routesOf, type RouteDef } from '../../lib/endpoints/common.js';
 import { StoreUnavailableError } from '../../lib/stor/errors.js';
 import { SqliteStore } from '../../lib/stor/sqlite/index.js';
 import type { Store } from '../../lib/stor/store.js';
@@ -184,7 +184,7 @@ for (const mode of ['proto', 'full'] as const) {
     t.test(`${mode} mode, store down: every route answers 503 StoreUnavailable or its store-free answer`, async (t) => {
         const { h, ids, down } = await setUp(t, mode);
         const all = probes(ids);
-        const routes = new Map<string, RouteDef>(mountedRoutes.map((r) => [r.name, r]));
+        const routes = new Map<string, RouteDef>(routesOf(h.app.server).map((r) => [r.name, r]));
         t.ok(routes.size >= 33, `the server mounted its routes (${routes.size})`);
         t.strictSame(
             [...routes.keys()].filter((n) => !(n in all)),

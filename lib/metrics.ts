@@ -12,7 +12,7 @@ import type { Rollout } from './rollout/types.js';
 import type { BucketName } from './stor/buckets.js';
 import type { BucketStatus } from './stor/moray/buckets-init.js';
 import { ForwardingStore } from './stor/forwarding.js';
-import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './stor/store.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, StoreCapabilities, Stored } from './stor/store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
 
@@ -318,14 +318,18 @@ export class InstrumentedStore extends ForwardingStore {
      * The backend's JSON list fast path, when it has one now: a page is
      * timed as a find; a stream, like iterate(), is not timed.
      */
-    override offerJsonLists(): JsonLists | null {
-        const lists = super.offerJsonLists();
+    override capabilities(): StoreCapabilities {
+        const caps = super.capabilities();
+        const lists = caps.jsonLists;
         if (!lists) {
-            return null;
+            return caps;
         }
         return {
-            findJson: (bucket, filter, page, omit) => this.timed('find', () => lists.findJson(bucket, filter, page, omit)),
-            iterateJson: (bucket, filter, chunkSize, omit) => lists.iterateJson(bucket, filter, chunkSize, omit),
+            ...caps,
+            jsonLists: {
+                findJson: (bucket, filter, page, omit) => this.timed('find', () => lists.findJson(bucket, filter, page, omit)),
+                iterateJson: (bucket, filter, chunkSize, omit) => lists.iterateJson(bucket, filter, chunkSize, omit),
+            },
         };
     }
 }

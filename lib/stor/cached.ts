@@ -25,19 +25,18 @@ import { ALL_BUCKETS, type BucketName } from './buckets.js';
 import { copyChunks } from './copy.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
-import type { ChangeSource } from './moray/feed.js';
 import type { SqliteStore } from './sqlite/index.js';
 import {
     ALL,
     type BatchOp,
     type DelOptions,
     type Filter,
-    type JsonLists,
     type JsonObject,
     type Page,
     type PageRequest,
     type PutOptions,
     type Store,
+    type StoreCapabilities,
     type Stored,
 } from './store.js';
 
@@ -69,23 +68,19 @@ export class CachedStore extends ForwardingStore {
         return `${this.primary.name}+LocalCache`;
     }
 
-    /** Moray's change source (GetConfig's change feed), when the primary offers one. */
-    changeSource(): ChangeSource | null {
-        const offer = (this.primary as { changeSource?: () => ChangeSource }).changeSource;
-        return typeof offer === 'function' ? offer.call(this.primary) : null;
-    }
-
     override async init(): Promise<void> {
         await this.local.init();
         await this.primary.init();
     }
 
     /**
-     * None: lists come from Moray, or from the local copy while Moray is
-     * unreachable, and a fast path of either alone would skip that choice.
+     * Moray's, but no JSON lists: lists come from Moray, or from the local
+     * copy while Moray is unreachable, and a fast path of either alone
+     * would skip that choice.
      */
-    override offerJsonLists(): JsonLists | null {
-        return null;
+    override capabilities(): StoreCapabilities {
+        const { jsonLists: _none, ...rest } = this.primary.capabilities();
+        return rest;
     }
 
     /** Moray's answer; the local copy's while Moray is unreachable. */

@@ -4,6 +4,29 @@
 
 import type { BucketName } from './buckets.js';
 
+/** A changed row, as the change feed needs it. */
+export interface ChangedRow {
+    key: string;
+    value: Record<string, unknown>;
+    mtime: number;
+    etag: string;
+}
+
+/** What the change feed asks a store that keeps change stamps (Moray). */
+export interface ChangeSource {
+    /** Rows of `bucket` with `_mtime` ≥ `mtime`, oldest first, at most `limit`. */
+    changedSince(bucket: string, mtime: number, limit: number): Promise<ChangedRow[]>;
+    /** Delete tombstones with `_mtime` ≤ `mtime` (some of them: at most `limit`); resolves with how many. */
+    pruneTombstones(mtime: number, limit: number): Promise<number>;
+    /** Write the row `key` of the tombstones bucket (not a tombstone) and resolve with its `_mtime`. */
+    stamp(key: string): Promise<number>;
+}
+
+/** Sees the rows each poll of the change feed reads. Must not block: it is called inside the poll. */
+export interface RowObserver {
+    rowsRead(bucket: string, rows: readonly ChangedRow[]): void;
+}
+
 /** Who is told. Times are on the sink's own clock. */
 export interface ChangeSink {
     now(): number;

@@ -4,12 +4,12 @@
 // backend changes at run time (SwitchingStore) only changes what `inner`
 // returns.
 //
-// The JSON list fast path is not part of Store: jsonLists(store) asks the
-// outermost decorator, and each decorator answers for itself, by default
-// with what its inner store offers at that moment.
+// What the store can do besides Store (capabilities()) is, by default, what
+// the inner store offers at that moment; a decorator that answers some
+// operation its own way drops or wraps the matching capability.
 
 import type { BucketName } from './buckets.js';
-import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from './store.js';
+import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, Page, PageRequest, PutOptions, Store, StoreCapabilities, Stored } from './store.js';
 
 export abstract class ForwardingStore implements Store {
     /** The decorated store. Read on every call: it may change. */
@@ -68,32 +68,19 @@ export abstract class ForwardingStore implements Store {
     }
 
     /**
-     * The JSON list fast path through this decorator, or null. By default
-     * the inner store's, untouched, which is right only while find() and
-     * iterate() are forwarded untouched too: a decorator that answers lists
-     * differently must override this (null, or a wrapper that keeps its
-     * behaviour).
+     * The inner store's, untouched: right only while what they stand for
+     * is forwarded untouched too. A decorator that answers lists its own
+     * way drops jsonLists or wraps it to keep its behaviour.
      */
-    offerJsonLists(): JsonLists | null {
-        return jsonLists(this.inner);
+    capabilities(): StoreCapabilities {
+        return this.inner.capabilities();
     }
-}
-
-/** Whether `store` itself implements the JSON list fast path (a backend). */
-export function hasJsonLists(store: Store): store is Store & JsonLists {
-    const s = store as Partial<JsonLists>;
-    return typeof s.findJson === 'function' && typeof s.iterateJson === 'function';
 }
 
 /**
- * The JSON list fast path of `store` as it stands now, through its
- * decorators, or null when the backend serving now lacks it (or a
- * decorator on the way answers lists its own way). Ask again for every
- * request: the backend behind a SwitchingStore can change.
+ * The JSON list fast path of `store` as it stands now, or null. Ask again
+ * for every request: the backend behind a SwitchingStore can change.
  */
 export function jsonLists(store: Store): JsonLists | null {
-    if (store instanceof ForwardingStore) {
-        return store.offerJsonLists();
-    }
-    return hasJsonLists(store) ? store : null;
+    return store.capabilities().jsonLists ?? null;
 }

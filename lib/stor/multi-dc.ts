@@ -7,7 +7,7 @@
 import type { BucketName } from './buckets.js';
 import { NotFoundError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
-import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from './store.js';
+import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, StoreCapabilities, Stored } from './store.js';
 
 export class MultiDcStore extends ForwardingStore {
     constructor(
@@ -24,6 +24,16 @@ export class MultiDcStore extends ForwardingStore {
 
     override get name(): string {
         return `${this.local.name}+Master`;
+    }
+
+    /**
+     * The local store's lists, and the master; no change feed: the
+     * master's writes are not in the local Moray, so a feed of it alone
+     * would not tell everything GetConfig's cache keeps.
+     */
+    override capabilities(): StoreCapabilities {
+        const { changeSource: _c, rowObserver: _r, ...rest } = this.local.capabilities();
+        return { ...rest, master: this.master };
     }
 
     override async init(): Promise<void> {
@@ -67,14 +77,7 @@ export class MultiDcStore extends ForwardingStore {
     }
 }
 
-/** The master store behind any decorators (cache, metrics), if multi-DC. */
+/** The master store of a multi-DC setup (through any decorators), or null. */
 export function masterOf(store: Store): Store | null {
-    let s: Store = store;
-    while (!(s instanceof MultiDcStore)) {
-        if (!(s instanceof ForwardingStore)) {
-            return null;
-        }
-        s = s.inner;
-    }
-    return s.master;
+    return store.capabilities().master ?? null;
 }

@@ -5,6 +5,7 @@
 // the model is responsible for putting derived index fields there.
 
 import type { BucketName } from './buckets.js';
+import type { ChangeSource, RowObserver } from './changes.js';
 
 export type JsonObject = { [key: string]: unknown };
 
@@ -74,10 +75,9 @@ export interface JsonPage {
 /**
  * A capability some backends offer besides Store (the embedded store
  * does): the matches of find()/iterate() as JSON text, with the top-level
- * keys `omit` removed, ready for the socket. It is not part of Store: reach
- * it with jsonLists(store) (forwarding.ts), which sees through decorators
- * and answers null when the backend serving now lacks it; callers then
- * use find()/iterate().
+ * keys `omit` removed, ready for the socket (StoreCapabilities.jsonLists:
+ * absent when the backend serving now lacks it; callers then use
+ * find()/iterate()).
  */
 export interface JsonLists {
     /** find(), each match as JSON text without the keys `omit`. */
@@ -102,9 +102,28 @@ export type BatchOp =
     | { op: 'put'; bucket: BucketName; value: JsonObject; etag?: string | null | undefined }
     | { op: 'del'; bucket: BucketName; uuid: string; etag?: string | undefined };
 
+/**
+ * What a store can do besides Store, as it stands now (ask again for every
+ * request: the backend behind a switching store changes). Each backend says
+ * what it has; each decorator says what it keeps of its inner store's.
+ */
+export interface StoreCapabilities {
+    /** The matches of lists as JSON text, ready for the socket (the embedded store). */
+    jsonLists?: JsonLists;
+    /** Change stamps, for GetConfig's change feed (Moray). */
+    changeSource?: ChangeSource;
+    /** Sees the rows the change feed reads (Moray: gives rows written by older SAPIs their index copies). */
+    rowObserver?: RowObserver;
+    /** Multi-DC: the master DC's store. */
+    master?: Store;
+}
+
 export interface Store {
     /** Backend name reported by /ping (storType). */
     readonly name: string;
+
+    /** What this store can do besides Store, now. */
+    capabilities(): StoreCapabilities;
 
     /** Creates tables / buckets; safe to call again. */
     init(): Promise<void>;

@@ -10,7 +10,7 @@
 import type { BucketName } from './buckets.js';
 import { StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
-import type { BatchOp, Filter, JsonObject, Page, Store, Stored } from './store.js';
+import type { BatchOp, Filter, JsonObject, Page, Store, StoreCapabilities, Stored } from './store.js';
 
 export class SwitchingStore extends ForwardingStore {
     private target: Store;
@@ -40,6 +40,10 @@ class StartingStore implements Store {
     readonly name = 'Starting';
 
     constructor(private readonly waitingFor: string) {}
+
+    capabilities(): StoreCapabilities {
+        return {};
+    }
 
     private unavailable(): Promise<never> {
         return Promise.reject(new StoreUnavailableError(`the service is starting: waiting for ${this.waitingFor} to learn its mode and data`));

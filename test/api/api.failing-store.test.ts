@@ -19,7 +19,7 @@ import { aManifest, anApplication, anInstance, aService, OWNER } from '../lib/fi
 import { type CallOpts, type CallResult, type Harness, startSapi } from '../lib/harness.js';
 
 /** Methods that still work while the store is down (start-up and shut-down). */
-const KEPT = new Set(['init', 'close']);
+const KEPT = new Set(['init', 'close', 'capabilities']);
 /** Methods whose failure surfaces on the first chunk, as a real backend's does. */
 const STREAMING = new Set(['iterate', 'iterateJson']);
 

@@ -44,10 +44,8 @@
 import { randomUUID } from 'node:crypto';
 
 import type { BucketName } from '../buckets.js';
-import type { ChangeSink } from '../changes.js';
+import type { ChangedRow, ChangeSink, ChangeSource, RowObserver } from '../changes.js';
 import { BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
-import { ForwardingStore } from '../forwarding.js';
-import { MultiDcStore } from '../multi-dc.js';
 import type { Store } from '../store.js';
 
 /** The buckets GetConfig documents are made of: their deletes leave tombstones. */
@@ -66,30 +64,7 @@ export const PRUNE_EVERY_MS = 10 * 60 * 1000;
 /** Between measures of Moray's clock. */
 export const CLOCK_EVERY_MS = 10_000;
 
-/** A changed row, as the feed needs it. */
-export interface ChangedRow {
-    key: string;
-    value: Record<string, unknown>;
-    mtime: number;
-    etag: string;
-}
-
-/** What the feed asks Moray (MorayStore.changeSource()). */
-export interface ChangeSource {
-    /** Rows of `bucket` with `_mtime` ≥ `mtime`, oldest first, at most `limit`. */
-    changedSince(bucket: string, mtime: number, limit: number): Promise<ChangedRow[]>;
-    /** Delete tombstones with `_mtime` ≤ `mtime` (some of them: at most `limit`); resolves with how many. */
-    pruneTombstones(mtime: number, limit: number): Promise<number>;
-    /** Write the row `key` of the tombstones bucket (not a tombstone) and resolve with its `_mtime`. */
-    stamp(key: string): Promise<number>;
-}
-
-export type { ChangeSink } from '../changes.js';
-
-/** Sees the rows each poll reads (lib/stor/moray/repair.ts). Must not block: it is called inside the poll. */
-export interface RowObserver {
-    rowsRead(bucket: string, rows: readonly ChangedRow[]): void;
-}
+export type { ChangedRow, ChangeSink, ChangeSource, RowObserver } from '../changes.js';
 
 export interface FeedLogger {
     warn(obj: object, msg: string): void;
@@ -115,32 +90,14 @@ export interface ChangeFeedOptions {
 
 const TOMBSTONES = TOMBSTONES_BUCKET.name;
 
-/** What the store behind `store`'s decorators offers by the method `name`, or null. Multi-DC: nothing (the master's writes are not in the local Moray). */
-function offeredBy<T>(store: Store, name: 'changeSource' | 'rowObserver'): T | null {
-    let s: Store = store;
-    for (;;) {
-        if (s instanceof MultiDcStore) {
-            return null;
-        }
-        const offer = (s as unknown as Record<string, unknown>)[name];
-        if (typeof offer === 'function') {
-            return (offer as () => T | null).call(s);
-        }
-        if (!(s instanceof ForwardingStore)) {
-            return null;
-        }
-        s = s.inner;
-    }
-}
-
-/** Moray's change source behind `store` (through its decorators), or null. */
+/** The change source of the store serving now (Moray), or null (embedded store, proto mode, multi-DC). */
 export function changeSourceOf(store: Store): ChangeSource | null {
-    return offeredBy<ChangeSource>(store, 'changeSource');
+    return store.capabilities().changeSource ?? null;
 }
 
-/** The row observer of the Moray store behind `store` (MorayStore.rowObserver()), or null. */
+/** The row observer of the store serving now (Moray), or null. */
 export function rowObserverOf(store: Store): RowObserver | null {
-    return offeredBy<RowObserver>(store, 'rowObserver');
+    return store.capabilities().rowObserver ?? null;
 }
 
 export class ChangeFeed {

@@ -15,7 +15,7 @@
 import type { LeaseBackend, LeaseRecord, StoredLease } from '../lease-backend.js';
 import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
-import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import type { BatchOp, DelOptions, Filter, JsonObject, Page, PageRequest, PutOptions, Store, StoreCapabilities, Stored } from '../store.js';
 import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buckets-init.js';
 import { createMorayClient, type MorayBatchRequest, type MorayClient, type MorayConnectOptions, type MorayObject } from './client.js';
 import { FEED_BUCKETS, type ChangedRow, type ChangeSource, type RowObserver } from './feed.js';
@@ -78,6 +78,11 @@ function keyOf(value: JsonObject): string {
 
 export class MorayStore implements Store {
     readonly name = 'MorayStorage';
+
+    /** Change stamps for the change feed, and the repair of rows older SAPIs write. */
+    capabilities(): StoreCapabilities {
+        return { changeSource: this.changeSource(), rowObserver: this.rowObserver() };
+    }
     private clientRef: MorayClient | null;
     private readonly ownsClient: boolean;
     private initializerRef: BucketsInitializer | null = null;

@@ -38,7 +38,20 @@ import Database from 'better-sqlite3';
 
 import { ALL_BUCKETS, bucketDef, indexFieldValue, type BucketDef, type BucketName } from '../buckets.js';
 import { EtagConflictError, NotFoundError, StoreUnavailableError } from '../errors.js';
-import type { BatchOp, DelOptions, Filter, JsonLists, JsonObject, JsonPage, Page, PageRequest, PutOptions, Store, Stored } from '../store.js';
+import type {
+    BatchOp,
+    DelOptions,
+    Filter,
+    JsonLists,
+    JsonObject,
+    JsonPage,
+    Page,
+    PageRequest,
+    PutOptions,
+    Store,
+    StoreCapabilities,
+    Stored,
+} from '../store.js';
 import { Checkpointer } from './checkpointer.js';
 import { errnoText } from '../../fs-errors.js';
 import { lockStore, StoreOpenError, type StoreLock } from './lock.js';
@@ -94,6 +107,11 @@ export function etagOf(json: string): string {
 
 export class SqliteStore implements Store, JsonLists {
     readonly name = 'SqliteStorage';
+
+    /** Lists as JSON text straight from SQLite. */
+    capabilities(): StoreCapabilities {
+        return { jsonLists: this };
+    }
     readonly path: string;
     private db: Database.Database | null = null;
     /** This process's hold on the store file (lock.ts); none for ':memory:'. */

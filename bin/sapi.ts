@@ -184,7 +184,7 @@ async function main(): Promise<void> {
         const store = setup.store;
         const migrateToFull = setup.migrateToFull;
         // In a zone, the switch to full mode also removes SAPI_PROTO_MODE from the zone's metadata.
-        const hooks =
+        const storeSetup =
             source.kind === 'zone' && migrateToFull
                 ? {
                       ...setup,
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
         let app;
         try {
             const { createApp } = await import('../lib/app.js');
-            app = await createApp({ config, log, store, hooks });
+            app = await createApp({ config, log, store, setup: storeSetup });
             listening = `${config.host}:${config.port} (config key "port")`;
             const port = await app.listen();
             log.info({ port, mode: app.ctx.mode.current, store: store.name }, 'SAPI listening');

@@ -52,19 +52,19 @@ export interface AppDeps {
     log: Logger;
     store: Store;
     /** What createStore() set up besides the store (mode, migration, cache, progress). */
-    hooks?: Omit<StoreSetup, 'store'>;
+    setup?: Omit<StoreSetup, 'store'>;
     /** Downstream clients to use instead of those the config names (tests). */
     clients?: Clients;
 }
 
 export async function createApp(deps: AppDeps): Promise<SapiApp> {
-    const { config, log, hooks } = deps;
+    const { config, log, setup } = deps;
     const metrics = new Metrics(
         {
             ...(config.datacenter_name ? { datacenter: config.datacenter_name } : {}),
             ...(config.instanceUuid ? { instance: config.instanceUuid } : {}),
         },
-        hooks?.status,
+        setup?.status,
     );
     // GetConfig's cache sees every write made through `store`; on Moray,
     // other processes write too, so its entries are re-checked after a bound.
@@ -83,13 +83,13 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
             : null;
     feed?.start();
     // On Moray the backend decides the mode; TEST_SAPI_PROTO_MODE still forces proto.
-    const initial = hooks?.mode !== undefined && !protoForced() ? hooks.mode : await loadMode(deps.store, config.mode);
+    const initial = setup?.mode !== undefined && !protoForced() ? setup.mode : await loadMode(deps.store, config.mode);
     const mode = { current: initial, transitioning: false };
 
     const clients = deps.clients ?? createClients(config, log, (o) => metrics.downstreamCall(o));
     const records = instanceRecords({ store, log });
     const leases = new StoreLeases({
-        backend: hooks?.leaseBackend ?? new MemoryLeaseBackend(),
+        backend: setup?.leaseBackend ?? new MemoryLeaseBackend(),
         ttlMs: config.lease_ttl_ms,
         onRenewError: (key, err) => log.warn({ err, lease: key }, 'lease renewal failed; retrying'),
     });
@@ -101,8 +101,8 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
     const rollouts = new RolloutManager({ ctx, leases, cnapi: clients.cnapi, imgapi: clients.imgapi, onProgress: (r) => metrics.rollout(r) });
 
     // Moray may not have answered yet: the mode follows once it does.
-    const storeReady: Promise<boolean> = hooks?.resolved
-        ? hooks.resolved.then(
+    const storeReady: Promise<boolean> = setup?.resolved
+        ? setup.resolved.then(
               (m) => {
                   if (!protoForced()) {
                       mode.current = m;
@@ -131,13 +131,13 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
             }
         });
     };
-    const status = hooks?.status;
+    const status = setup?.status;
     const server = createServer({
         ctx,
         rollouts,
         onRequestDone: (route, method, status, ms) => metrics.request(route, method, status, ms),
-        ...(hooks?.migrateToFull ? { migrateToFull: hooks.migrateToFull } : {}),
-        ...(hooks?.syncCache ? { syncCache: hooks.syncCache } : {}),
+        ...(setup?.migrateToFull ? { migrateToFull: setup.migrateToFull } : {}),
+        ...(setup?.syncCache ? { syncCache: setup.syncCache } : {}),
         ...(status ? { storeStatus: status } : {}),
     });
     server.server.requestTimeout = deps.config.requestTimeoutMs;
@@ -172,13 +172,13 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                 server.server.close(() => resolve());
                 server.server.closeIdleConnections();
             });
-            hooks?.stop();
+            setup?.stop();
             feed?.stop();
             await resuming; // a resume still reading the store finishes first
             await metricsServer?.close();
             // The setup closes every store it opened; else ctx.store wraps deps.store.
-            if (hooks) {
-                await hooks.close();
+            if (setup) {
+                await setup.close();
             } else {
                 await ctx.store.close();
             }

@@ -276,7 +276,7 @@ export async function startDemoWorld(opts: DemoWorldOptions = {}): Promise<DemoW
         const setup = await createStore(config, log);
         let app: SapiApp;
         try {
-            app = await createApp({ config, log, store: setup.store, hooks: setup });
+            app = await createApp({ config, log, store: setup.store, setup });
         } catch (err) {
             await setup.close();
             throw err;

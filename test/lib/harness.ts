@@ -53,17 +53,17 @@ export async function startSapi(opts: StartOpts = {}): Promise<Harness> {
     });
     const log = opts.log ?? testLog();
     let store = opts.store;
-    let hooks: StoreSetup | undefined;
+    let setup: StoreSetup | undefined;
     if (!store && opts.viaCreateStore) {
-        hooks = await createStore(config, log, opts.storeOptions);
-        store = hooks.store;
+        setup = await createStore(config, log, opts.storeOptions);
+        store = setup.store;
     }
     if (!store) {
         const s = new SqliteStore({ path: config.store.path });
         await s.init();
         store = s;
     }
-    const app = await createApp({ config, log, store, ...(hooks ? { hooks } : {}) });
+    const app = await createApp({ config, log, store, ...(setup ? { setup } : {}) });
     const port = await app.listen(0, '127.0.0.1');
     const url = `http://127.0.0.1:${port}`;
     return {

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
 
 import { isTransientError } from '../clients/http.js';
-import type { Rollout, RolloutItem, RolloutPreview, RolloutState, RolloutSummary } from '../rollout/types.js';
+import { FINAL_STATES, type Rollout, type RolloutItem, type RolloutPreview, type RolloutState, type RolloutSummary } from '../rollout/types.js';
 import { collect, mustUuid, positiveInt, uuidList } from './args.js';
 import { confirm, type Cli } from './common.js';
 import { EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, UsageError } from './errors.js';
@@ -47,9 +47,8 @@ const PLAN_EXIT_HELP = `
 Exit status: 0 the plan is printed (whatever it would do), 1 an API error,
 or nothing to roll out (SAPI 409: no instance matched), 2 usage error.`;
 
-/** Final states, as GET /rollouts?state= takes them with the others. */
-const STATES: readonly RolloutState[] = ['running', 'paused', 'reverting', 'succeeded', 'failed', 'canceled', 'reverted'];
-const FINAL: readonly RolloutState[] = ['succeeded', 'failed', 'canceled', 'reverted'];
+/** Every state of a rollout: what GET /rollouts?state= takes. */
+const STATES: readonly RolloutState[] = ['running', 'paused', 'reverting', ...FINAL_STATES];
 
 /** Rollouts per GET /rollouts page (the most the server gives). */
 const LIST_PAGE = 1000;
@@ -304,7 +303,7 @@ ${EXIT_HELP}`,
             const api = cli.sapi(c);
             const started = await api.post<Rollout>('/rollouts', body);
             const json = cli.globals(c).json;
-            if (!o.watch && !FINAL.includes(started.state)) {
+            if (!o.watch && !FINAL_STATES.includes(started.state)) {
                 if (json) {
                     cli.json(started);
                 } else {

@@ -14,7 +14,7 @@
 // started; the log can only start over (be reused from its beginning) once
 // a checkpoint has copied all of it. So a round is two checkpoints: the
 // first, long one runs beside the writes; the second, short one runs while
-// the store holds back new commits (see index.ts), copies the little
+// the store holds back new commits (see group-commit.ts), copies the little
 // committed meanwhile, and leaves the whole log copied, so the next commit
 // starts the log over. The log stays about one round of writes long.
 

@@ -8,12 +8,13 @@ import { randomUUID } from 'node:crypto';
 
 import t from 'tap';
 
-import type { LeaseBackend } from '../../lib/stor/lease-backend.js';
+import { StoreLeases } from '../../lib/leases/leases.js';
 import { agentWorld, rolloutWhen, type AgentWorld } from '../lib/agent-world.js';
 import { startFakeCnapi } from '../lib/fake-cnapi.js';
 import { startFakeImgapi } from '../lib/fake-imgapi.js';
 import { anApplication, aService } from '../lib/fixtures.js';
 import { startSapi, type Harness } from '../lib/harness.js';
+import { eventually } from './several-sapis.lib.js';
 
 const AGENTS = ['cn-agent', 'config-agent', 'net-agent', 'vm-agent'];
 
@@ -38,6 +39,11 @@ async function withServers(w: AgentWorld, n: number): Promise<string[]> {
 }
 
 const FINAL = ['succeeded', 'failed', 'canceled', 'reverted'];
+
+/** Poll `cond` until it holds (at most a minute). */
+async function until(cond: () => boolean): Promise<void> {
+    if (!(await eventually(async () => cond(), 60_000, 10))) throw new Error(`never held: ${cond.toString()}`);
+}
 const waitDone = (h: Harness, uuid: string): Promise<Body> => rolloutWhen(h, uuid, (b: Body) => FINAL.includes(b.state));
 
 async function post(h: Harness, path: string, body?: Record<string, unknown>): Promise<{ status: number; body: Body; text: string }> {
@@ -306,18 +312,14 @@ t.test('a restart in the middle of a plan runs no finished item again; a paused 
     // Interrupted once a few items have finished: task polls go unanswered,
     // and once the one worker waits on its task (it can send nothing more),
     // SAPI stops; that task still completes on the node.
-    while ([...cnapi.state.tasks.values()].filter((task) => task.status === 'complete').length < 3) {
-        await new Promise((res) => setTimeout(res, 10));
-    }
+    await until(() => [...cnapi.state.tasks.values()].filter((task) => task.status === 'complete').length >= 3);
     const seen = cnapi.requests.length;
     cnapi.hang('GET /tasks/:id');
     const polled = (): boolean => {
         const last = cnapi.state.taskLog.at(-1)?.id;
         return cnapi.requests.slice(seen).some((q) => q.routeKey === 'GET /tasks/:id' && q.path === `/tasks/${String(last)}`);
     };
-    while (!polled()) {
-        await new Promise((res) => setTimeout(res, 10));
-    }
+    await until(polled);
     const key = (l: { server_uuid: string; params: Record<string, unknown> }): string => `${l.server_uuid}/${String(l.params['image_uuid'])}`;
     const finishedBefore = new Set(cnapi.state.taskLog.filter((l) => cnapi.state.tasks.get(l.id)?.status === 'complete').map(key));
     w.h.app.rollouts.stop();
@@ -444,19 +446,19 @@ t.test('a rollout whose lease is lost starts no more items; it is taken over onc
     t.equal(r.body.owner, h.app.leases.owner, 'owned by this SAPI');
     await rolloutWhen(h, r.body.uuid, (b) => b.items[0].state === 'running');
     // Another SAPI takes the lease over (as it may once it believes it expired).
-    const backend = (h.app.leases as unknown as { backend: LeaseBackend }).backend;
+    if (!(h.app.leases instanceof StoreLeases)) throw new Error('leases are kept in a store');
+    const backend = h.app.leases.backend;
     const key = `rollout/${r.body.uuid}`;
     const cur = await backend.get(key);
     if (!cur) throw new Error('no lease record');
     let etag = await backend.put({ ...cur.record, owner: 'another-sapi', expires_at: new Date(Date.now() + 60_000).toISOString() }, cur.etag);
-    // This SAPI notices at its next renewal (seen here on its live entry); the running item then ends, and no other starts.
-    const live = (h.app.rollouts as unknown as { running: Map<string, { lease: { lost: AbortSignal } }> }).running;
-    while (live.get(r.body.uuid)?.lease.lost.aborted !== true) {
-        await new Promise((res) => setTimeout(res, 20));
-    }
+    // This SAPI notices at its next renewal (seen here on its driver); the running item then ends, and no other starts.
+    await until(() => h.app.rollouts.driving(r.body.uuid)?.leaseLost === true);
+    const driver = h.app.rollouts.driving(r.body.uuid);
     cnapi.releaseHungTasks();
     await cnapi.idle();
-    await new Promise((res) => setTimeout(res, 300));
+    // Once the driver has let go, nothing here can start an item until the lease is free again.
+    await driver?.done;
     t.equal(cnapi.requestsTo('POST /servers/:uuid/install-agent').length, 1, 'no item started without the lease');
     // The other SAPI goes away: its lease ends, and this one takes the rollout over.
     const held = await backend.get(key);

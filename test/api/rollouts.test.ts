@@ -6,6 +6,7 @@
 import t from 'tap';
 
 import { agentWorld, rolloutWhen, vmAgentServers, type AgentWorld } from '../lib/agent-world.js';
+import { eventually } from './several-sapis.lib.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const waitDone = (w: AgentWorld, uuid: string): Promise<any> => rolloutWhen(w.h, uuid, (b) => b.state !== 'running');
@@ -107,9 +108,7 @@ t.test('a rollout interrupted by a restart resumes', async (t) => {
     });
     // Interrupted mid-way: once an item has started, task polls go unanswered
     // so this SAPI cannot finish the rollout before it is stopped.
-    while (cnapi.requestsTo('POST /servers/:uuid/install-agent').length === 0) {
-        await new Promise((res) => setTimeout(res, 10));
-    }
+    if (!(await eventually(async () => cnapi.requestsTo('POST /servers/:uuid/install-agent').length > 0, 60_000, 10))) throw new Error('no item started');
     cnapi.hang('GET /tasks/:id');
     await w.restart();
     cnapi.unhang();

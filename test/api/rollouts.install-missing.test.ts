@@ -41,7 +41,7 @@ function tasksOn(w: AgentWorld, server: string): { agent: string; task: string; 
         .filter((task) => task.server_uuid === server)
         .map((task) => {
             const params = w.cnapi.state.taskLog.find((l) => l.id === task.id)?.params ?? {};
-            const image = String(params['image_uuid'] ?? '');
+            const image = typeof params['image_uuid'] === 'string' ? params['image_uuid'] : '';
             const uninstalled = Array.isArray(params['agents']) ? String((params['agents'] as unknown[])[0]) : '';
             return {
                 agent: names.get(image) ?? uninstalled,

@@ -16,7 +16,7 @@
 import type { CnapiAgent, CnapiServer } from '../clients/cnapi.js';
 import type { Instance, Service } from '../model/types.js';
 import { param } from './table.js';
-import { compareVersions } from './versions.js';
+import { compareVersions } from '../rollout/versions.js';
 
 export type FindingKind =
     | 'missing-in-sapi'

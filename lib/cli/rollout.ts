@@ -17,7 +17,7 @@ import { EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, UsageError } from './err
 import { isPlan, nothingUpgraded, outcomeOf, pausedCommands, pausedWhy, progressLine, ProgressView, summary } from './progress.js';
 import type { SapiApi } from './sapi-api.js';
 import { duration, plural } from './table.js';
-import { compareVersions } from './versions.js';
+import { compareVersions } from '../rollout/versions.js';
 
 /** Poll errors in a row tolerated while watching (SAPI restarting, ...). */
 const MAX_POLL_ERRORS = 5;

@@ -6,7 +6,7 @@ import type Logger from 'bunyan';
 
 import type { CnapiClient } from '../clients/cnapi.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
-import type { Deployer } from '../deploy/deployer.js';
+import type { Deployer } from '../model/deployer.js';
 import { invalidArgument, missingKeys, missingParameter, noDeployer } from '../errors.js';
 import type { Ctx } from '../model/context.js';
 import { flagValue, validateRequest } from '../model/validate.js';

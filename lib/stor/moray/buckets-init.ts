@@ -2,7 +2,8 @@
 //
 //   1. delete the legacy bucket `sapi_history` if present;
 //   2. for each bucket definition: create it if missing (with
-//      `options.version`), else update it when the stored version is older;
+//      `options.version`), else update it when the stored version is older
+//      (bucket-setup.ts);
 //   3. reindex updated buckets, `reindexObjects` in a loop until a call
 //      processes nothing;
 //   4. backfill buckets with derived index fields (backfill.ts) unless
@@ -17,34 +18,23 @@
 //      a backstop for what the change feed's repairer misses.
 //
 // Every Moray call is retried with exponential backoff until it succeeds
-// (or stop() is called). Until a bucket's reindex is complete, the index
-// fields it adds are reported by pendingFields(): the store must not trust
+// (or stop() is called; retrier.ts). Until a bucket's reindex is complete,
+// the index fields it adds are reported by pendingFields(): the store must not trust
 // them in a server-side filter (rows written before the update are not in
 // the new index yet), and filters on them client-side instead. Derived
 // fields stay pending until their backfill and the start-up sweep are done
 // (the later sweeps leave them trusted: the feed repairs what it reads).
 
-import type { BucketDef, IndexDef } from '../buckets.js';
+import type { BucketDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import { finishedState, loadBackfillState, runBackfill, saveBackfillState, type BackfillProgress, type BackfillState } from './backfill.js';
-import { type MorayBucket, type MorayBucketConfig, type MorayClient, MorayRequestError } from './client.js';
+import { reindexFields, setupBucket, type MorayBucketDef } from './bucket-setup.js';
+import type { MorayClient } from './client.js';
+import { Retrier, Stopped, type InitLogger } from './retrier.js';
 import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor, type SweepProgress } from './sweep.js';
 
-/** The part of a bunyan logger this module uses. */
-export interface InitLogger {
-    info(obj: object, msg?: string): void;
-    warn(obj: object, msg?: string): void;
-    error(obj: object, msg?: string): void;
-}
-
-/** A bucket definition (any name: `sapi_meta` is not a BucketName). */
-export interface MorayBucketDef {
-    name: string;
-    index: Record<string, IndexDef>;
-    version: number;
-    /** Index fields copied from nested values (see buckets.ts). */
-    derived?: Record<string, readonly string[]> | undefined;
-}
+export { bucketConfig, type MorayBucketDef } from './bucket-setup.js';
+export type { InitLogger } from './retrier.js';
 
 export type BucketPhase = 'unknown' | 'reindexing' | 'backfilling' | 'sweeping' | 'ready';
 
@@ -83,18 +73,7 @@ export interface BucketsInitOptions {
     legacyBuckets?: readonly string[] | undefined;
 }
 
-export function bucketConfig(def: MorayBucketDef | BucketDef): MorayBucketConfig {
-    const index: Record<string, IndexDef> = {};
-    for (const [field, d] of Object.entries(def.index)) {
-        index[field] = d.unique ? { type: d.type, unique: true } : { type: d.type };
-    }
-    return { index, options: { version: def.version } };
-}
-
 const nullLog: InitLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
-/** stop() was called: what was waiting for setup will not get it. */
-class Stopped extends StoreUnavailableError {}
 
 interface Deferred {
     promise: Promise<void>;
@@ -123,15 +102,13 @@ export class BucketsInitializer {
     private readonly sweepPageSize: number;
     private readonly sweepEveryMs: number;
     private readonly metaBucket: string;
-    private readonly minDelay: number;
-    private readonly maxDelay: number;
+    /** Retries every Moray call, until stop(). */
+    private readonly retry: Retrier;
     private readonly legacy: readonly string[];
     private readonly states = new Map<string, BucketStatus>();
     private readonly setup = deferred();
     private readonly reindex = deferred();
     private started = false;
-    private stopped = false;
-    private sleeping: { timer: NodeJS.Timeout; wake: () => void } | null = null;
     /** Buckets whose derived fields are backfilled (their copies are kept up to date from then on). */
     private readonly backfilled = new Set<string>();
     private sweepTimer: NodeJS.Timeout | null = null;
@@ -145,8 +122,7 @@ export class BucketsInitializer {
         this.sweepPageSize = opts.sweepPageSize ?? this.backfillBatchSize;
         this.sweepEveryMs = opts.sweepEveryMs ?? SWEEP_EVERY_MS;
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
-        this.minDelay = opts.retryMinDelayMs ?? 100;
-        this.maxDelay = opts.retryMaxDelayMs ?? 5000;
+        this.retry = new Retrier(this.client, this.log, opts.retryMinDelayMs ?? 100, opts.retryMaxDelayMs ?? 5000);
         this.legacy = opts.legacyBuckets ?? ['sapi_history'];
         for (const def of this.defs) {
             this.states.set(def.name, {
@@ -179,15 +155,11 @@ export class BucketsInitializer {
 
     /** Stops retrying; pending waits reject. */
     stop(): void {
-        this.stopped = true;
         if (this.sweepTimer) {
             clearTimeout(this.sweepTimer);
             this.sweepTimer = null;
         }
-        if (this.sleeping) {
-            clearTimeout(this.sleeping.timer);
-            this.sleeping.wake();
-        }
+        this.retry.stop();
         this.setup.reject(new Stopped('bucket setup stopped'));
         this.reindex.reject(new Stopped('bucket setup stopped'));
     }
@@ -237,9 +209,9 @@ export class BucketsInitializer {
     private async run(): Promise<void> {
         // Requests fail until the client has a connection: wait for one
         // (quietly, unless it takes longer than the longest backoff).
-        await this.retrying('connect to moray', () => this.client.waitConnected(this.maxDelay));
+        await this.retry.retrying('connect to moray', () => this.client.waitConnected(this.retry.maxDelay));
         for (const name of this.legacy) {
-            const deleted = await this.retrying(`delete legacy bucket ${name}`, () => this.client.deleteBucket(name));
+            const deleted = await this.retry.retrying(`delete legacy bucket ${name}`, () => this.client.deleteBucket(name));
             if (deleted) {
                 this.log.info({ bucket: name }, 'deleted legacy moray bucket');
             }
@@ -249,7 +221,7 @@ export class BucketsInitializer {
         /** Per bucket: the fields pending whatever the backfill says. */
         const indexing = new Map<string, string[]>();
         for (const def of this.defs) {
-            const { bucket: b, created: isNew } = await this.retrying(`set up bucket ${def.name}`, () => this.setupBucket(def));
+            const { bucket: b, created: isNew } = await this.retry.retrying(`set up bucket ${def.name}`, () => setupBucket(this.client, this.log, def));
             if (isNew) {
                 created.add(def.name);
             }
@@ -282,11 +254,13 @@ export class BucketsInitializer {
             let saved: BackfillState | null;
             if (created.has(def.name)) {
                 saved = finishedState(def.version);
-                await this.retrying(`record backfill of ${def.name}`, () => saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState));
+                await this.retry.retrying(`record backfill of ${def.name}`, () =>
+                    saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState),
+                );
                 fresh.push(def);
             } else {
-                saved = await this.retrying(`read backfill state of ${def.name}`, () => loadBackfillState(this.client, this.metaBucket, def.name));
-                const mark = await this.retrying(`read sweep mark of ${def.name}`, () => loadSweepMark(this.client, this.metaBucket, def.name));
+                saved = await this.retry.retrying(`read backfill state of ${def.name}`, () => loadBackfillState(this.client, this.metaBucket, def.name));
+                const mark = await this.retry.retrying(`read sweep mark of ${def.name}`, () => loadSweepMark(this.client, this.metaBucket, def.name));
                 toSweep.set(def.name, { def, mark });
             }
             if (saved?.done && saved.version >= def.version) {
@@ -329,8 +303,8 @@ export class BucketsInitializer {
         }
         for (const def of fresh) {
             // Every row of a new bucket has its copies: sweeps start from now.
-            const now = await this.retrying(`read moray's clock for ${def.name}`, () => morayNow(this.client, this.metaBucket, def.name));
-            await this.retrying(`save sweep mark of ${def.name}`, () => saveSweepMark(this.client, this.metaBucket, def.name, now));
+            const now = await this.retry.retrying(`read moray's clock for ${def.name}`, () => morayNow(this.client, this.metaBucket, def.name));
+            await this.retry.retrying(`save sweep mark of ${def.name}`, () => saveSweepMark(this.client, this.metaBucket, def.name, now));
         }
         this.reindex.resolve();
         this.scheduleSweeps();
@@ -339,14 +313,14 @@ export class BucketsInitializer {
     /** Sweep the buckets with derived fields again in sweepEveryMs, and so on (until stop()). */
     private scheduleSweeps(): void {
         const defs = this.defs.filter(hasDerived);
-        if (this.sweepEveryMs <= 0 || defs.length === 0 || this.stopped) {
+        if (this.sweepEveryMs <= 0 || defs.length === 0 || this.retry.stopped) {
             return;
         }
         this.sweepTimer = setTimeout(() => {
             this.sweepTimer = null;
             void (async () => {
                 for (const def of defs) {
-                    const mark = await this.once(() => loadSweepMark(this.client, this.metaBucket, def.name));
+                    const mark = await this.retry.once(() => loadSweepMark(this.client, this.metaBucket, def.name));
                     await this.sweepBucket(def, mark ?? sweepStartFor(this.states.get(def.name)?.backfill?.startedAt), false);
                 }
             })()
@@ -380,7 +354,7 @@ export class BucketsInitializer {
                 def: def as BucketDef,
                 metaBucket: this.metaBucket,
                 pageSize: this.sweepPageSize,
-                retrying: startup ? (what, fn) => this.retrying(what, fn) : (_what, fn) => this.once(fn),
+                retrying: startup ? (what, fn) => this.retry.retrying(what, fn) : (_what, fn) => this.retry.once(fn),
                 onProgress: (p) => {
                     state.sweep = p;
                 },
@@ -414,7 +388,7 @@ export class BucketsInitializer {
                 def: def as BucketDef,
                 metaBucket: this.metaBucket,
                 batchSize: this.backfillBatchSize,
-                retrying: (what, fn) => this.retrying(what, fn),
+                retrying: (what, fn) => this.retry.retrying(what, fn),
                 onProgress: (p) => {
                     state.backfill = p;
                     if (Date.now() - lastLog >= 5000) {
@@ -438,54 +412,12 @@ export class BucketsInitializer {
         return done;
     }
 
-    /** Create or update one bucket; returns it as Moray now has it. */
-    private async setupBucket(def: MorayBucketDef): Promise<{ bucket: MorayBucket; created: boolean }> {
-        const cfg = bucketConfig(def);
-        let b = await this.client.getBucket(def.name);
-        if (!b) {
-            let created = true;
-            try {
-                await this.client.createBucket(def.name, cfg);
-                this.log.info({ bucket: def.name, version: def.version }, 'created moray bucket');
-            } catch (err) {
-                // Another SAPI created it first: fine (it records the backfill).
-                if (!(err instanceof MorayRequestError && err.morayName === 'BucketConflictError')) {
-                    throw err;
-                }
-                created = false;
-            }
-            b = await this.client.getBucket(def.name);
-            if (!b) {
-                throw new StoreUnavailableError(`moray bucket ${def.name} missing right after creation`);
-            }
-            return { bucket: b, created };
-        }
-        if (b.version < def.version) {
-            try {
-                await this.client.updateBucket(def.name, cfg);
-                this.log.info({ bucket: def.name, from: b.version, to: def.version }, 'updated moray bucket; reindexing follows');
-            } catch (err) {
-                // Another SAPI updated it first: fine.
-                if (!(err instanceof MorayRequestError && err.morayName === 'BucketVersionError')) {
-                    throw err;
-                }
-            }
-            b = await this.client.getBucket(def.name);
-            if (!b) {
-                throw new StoreUnavailableError(`moray bucket ${def.name} disappeared during update`);
-            }
-        } else if (b.version > def.version) {
-            this.log.warn({ bucket: def.name, stored: b.version, ours: def.version }, 'moray bucket is newer than this SAPI; leaving it as is');
-        }
-        return { bucket: b, created: false };
-    }
-
     /** Reindex `def`; `next` is the phase that follows (derived fields stay pending unless it is 'ready'). */
     private async reindexBucket(def: MorayBucketDef, next: 'backfilling' | 'sweeping' | 'ready'): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
         for (;;) {
-            const res = await this.retrying(`reindex bucket ${def.name}`, () => this.client.reindexObjects(def.name, this.batchSize));
+            const res = await this.retry.retrying(`reindex bucket ${def.name}`, () => this.client.reindexObjects(def.name, this.batchSize));
             state.reindexed += res.processed;
             if (res.processed === 0) {
                 break;
@@ -497,7 +429,7 @@ export class BucketsInitializer {
         }
         // The reindex is complete: only fields Moray does not index stay
         // pending, and derived fields until their backfill and sweep are done.
-        const b = await this.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
+        const b = await this.retry.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
         const derived = next !== 'ready' ? Object.keys(def.derived ?? {}) : [];
         state.pendingFields = b
             ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index)), ...derived])]
@@ -506,61 +438,8 @@ export class BucketsInitializer {
         state.phase = next;
         this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
     }
-
-    /** Run `fn` once, unless stop() was called. */
-    private async once<R>(fn: () => Promise<R>): Promise<R> {
-        if (this.stopped) {
-            throw new Stopped('stopped');
-        }
-        return fn();
-    }
-
-    /** Run `fn` until it succeeds, backing off; only stop() ends it early. */
-    private async retrying<R>(what: string, fn: () => Promise<R>): Promise<R> {
-        let delay = this.minDelay;
-        for (let attempt = 1; ; attempt++) {
-            if (this.stopped) {
-                throw new Stopped(`${what}: stopped`);
-            }
-            try {
-                return await fn();
-            } catch (err) {
-                if (this.stopped) {
-                    throw new Stopped(`${what}: stopped`);
-                }
-                const transient = err instanceof StoreUnavailableError;
-                const fields = { err, attempt, retryInMs: delay };
-                if (transient) {
-                    this.log.warn(fields, `${what}: moray error, will retry`);
-                } else {
-                    this.log.error(fields, `${what}: failed, will retry`);
-                }
-            }
-            // Before the first connection, retry as soon as there is one.
-            await this.sleep(delay, this.client.connected ? null : this.client.waitConnected(delay).catch(() => undefined));
-            delay = Math.min(delay * 2, this.maxDelay);
-        }
-    }
-
-    /** Sleep `ms`, or until `early` settles, or until stop(). */
-    private sleep(ms: number, early: Promise<void> | null = null): Promise<void> {
-        return new Promise((resolve) => {
-            const wake = (): void => {
-                clearTimeout(timer);
-                this.sleeping = null;
-                resolve();
-            };
-            const timer = setTimeout(wake, ms);
-            this.sleeping = { timer, wake };
-            void early?.then(wake);
-        });
-    }
 }
 
 function hasDerived(def: MorayBucketDef): boolean {
     return Object.keys(def.derived ?? {}).length > 0;
-}
-
-function reindexFields(b: MorayBucket): string[] {
-    return Object.values(b.reindexActive).flat();
 }

@@ -5,10 +5,10 @@
 //
 // What keeps it exact. Every write this process makes to the instances,
 // services, applications and manifests buckets goes through the store
-// watch() returns (the composition root hands that store to every part of
-// the service that writes), which reports it with noteWrite() once the write
-// has settled, whether it succeeded or not. Each report advances a write
-// counter, and:
+// watch() returns (config-watch.ts; the composition root hands that store to
+// every part of the service that writes), which reports it with noteWrite()
+// once the write has settled, whether it succeeded or not. Each report
+// advances a write counter, and:
 //   - a write of an instance drops that instance's entry;
 //   - a write of a service, application or manifest records the counter
 //     against that object. An entry remembers the counter as it was when its
@@ -61,10 +61,10 @@
 // writes, the cache and the record are emptied together.
 
 import type { BucketName } from '../stor/buckets.js';
-import { ForwardingStore } from '../stor/forwarding.js';
 import type { ChangeSink } from '../stor/changes.js';
-import type { BatchOp, DelOptions, JsonObject, PutOptions, Store, Stored } from '../stor/store.js';
+import type { Store } from '../stor/store.js';
 import { assembleConfig, configEtag, storeReader, type ConfigSources, type SourceReader } from './config-doc.js';
+import { WatchedStore, type WriteListener } from './config-watch.js';
 import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';
 import { BUCKET_OF } from './objects.js';
 
@@ -134,7 +134,7 @@ interface KeptSource {
 const INSTANCES: BucketName = BUCKET_OF.instance;
 const WATCHED: ReadonlySet<string> = new Set<string>([BUCKET_OF.instance, BUCKET_OF.service, BUCKET_OF.application, BUCKET_OF.manifest]);
 
-export class ConfigCache implements ConfigAnswers, ChangeSink {
+export class ConfigCache implements ConfigAnswers, ChangeSink, WriteListener {
     readonly shared: boolean;
     readonly maxEntries: number;
     readonly maxBodyBytes: number;
@@ -460,44 +460,4 @@ function toBuffer(text: string): Buffer {
     const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
     buf.write(text, 'utf8');
     return buf;
-}
-
-/** The store every write of the service goes through: each one is reported to the cache once settled. */
-class WatchedStore extends ForwardingStore {
-    constructor(
-        private readonly store: Store,
-        private readonly cache: ConfigCache,
-    ) {
-        super();
-    }
-
-    get inner(): Store {
-        return this.store;
-    }
-
-    override async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
-        try {
-            return await this.store.put(bucket, value, opts);
-        } finally {
-            this.cache.noteWrite(bucket, String(value.uuid));
-        }
-    }
-
-    override async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
-        try {
-            await this.store.del(bucket, uuid, opts);
-        } finally {
-            this.cache.noteWrite(bucket, uuid);
-        }
-    }
-
-    override async batch(ops: BatchOp[]): Promise<void> {
-        try {
-            await this.store.batch(ops);
-        } finally {
-            for (const op of ops) {
-                this.cache.noteWrite(op.bucket, op.op === 'put' ? String(op.value.uuid) : op.uuid);
-            }
-        }
-    }
 }

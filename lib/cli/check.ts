@@ -7,11 +7,14 @@
 // and never holds up the others or the command. (check vm-instances is in
 // check-vm.ts.)
 
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import type { Command } from 'commander';
 
 import type { CnapiClient, CnapiServer } from '../clients/cnapi.js';
 import type { ImgapiClient } from '../clients/imgapi.js';
 import type { Instance } from '../model/types.js';
+import type { Rollout } from '../rollout/types.js';
 import { mustUuid, positiveInt } from './args.js';
 import { runCheck } from './check-flow.js';
 import { mapLimit, type Cli } from './common.js';
@@ -69,12 +72,15 @@ Left over from SAPI 2.1.2, and reported as such:
   duplicates  several instances of one agent service on one server. The
               agent's next adoption replaces them with its own instance.
 
---fix changes SAPI records only (no agent is installed or removed): it records
-agents found on a server (as the agent's own postinstall would; for an
-unplaced instance that sets its server), forgets records of agents a server
-does not have and of servers CNAPI no longer knows or reports as not set up,
-keeps the one of duplicate instances that server.agents reports and forgets
-the others, and sets params.image_uuid to what the server runs.
+--fix makes SAPI's records match the servers (nothing is removed from a
+server): it records agents found on a server (as the agent's own
+postinstall would; for an unplaced instance that sets its server), forgets
+records of agents a server does not have and of servers CNAPI no longer
+knows or reports as not set up, keeps the one of duplicate instances that
+server.agents reports and forgets the others, and sets params.image_uuid to
+what the server runs. Then it installs the missing agents (agent services a
+running server with cn-agent has neither in SAPI nor in server.agents) with
+one plan, as \`sapiadm server setup-agents\` does, and waits for it.
 Outdated agents need a rollout; the report prints the command.
 
 Versions, not image uuids, say which way an agent is off: the version
@@ -117,12 +123,24 @@ stdin is not a terminal.`,
                     await refresh(cli, cnapi, before, json, limits);
                     const plan = await gather();
                     const results: ActionResult[] = [];
+                    let recorded = 0;
                     for (const f of [...plan.general, ...plan.servers.flatMap((s) => s.findings)]) {
-                        if (f.fix) {
+                        if (f.fix && f.fix.op !== 'install') {
                             const r = await apply(api, f.fix);
                             results.push(r);
+                            recorded += 1;
                             if (!json) cli.out(`  ${r.ok ? 'done' : 'FAILED'}: ${r.message}`);
                         }
+                    }
+                    // Missing agents, once the records are right (a record of an
+                    // agent its server lacks, just forgotten, is one): one plan.
+                    const now = recorded > 0 ? await gather() : plan;
+                    const installs = [...now.general, ...now.servers.flatMap((s) => s.findings)]
+                        .map((f) => f.fix)
+                        .filter((fix): fix is InstallFix => fix?.op === 'install');
+                    for (const r of await installMissing(cli, api, installs, json)) {
+                        results.push(r);
+                        if (!json) cli.out(`  ${r.ok ? 'done' : 'FAILED'}: ${r.message}`);
                     }
                     return results;
                 },
@@ -247,10 +265,58 @@ async function withDeadline<T>(ms: number, work: (signal: AbortSignal) => Promis
     }
 }
 
+type InstallFix = Extract<Fix, { op: 'install' }>;
+
+/** Between polls of the installing plan. */
+const INSTALL_POLL_MS = 1000;
+
+/**
+ * Install missing agents with one plan (POST /rollouts, install_missing,
+ * the missing services on their servers), and wait for it to end or pause:
+ * each fix is done when its item succeeded.
+ */
+async function installMissing(cli: Cli, api: SapiApi, fixes: InstallFix[], json: boolean): Promise<ActionResult[]> {
+    if (fixes.length === 0) {
+        return [];
+    }
+    const say = (m: string): void => (json ? cli.warn(m) : cli.out(`  ${m}`));
+    // Only a SAPI in full mode deploys agents (in proto mode it only records).
+    const mode = (await api.http.get<string>('/mode')).body;
+    if (mode !== 'full') {
+        say(`${plural(fixes.length, 'missing agent')} not installed: SAPI is in ${mode} mode, where it records agents but installs none`);
+        return [];
+    }
+    const services = [...new Set(fixes.map((f) => f.service_uuid))].map((service_uuid) => ({ service_uuid }));
+    const servers = [...new Set(fixes.map((f) => f.server_uuid))];
+    let r: Rollout;
+    try {
+        r = await api.post<Rollout>('/rollouts', { services, servers, install_missing: true });
+    } catch (err) {
+        return fixes.map((fix) => ({ fix, ok: false, message: `install ${fix.service} on ${fix.server_uuid}: ${describeError(err)}` }));
+    }
+    say(`installing ${plural(fixes.length, 'missing agent')} with rollout ${r.uuid} (sapiadm rollout status ${r.uuid} --watch)`);
+    while (r.state === 'running' || r.state === 'reverting') {
+        await sleep(INSTALL_POLL_MS);
+        r = await api.getRollout(r.uuid);
+    }
+    return fixes.map((fix) => {
+        const item = r.items.find((i) => i.server_uuid === fix.server_uuid && i.service_uuid === fix.service_uuid && i.action === 'install');
+        const ok = item?.state === 'succeeded';
+        const why = item ? `${item.state}${item.error ? `: ${item.error}` : ''}` : 'not in the plan';
+        return {
+            fix,
+            ok,
+            message: `${ok ? 'installed' : 'could not install'} ${fix.service} on server ${fix.server_uuid}${ok ? '' : ` (${why}; rollout ${r.uuid})`}`,
+        };
+    });
+}
+
 async function apply(api: SapiApi, fix: Fix): Promise<ActionResult> {
     let message: string;
     try {
         switch (fix.op) {
+            case 'install':
+                throw new Error('installs run as one plan (installMissing)');
             case 'adopt': {
                 const body: Record<string, unknown> = { service_uuid: fix.service_uuid, params: { server_uuid: fix.server_uuid } };
                 if (fix.uuid) body.uuid = fix.uuid;

@@ -19,6 +19,7 @@ import { param } from './table.js';
 import { compareVersions } from '../rollout/versions.js';
 
 export type FindingKind =
+    | 'missing'
     | 'missing-in-sapi'
     | 'missing-on-server'
     | 'uuid-mismatch'
@@ -43,7 +44,9 @@ export type Fix =
     /** PUT /instances/:uuid {params: {image_uuid}}. */
     | { op: 'set-image'; instance: string; image_uuid: string }
     /** DELETE /instances/:uuid without Accept-Version for each of `instances` (records only), keeping `keep`. */
-    | { op: 'forget-duplicates'; service: string; server_uuid: string; keep: string; instances: string[] };
+    | { op: 'forget-duplicates'; service: string; server_uuid: string; keep: string; instances: string[] }
+    /** Install the agent through a plan (POST /rollouts with install_missing): the one fix that installs. */
+    | { op: 'install'; service_uuid: string; service: string; server_uuid: string };
 
 export interface Finding {
     kind: FindingKind;
@@ -110,6 +113,7 @@ export interface DriftInput {
 }
 
 export const LABELS: Record<FindingKind, string> = {
+    missing: 'missing',
     'missing-in-sapi': 'missing in SAPI',
     'missing-on-server': 'missing on server',
     'uuid-mismatch': 'uuid mismatch',
@@ -123,6 +127,9 @@ export const LABELS: Record<FindingKind, string> = {
     unplaced: 'unplaced',
     'unknown-agent': 'unknown agent',
 };
+
+/** The agent that runs install tasks: CN setup installs it, never a plan. */
+const SELF_INSTALLER = 'cn-agent';
 
 export function analyzeDrift(input: DriftInput): DriftReport {
     const general: Finding[] = [];
@@ -289,6 +296,23 @@ function compareServer(
         const own = insts.filter((i) => svcByUuid.get(i.service_uuid)?.name === name);
         const lost = entry?.uuid ? unplaced.get(entry.uuid) : undefined;
         out.push(...compareAgent(S, svc, entry, own, versions, lost?.service_uuid === svc.uuid ? lost : undefined));
+    }
+    // Agent services neither SAPI nor server.agents has here: missing (a
+    // server set up before the agent existed, or whose install failed).
+    // Only where installs can run: the server runs, and has cn-agent (which
+    // runs them; no plan installs cn-agent itself).
+    if (cs.status === 'running' && agents.some((a) => a.name === SELF_INSTALLER)) {
+        for (const [name, svc] of [...byName].sort(([a], [b]) => a.localeCompare(b))) {
+            if (names.has(name) || name === SELF_INSTALLER || typeof svc.params?.image_uuid !== 'string') continue;
+            out.push({
+                kind: 'missing',
+                server_uuid: S,
+                service: name,
+                message: `${name} is not installed here (not in server.agents) and SAPI has no instance of it`,
+                commands: [`sapiadm server setup-agents ${S}`],
+                fix: { op: 'install', service_uuid: svc.uuid, service: name, server_uuid: S },
+            });
+        }
     }
     return out;
 }

@@ -33,6 +33,11 @@ const GROUPS: Group[] = [
         load: () => import('./migrate.js'),
     },
     {
+        name: 'server',
+        description: "a server's agents: setup-agents installs the ones it lacks (no agentsshar needed)",
+        load: () => import('./server.js'),
+    },
+    {
         name: 'rollout',
         description: 'upgrade agents, many servers at a time: one service to an image, or a plan of several (canaries, failure limit, revert)',
         load: () => import('./rollout.js'),
@@ -52,6 +57,7 @@ Examples:
   sapiadm rollout plan vm-agent 0f5c...
   sapiadm rollout vm-agent 0f5c... --concurrency 10
   sapiadm rollout start --all-agents --exclude marlin-agent --canary 5
+  sapiadm server setup-agents 564d2c90-7f1e-4a3b-9c5d-d8e2b4a6f013 --dry-run
   sapiadm check vm-instances --vmapi-url http://vmapi.coal.example.com
 
 Destructive commands ask first (y/N) on a terminal: instances delete,

@@ -113,20 +113,34 @@ t.test('drift report, --fix --yes, clean afterwards', async (t) => {
     const fixed = await sapiadm(['check', 'server-agents', '--fix', '--yes'], opts);
     exits(t, fixed, 0);
     t.match(fixed.stdout, `refreshed server.agents of ${A}`);
-    t.match(fixed.stdout, /Fixed: 5 changes; SAPI and CNAPI agree now\./);
+    // Five record changes; then config-agent, whose record was forgotten
+    // (the server lacks it), is missing there: one plan installs it.
+    t.match(fixed.stdout, new RegExp(`installing 1 missing agent with rollout [0-9a-f-]{36}`));
+    t.match(fixed.stdout, `done: installed config-agent on server ${A}`);
+    t.match(fixed.stdout, /Fixed: 6 changes; SAPI and CNAPI agree now\./);
     t.same(
         w.cnapi.state.taskLog.map((x) => x.task),
-        ['refresh_agents'],
-        'one refresh, and nothing installed or uninstalled (record-only calls)',
+        ['refresh_agents', 'agent_install'],
+        'one refresh, and one install (the missing agent); nothing uninstalled',
     );
     const after = await instances();
     t.same(
-        after.map((i) => [i.uuid, i.service_uuid, (i.params as Record<string, string>).server_uuid, (i.params as Record<string, string>).image_uuid]).sort(),
+        after
+            .filter((i) => i.service_uuid !== CFG.uuid)
+            .map((i) => [i.uuid, i.service_uuid, (i.params as Record<string, string>).server_uuid, (i.params as Record<string, string>).image_uuid])
+            .sort(),
         [
             [cnUuid, CN.uuid, A, CN.image],
             [vmUuid, VM.uuid, A, VM.image],
         ].sort(),
         "SAPI now records exactly what server A runs (the refreshed vm-agent image, the node's uuids)",
+    );
+    t.same(
+        after
+            .filter((i) => i.service_uuid === CFG.uuid)
+            .map((i) => [(i.params as Record<string, string>).server_uuid, (i.params as Record<string, string>).image_uuid]),
+        [[A, CFG.image]],
+        'and the config-agent the plan installed there, at its service image',
     );
 
     const clean = await sapiadm(['check', 'server-agents'], opts);

@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The folders of lib/, lowest first. A folder imports only from folders
- * below it (and from lib/'s own base files: errors, config, poll, …);
+ * below it (and from lib/'s own base files: errors, config, fs-errors, …);
  * lib/metrics.ts, lib/server.ts and lib/app.ts stand on top of them all.
  * A store backend (stor/moray, stor/sqlite) is known only to the store
  * setup (stor/index.ts) and the composition root (app.ts).

@@ -2,7 +2,7 @@
 // and the vm teardown-hook execute (a zlogin command run on the VM's server).
 
 import { agentTaskFailed, downstream, taskTimeout, type SapiError } from '../errors.js';
-import { poll } from '../poll.js';
+import { poll } from './poll.js';
 import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, isTransientError, requiredString, seg, secondsText, type QueryValue } from './http.js';
 
 // ---- wire shapes

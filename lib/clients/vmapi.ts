@@ -2,7 +2,7 @@
 // reprovision, deleteVm, as SAPI 2.1.2 makes them) and workflow job polling.
 
 import { downstream, taskTimeout, type SapiError } from '../errors.js';
-import { poll } from '../poll.js';
+import { poll } from './poll.js';
 import { ServiceClient, type ServiceClientOptions, isDownstreamStatus, isTransientError, requiredString, secondsText, seg } from './http.js';
 
 // ---- wire shapes

@@ -5,7 +5,7 @@
 import t from 'tap';
 
 import { agentTaskFailed } from '../../lib/errors.js';
-import { poll, type PollClock } from '../../lib/poll.js';
+import { poll, type PollClock } from '../../lib/clients/poll.js';
 import { isSapiError, rejection } from '../lib/model-ctx.js';
 
 /** Time starts at 0 and moves only by the loop's own pauses, which are recorded. */

@@ -13,8 +13,8 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { secondsText } from './clients/http.js';
-import { taskTimeout } from './errors.js';
+import { secondsText } from './http.js';
+import { taskTimeout } from '../errors.js';
 
 /** Time as the loop sees it; tests substitute their own. */
 export interface PollClock {

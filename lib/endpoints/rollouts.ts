@@ -6,9 +6,10 @@ import type { Server } from 'restify';
 
 import { CreateRollout } from '../../schemas/requests.js';
 import { invalidArgument } from '../errors.js';
-import { parsePaging } from '../model/lists.js';
+import { MAX_LIMIT, parsePaging } from '../model/lists.js';
 import { isUuid } from '../model/validate.js';
 import { rolloutInput, type ListRolloutsQuery, type RolloutManager } from '../rollout/runner.js';
+import type { Rollout } from '../rollout/types.js';
 import { mount, paramsOf } from './common.js';
 
 /** Query and form values are strings: lists may come comma-separated, numbers as text. */
@@ -64,6 +65,35 @@ function listQuery(p: Record<string, unknown>): ListRolloutsQuery {
     return q;
 }
 
+/**
+ * GET /rollouts/:uuid of a large rollout, a page of servers at a time:
+ * `servers_limit` servers after `servers_marker` (a server uuid), with
+ * their items only, and `servers_total`. Without them, everything.
+ */
+function serversPage(r: Rollout, p: Record<string, unknown>): Rollout {
+    const limitRaw = p.servers_limit;
+    const marker = typeof p.servers_marker === 'string' && p.servers_marker !== '' ? p.servers_marker : undefined;
+    if ((limitRaw === undefined || limitRaw === '') && marker === undefined) {
+        return r;
+    }
+    const limit = limitRaw === undefined || limitRaw === '' ? MAX_LIMIT : Number(limitRaw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+        throw invalidArgument(`servers_limit must be an integer between 1 and ${MAX_LIMIT}`);
+    }
+    const all = r.servers ?? [];
+    let from = 0;
+    if (marker !== undefined) {
+        const at = all.findIndex((s) => s.server_uuid === marker);
+        if (at < 0) {
+            throw invalidArgument(`servers_marker ${marker} is not a server of rollout ${r.uuid}`);
+        }
+        from = at + 1;
+    }
+    const servers = all.slice(from, from + limit);
+    const shown = new Set(servers.map((s) => s.server_uuid));
+    return { ...r, servers, items: r.items.filter((i) => shown.has(i.server_uuid)), servers_total: all.length };
+}
+
 /** The keys CreateRollout takes: its schema's. */
 const CREATE_KEYS = Object.keys(CreateRollout.properties);
 
@@ -74,8 +104,8 @@ export function mountRollouts(server: Server, rollouts: RolloutManager): void {
     mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts', accepts: ['service_uuid', 'state', 'limit', 'marker'] }, async (req, res) => {
         res.send(200, await rollouts.list(listQuery(paramsOf(req))));
     });
-    mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout', accepts: [] }, async (req, res) => {
-        res.send(200, await rollouts.get(String(req.params.uuid)));
+    mount(server, { method: 'get', path: '/rollouts/:uuid', name: 'GetRollout', accepts: ['servers_limit', 'servers_marker'] }, async (req, res) => {
+        res.send(200, serversPage(await rollouts.get(String(req.params.uuid)), paramsOf(req)));
     });
     mount(server, { method: 'del', path: '/rollouts/:uuid', name: 'CancelRollout', accepts: [] }, async (req, res) => {
         res.send(200, await rollouts.cancel(String(req.params.uuid)));

@@ -59,7 +59,7 @@ t.test('new routes refuse unknown keys, naming the closest known one', async (t)
         ['POST', '/rollouts', { all_agents: true, parms: {} }, /unknown parameter "parms"/],
         ['POST', '/rollouts?dryrun=true', { all_agents: true }, /unknown parameter "dryrun" \(did you mean "dry_run"\?\)/],
         ['GET', '/rollouts?stat=running', undefined, /unknown parameter "stat" \(did you mean "state"\?\)/],
-        ['GET', `/rollouts/${rollout}?verbose=1`, undefined, /unknown parameter "verbose"; GetRollout takes none/],
+        ['GET', `/rollouts/${rollout}?verbose=1`, undefined, /unknown parameter "verbose"; GetRollout takes servers_limit, servers_marker/],
         ['DELETE', `/rollouts/${rollout}?force=true`, undefined, /unknown parameter "force"/],
         ['POST', `/rollouts/${rollout}/promote`, { now: true }, /unknown parameter "now"/],
         ['POST', `/rollouts/${rollout}/resume`, { x: 1 }, /unknown parameter "x"/],
@@ -226,6 +226,20 @@ t.test('the rollout list: summaries, newest first, paged with limit and marker, 
     t.match(bad.body.message, /state must be one of running, paused/);
     const detail = await w.h.call('GET', `/rollouts/${made[0]}`);
     t.equal(detail.body.items.length, 2, 'the detail has the items');
+    // A large rollout's detail, a page of servers at a time.
+    const page1 = await w.h.call('GET', `/rollouts/${made[0]}?servers_limit=1`);
+    t.equal(page1.body.servers_total, 2);
+    t.equal(page1.body.servers.length, 1);
+    t.ok(
+        page1.body.items.every((i: Body) => i.server_uuid === page1.body.servers[0].server_uuid),
+        'only the items of the servers shown',
+    );
+    const page2 = await w.h.call('GET', `/rollouts/${made[0]}?servers_limit=1&servers_marker=${page1.body.servers[0].server_uuid as string}`);
+    t.equal(page2.body.servers.length, 1);
+    t.not(page2.body.servers[0].server_uuid, page1.body.servers[0].server_uuid, 'the next server');
+    const badPage = await w.h.call('GET', `/rollouts/${made[0]}?servers_limit=0`);
+    t.equal(badPage.status, 409);
+    t.match(badPage.body.message, /servers_limit must be an integer between 1 and 1000/);
 });
 
 t.test('outcome counters keep a rollout that failed between two scrapes', async (t) => {

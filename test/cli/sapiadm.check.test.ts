@@ -21,7 +21,7 @@ import { duplicatePairs, storeAs212, type DumpInstance } from '../lib/sapi-212-d
 import { exits, sapiadm, sapiadmAtTerminal } from '../lib/sapiadm.js';
 
 t.test('drift report, --fix --yes, clean afterwards', async (t) => {
-    const w = await agentWorld({ agents: ['vm-agent', 'cn-agent', 'config-agent'] });
+    const w = await agentWorld({ agents: ['vm-agent', 'cn-agent', 'config-agent'], refreshAgents: true });
     t.teardown(w.close);
     const svc = (name: string): { uuid: string; image: string } => w.svc[name] as { uuid: string; image: string };
     const CN = svc('cn-agent');
@@ -271,7 +271,7 @@ t.test('SAPI 2.1.2 data: unplaced agent instances and duplicates, reported and f
 });
 
 t.test('--fix on many servers: a bounded number of refreshes at once, progress on stderr, a stuck refresh named and left behind', async (t) => {
-    const w = await agentWorld({ agents: ['vm-agent'] });
+    const w = await agentWorld({ agents: ['vm-agent'], refreshAgents: true });
     t.teardown(w.close);
     const VM = w.svc['vm-agent'] as { uuid: string; image: string };
     // Six servers running vm-agent that SAPI has no record of (fixable: recorded from server.agents).

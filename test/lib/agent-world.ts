@@ -26,7 +26,15 @@ export interface AgentWorld {
 }
 
 export async function agentWorld(
-    opts: { agents?: string[]; taskDurationMs?: number; deploy?: Record<string, unknown>; log?: StartOpts['log']; keepDir?: boolean } = {},
+    opts: {
+        agents?: string[];
+        taskDurationMs?: number;
+        deploy?: Record<string, unknown>;
+        log?: StartOpts['log'];
+        keepDir?: boolean;
+        /** A CNAPI with POST /servers/:uuid/refresh-agents (a future one; default: none has it). */
+        refreshAgents?: boolean;
+    } = {},
 ): Promise<AgentWorld> {
     const imgapi = await startFakeImgapi();
     const cnapi = await startFakeCnapi({
@@ -34,6 +42,7 @@ export async function agentWorld(
         imgapi: { url: imgapi.url },
         adoptDuringInstall: true,
         adoptIntervalMs: 20,
+        ...(opts.refreshAgents ? { refreshAgents: true } : {}),
     });
     const config = {
         mode: 'full',

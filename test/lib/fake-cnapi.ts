@@ -79,7 +79,7 @@ export interface FakeCnapiOptions {
     adoptIntervalMs?: number;
     /** cn-agent self-update: server.agents changes this long after the task completed. Default 100 ms. */
     cnAgentUpdateDelayMs?: number;
-    /** Whether POST /servers/:uuid/refresh-agents exists (a future CNAPI). Default true. */
+    /** Whether POST /servers/:uuid/refresh-agents exists: no CNAPI has it yet (a future one may). Default false. */
     refreshAgents?: boolean;
     /** Answer for POST /servers/:uuid/execute: stdout, or throw FakeHttpError. Default ''. */
     execute?: (server: CnapiServer, body: { script?: string; args?: unknown }) => string;
@@ -145,7 +145,7 @@ export class FakeCnapi extends FakeHttpServer {
         this.adoptTries = opts.adoptTries ?? 10;
         this.adoptIntervalMs = opts.adoptIntervalMs ?? 50;
         this.cnAgentUpdateDelayMs = opts.cnAgentUpdateDelayMs ?? 100;
-        this.refreshAgentsEnabled = opts.refreshAgents ?? true;
+        this.refreshAgentsEnabled = opts.refreshAgents ?? false;
         this.imgapi = opts.imgapi;
         this.executeHandler = opts.execute;
         this.newAgentUuid = opts.newAgentUuid ?? (() => randomUUID());

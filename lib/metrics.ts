@@ -140,7 +140,7 @@ export class Metrics {
         };
         new Gauge({
             name: 'sapi_moray_bucket_ready',
-            help: 'Moray bucket set up, reindexed and backfilled (1), or not yet (0)',
+            help: 'Moray bucket set up, reindexed, migrated and swept (1), or not yet (0)',
             labelNames: ['bucket'],
             registers: r,
             collect() {
@@ -172,6 +172,36 @@ export class Metrics {
                 this.reset();
                 each((bucket, s) => {
                     if (s.backfill) this.set({ bucket }, s.backfill.rate);
+                });
+            },
+        });
+        new Gauge({
+            name: 'sapi_moray_migration_rows',
+            help: 'Rows a numbered data migration has scanned and rewritten',
+            labelNames: ['bucket', 'migration', 'name', 'kind'],
+            registers: r,
+            collect() {
+                this.reset();
+                each((bucket, s) => {
+                    for (const m of s.migrations) {
+                        const labels = { bucket, migration: String(m.number), name: m.name };
+                        this.set({ ...labels, kind: 'scanned' }, m.scanned);
+                        this.set({ ...labels, kind: 'rewritten' }, m.rewritten);
+                    }
+                });
+            },
+        });
+        new Gauge({
+            name: 'sapi_moray_migration_done',
+            help: 'Numbered data migration done (1), or pending or running (0)',
+            labelNames: ['bucket', 'migration', 'name'],
+            registers: r,
+            collect() {
+                this.reset();
+                each((bucket, s) => {
+                    for (const m of s.migrations) {
+                        this.set({ bucket, migration: String(m.number), name: m.name }, m.state === 'done' ? 1 : 0);
+                    }
                 });
             },
         });

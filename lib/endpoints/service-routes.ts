@@ -14,7 +14,7 @@ export interface ServiceHooks {
     migrateToFull?: () => Promise<void>;
     /** Local cache refresh (Moray backend). */
     syncCache?: () => Promise<void>;
-    /** Moray bucket setup, reindex, backfill and sweep progress (Moray backend). */
+    /** Moray bucket setup, reindex, data migration (the backfill among them) and sweep progress (Moray backend). */
     storeStatus?: () => Record<string, BucketStatus> | null;
 }
 
@@ -47,6 +47,22 @@ export function mountServiceRoutes(server: Server, ctx: Ctx, hooks: ServiceHooks
                               }
                             : {}),
                         ...(s.phase === 'sweeping' && s.sweep ? { sweep: { checked: s.sweep.checked, rewritten: s.sweep.rewritten } } : {}),
+                        // The data migrations still to finish, in the order they run.
+                        ...(s.migrations.some((m) => m.state !== 'done')
+                            ? {
+                                  migrations: s.migrations
+                                      .filter((m) => m.state !== 'done')
+                                      .map((m) => ({
+                                          number: m.number,
+                                          name: m.name,
+                                          state: m.state,
+                                          scanned: m.scanned,
+                                          rewritten: m.rewritten,
+                                          cursor: m.cursor,
+                                          rowsPerSecond: m.rate,
+                                      })),
+                              }
+                            : {}),
                     },
                 ]),
             );

@@ -21,9 +21,9 @@ import { MemoryLeaseBackend, type LeaseBackend } from './lease-backend.js';
 import { ALL_BUCKETS } from './buckets.js';
 import { CACHE_FILLED_KEY, CachedStore } from './cached.js';
 import { copyBucket } from './copy.js';
-import type { BucketStatus } from './moray/buckets-init.js';
+import type { BucketStatus, MigrationProgress } from './moray/buckets-init.js';
 
-export type { BucketStatus };
+export type { BucketStatus, MigrationProgress };
 import { MultiDcStore } from './multi-dc.js';
 import { SqliteStore } from './sqlite/index.js';
 import { MODE_META_KEY, type Mode, type Store } from './store.js';
@@ -43,7 +43,7 @@ export interface StoreSetup {
     migrateToFull?: () => Promise<void>;
     /** POST /cache. */
     syncCache?: () => Promise<void>;
-    /** Moray bucket setup, reindex and backfill progress; null without Moray. */
+    /** Moray bucket setup, reindex, data migration and sweep progress; null without Moray. */
     status?: () => Record<string, BucketStatus> | null;
     /**
      * Where leases (server locks, rollout ownership) are kept: Moray in

@@ -1,4 +1,5 @@
-// Backfill of derived index fields in a Moray bucket.
+// The backfill of derived index fields in a Moray bucket (migration 1 of
+// migrations.ts), and the conditional rewrite of rows it shares.
 //
 // Moray fills an index column only from a top-level field of the stored
 // value, so a row written before SAPI kept top-level copies (an instance
@@ -8,19 +9,20 @@
 // a put conditional on the etag it read, many rows per Moray batch. A row
 // changed meanwhile is read again and redone on its own.
 //
-// Progress (the last `_id` done) is saved in `sapi_meta` after every batch,
-// so a restart resumes where the previous run stopped; several SAPIs may run
-// it at once (the conditional puts keep them from undoing each other).
+// Its progress is a migration's (migrations.ts: saved after every batch, a
+// restart resumes where the previous run stopped). An earlier SAPI-TS kept
+// it under `backfill.<bucket>` in this file's shape (BackfillState): that
+// key is still read, and kept up to date beside the migration's own.
 //
-// The rewrite itself (rewriteStale, rewriteIfUnchanged) is shared with the
-// two that repair rows SAPI 2.1.2 keeps writing once the backfill is done:
-// the startup and periodic sweep (sweep.ts) and the change feed's repairer
-// (repair.ts).
+// The rewrite itself (rewriteRows, rewriteStale, rewriteIfUnchanged) is
+// shared with the two that repair rows SAPI 2.1.2 keeps writing once the
+// backfill is done: the startup and periodic sweep (sweep.ts) and the change
+// feed's repairer (repair.ts).
 
 import { staleIndexCopies, withIndexCopies, type BucketDef } from '../buckets.js';
 import { EtagConflictError, NotFoundError } from '../errors.js';
 import type { MorayBatchRequest, MorayClient, MorayObject } from './client.js';
-import { afterId } from './filter.js';
+import type { JsonObject } from '../store.js';
 
 /** Where the progress of a bucket's backfill is kept in `sapi_meta`. */
 export function backfillMetaKey(bucket: string): string {
@@ -46,23 +48,8 @@ export interface BackfillProgress extends BackfillState {
     rate: number;
 }
 
-export interface BackfillDeps {
-    client: MorayClient;
-    def: BucketDef;
-    metaBucket: string;
-    batchSize: number;
-    /** Wraps each Moray call (retries transient errors). */
-    retrying: <R>(what: string, fn: () => Promise<R>) => Promise<R>;
-    onProgress: (p: BackfillProgress) => void;
-}
-
-/** The state saved for `bucket`, or null. */
-export async function loadBackfillState(client: MorayClient, metaBucket: string, bucket: string): Promise<BackfillState | null> {
-    const rec = await client.getObject(metaBucket, backfillMetaKey(bucket));
-    const text = rec?.value.value;
-    if (typeof text !== 'string') {
-        return null;
-    }
+/** A state saved as `backfill.<bucket>`, or null when it is not one. */
+export function parseBackfillState(text: string): BackfillState | null {
     try {
         const s = JSON.parse(text) as Partial<BackfillState>;
         if (typeof s.version !== 'number' || typeof s.lastId !== 'number') {
@@ -83,80 +70,37 @@ export async function loadBackfillState(client: MorayClient, metaBucket: string,
     }
 }
 
-export async function saveBackfillState(client: MorayClient, metaBucket: string, bucket: string, s: BackfillState): Promise<void> {
-    await client.putObject(metaBucket, backfillMetaKey(bucket), { value: JSON.stringify(s) });
-}
-
-/** A finished backfill, for a bucket whose rows all carry their copies already (a new bucket). */
-export function finishedState(version: number): BackfillState {
-    const now = new Date().toISOString();
-    return { version, lastId: 0, done: true, scanned: 0, rewritten: 0, startedAt: now, finishedAt: now };
-}
-
-/**
- * Run (or resume) the backfill of `deps.def` from `from` (null: from the
- * start) until every row is done; resolves with the final state.
- */
-export async function runBackfill(deps: BackfillDeps, from: BackfillState | null): Promise<BackfillState> {
-    const { client, def, metaBucket, batchSize, retrying } = deps;
-    const state: BackfillState =
-        from && from.version === def.version
-            ? { ...from, done: false }
-            : { version: def.version, lastId: 0, done: false, scanned: 0, rewritten: 0, startedAt: new Date().toISOString() };
-    const t0 = Date.now();
-    let scannedHere = 0;
-    const progress = (): BackfillProgress => {
-        const secs = (Date.now() - t0) / 1000;
-        return { ...state, rate: secs > 0 ? Math.round(scannedHere / secs) : 0 };
-    };
-    deps.onProgress(progress());
-    for (;;) {
-        const rows = await retrying(`backfill ${def.name}: read`, () =>
-            client.findAll(def.name, afterId({ all: true }, state.lastId, def), {
-                limit: batchSize,
-                sort: { attribute: '_id', order: 'ASC' },
-            }),
-        );
-        const stale = rows.filter((r) => staleIndexCopies(def, r.value).length > 0);
-        if (stale.length > 0) {
-            state.rewritten += await retrying(`backfill ${def.name}: write`, () => rewriteStale(client, def, stale));
-        }
-        const last = rows[rows.length - 1];
-        if (last) {
-            state.lastId = Number(last._id);
-        }
-        state.scanned += rows.length;
-        scannedHere += rows.length;
-        if (rows.length < batchSize) {
-            state.done = true;
-            state.finishedAt = new Date().toISOString();
-        }
-        await retrying(`backfill ${def.name}: save progress`, () => saveBackfillState(client, metaBucket, def.name, state));
-        deps.onProgress(progress());
-        if (state.done) {
-            return state;
-        }
-    }
-}
-
 /** A row as read: what a conditional rewrite needs of it. */
 export type RowRead = Pick<MorayObject, 'key' | 'value' | '_etag'>;
 
+/** How a row is rewritten: its new value, or null when it needs nothing. */
+export type RowFix = (value: JsonObject) => JsonObject | null;
+
+/** `def`'s rows given their index copies (null: they have them). */
+export function copiesFix(def: BucketDef): RowFix {
+    return (value) => (staleIndexCopies(def, value).length > 0 ? withIndexCopies(def, value) : null);
+}
+
 /**
- * Rewrite `rows` (as read, with their etags) with their copies set, in one
- * Moray batch conditional on every etag; returns how many were written. When
+ * Rewrite `rows` (as read, with their etags) as `fix` says, in one Moray
+ * batch conditional on every etag; returns how many were written. When
  * someone wrote one of them meanwhile, each is done on its own from a fresh
  * read.
  */
-export async function rewriteStale(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<number> {
-    if (await rewriteBatch(client, def, rows)) {
-        return rows.length;
+export async function rewriteRows(client: MorayClient, bucket: string, rows: readonly RowRead[], fix: RowFix): Promise<number> {
+    if (await rewriteBatch(client, bucket, rows, fix)) {
+        return rows.filter((r) => fix(r.value) !== null).length;
     }
     let n = 0;
     for (const r of rows) {
-        n += await rewriteOne(client, def, r.key);
+        n += await rewriteOne(client, bucket, r.key, fix);
     }
     return n;
+}
+
+/** Rewrite `rows` of `def` with their copies set (rewriteRows). */
+export function rewriteStale(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<number> {
+    return rewriteRows(client, def.name, rows, copiesFix(def));
 }
 
 /**
@@ -165,13 +109,18 @@ export async function rewriteStale(client: MorayClient, def: BucketDef, rows: re
  * wrote it. Returns how many were written.
  */
 export async function rewriteIfUnchanged(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<number> {
-    if (await rewriteBatch(client, def, rows)) {
-        return rows.length;
+    const fix = copiesFix(def);
+    if (await rewriteBatch(client, def.name, rows, fix)) {
+        return rows.filter((r) => fix(r.value) !== null).length;
     }
     let n = 0;
     for (const r of rows) {
+        const value = fix(r.value);
+        if (value === null) {
+            continue;
+        }
         try {
-            await client.putObject(def.name, r.key, withIndexCopies(def, r.value), { etag: r._etag });
+            await client.putObject(def.name, r.key, value, { etag: r._etag });
             n++;
         } catch (err) {
             if (!(err instanceof EtagConflictError || err instanceof NotFoundError)) {
@@ -182,18 +131,18 @@ export async function rewriteIfUnchanged(client: MorayClient, def: BucketDef, ro
     return n;
 }
 
-/** One batch of conditional puts; false when a row's etag no longer matched (nothing written then). */
-async function rewriteBatch(client: MorayClient, def: BucketDef, rows: readonly RowRead[]): Promise<boolean> {
-    if (rows.length === 0) {
+/** One batch of conditional puts of the rows `fix` changes; false when a row's etag no longer matched (nothing written then). */
+async function rewriteBatch(client: MorayClient, bucket: string, rows: readonly RowRead[], fix: RowFix): Promise<boolean> {
+    const reqs: MorayBatchRequest[] = [];
+    for (const r of rows) {
+        const value = fix(r.value);
+        if (value !== null) {
+            reqs.push({ operation: 'put', bucket, key: r.key, value, options: { etag: r._etag } });
+        }
+    }
+    if (reqs.length === 0) {
         return true;
     }
-    const reqs: MorayBatchRequest[] = rows.map((r) => ({
-        operation: 'put',
-        bucket: def.name,
-        key: r.key,
-        value: withIndexCopies(def, r.value),
-        options: { etag: r._etag },
-    }));
     try {
         await client.batch(reqs);
         return true;
@@ -205,14 +154,15 @@ async function rewriteBatch(client: MorayClient, def: BucketDef, rows: readonly 
     }
 }
 
-async function rewriteOne(client: MorayClient, def: BucketDef, key: string): Promise<number> {
+async function rewriteOne(client: MorayClient, bucket: string, key: string, fix: RowFix): Promise<number> {
     for (;;) {
-        const cur = await client.getObject(def.name, key);
-        if (!cur || staleIndexCopies(def, cur.value).length === 0) {
+        const cur = await client.getObject(bucket, key);
+        const value = cur ? fix(cur.value) : null;
+        if (!cur || value === null) {
             return 0;
         }
         try {
-            await client.putObject(def.name, key, withIndexCopies(def, cur.value), { etag: cur._etag });
+            await client.putObject(bucket, key, value, { etag: cur._etag });
             return 1;
         } catch (err) {
             if (!(err instanceof EtagConflictError)) {

@@ -6,37 +6,56 @@
 //      (bucket-setup.ts);
 //   3. reindex updated buckets, `reindexObjects` in a loop until a call
 //      processes nothing;
-//   4. backfill buckets with derived index fields (backfill.ts) unless
-//      `sapi_meta` says that was done for this version: a bucket this
-//      process creates starts done; any other (SAPI 2.1.2's, or one an
-//      earlier SAPI-TS upgraded without it) is backfilled;
-//   5. sweep those buckets (sweep.ts): the rows changed since the mark kept
-//      in `sapi_meta` (rows SAPI 2.1.2 wrote while no SAPI-TS ran) get their
-//      copies. With no mark yet, the sweep starts an hour before the
-//      backfill began; a bucket this process creates needs none (its mark
-//      is now). After start-up, the sweep runs again every sweepEveryMs, as
-//      a backstop for what the change feed's repairer misses.
+//   4. run the data migrations (migrations.ts) that `sapi_meta` does not
+//      record as done, in number order, each resuming at its saved cursor:
+//      a bucket this process creates starts with all of its migrations
+//      done; any other (SAPI 2.1.2's, or one an earlier SAPI-TS upgraded
+//      without them) is migrated. Migration 1 is the backfill of the
+//      derived index fields (backfill.ts);
+//   5. sweep the buckets with derived fields (sweep.ts): the rows changed
+//      since the mark kept in `sapi_meta` (rows SAPI 2.1.2 wrote while no
+//      SAPI-TS ran) get their copies. With no mark yet, the sweep starts an
+//      hour before the backfill began; a bucket this process creates needs
+//      none (its mark is now). After start-up, the sweep runs again every
+//      sweepEveryMs, as a backstop for what the change feed's repairer
+//      misses.
 //
 // Every Moray call is retried with exponential backoff until it succeeds
 // (or stop() is called; retrier.ts). Until a bucket's reindex is complete,
 // the index fields it adds are reported by pendingFields(): the store must not trust
 // them in a server-side filter (rows written before the update are not in
-// the new index yet), and filters on them client-side instead. Derived
-// fields stay pending until their backfill and the start-up sweep are done
-// (the later sweeps leave them trusted: the feed repairs what it reads).
+// the new index yet), and filters on them client-side instead. A
+// migration's fields stay pending until it is done, and derived fields
+// until the start-up sweep is done too (the later sweeps leave them
+// trusted: the feed repairs what it reads).
 
 import type { BucketDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
-import { finishedState, loadBackfillState, runBackfill, saveBackfillState, type BackfillProgress, type BackfillState } from './backfill.js';
+import type { BackfillProgress } from './backfill.js';
 import { reindexFields, setupBucket, type MorayBucketDef } from './bucket-setup.js';
 import type { MorayClient } from './client.js';
+import {
+    asBackfillState,
+    finishedMigrationState,
+    isDone,
+    loadMigrationState,
+    MIGRATIONS,
+    progressOf,
+    runMigration,
+    saveMigrationState,
+    type Migration,
+    type MigrationProgress,
+    type MigrationState,
+} from './migrations.js';
 import { Retrier, Stopped, type InitLogger } from './retrier.js';
 import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor, type SweepProgress } from './sweep.js';
 
 export { bucketConfig, type MorayBucketDef } from './bucket-setup.js';
 export type { InitLogger } from './retrier.js';
+export type { MigrationProgress } from './migrations.js';
 
-export type BucketPhase = 'unknown' | 'reindexing' | 'backfilling' | 'sweeping' | 'ready';
+/** Where a bucket stands: 'backfilling' and 'migrating' while one of its migrations runs (the migration says which). */
+export type BucketPhase = 'unknown' | 'reindexing' | 'migrating' | 'backfilling' | 'sweeping' | 'ready';
 
 export interface BucketStatus {
     phase: BucketPhase;
@@ -46,10 +65,12 @@ export interface BucketStatus {
     pendingFields: string[];
     /** Rows reindexed by this process. */
     reindexed: number;
-    /** The derived-field backfill, for buckets that have derived fields. */
+    /** The derived-field backfill (the migration that fills them), for buckets that have derived fields. */
     backfill: BackfillProgress | null;
     /** The last (or current) sweep of rows changed since the mark, for buckets that have derived fields. */
     sweep: SweepProgress | null;
+    /** The bucket's data migrations, in order: pending, running and done. */
+    migrations: MigrationProgress[];
 }
 
 export interface BucketsInitOptions {
@@ -58,14 +79,16 @@ export interface BucketsInitOptions {
     log?: InitLogger | undefined;
     /** Rows per reindexObjects call (default 100). */
     reindexBatchSize?: number | undefined;
-    /** Rows per backfill batch (default 500: one findObjects page, one Moray batch). */
+    /** Rows per migration batch (default 500: one findObjects page, one Moray batch). */
     backfillBatchSize?: number | undefined;
     /** Rows per sweep page (default: backfillBatchSize). */
     sweepPageSize?: number | undefined;
     /** Between sweeps after start-up (default SWEEP_EVERY_MS; 0: none). */
     sweepEveryMs?: number | undefined;
-    /** The bucket holding service settings and backfill progress. */
+    /** The bucket holding service settings and migration progress. */
     metaBucket?: string | undefined;
+    /** The data migrations (default MIGRATIONS); those of buckets not set up here are left alone. */
+    migrations?: readonly Migration[] | undefined;
     /** Backoff between retries (default 100 ms doubling to 5 s). */
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
@@ -102,6 +125,8 @@ export class BucketsInitializer {
     private readonly sweepPageSize: number;
     private readonly sweepEveryMs: number;
     private readonly metaBucket: string;
+    /** The migrations of our buckets, in number order. */
+    private readonly migrations: Migration[];
     /** Retries every Moray call, until stop(). */
     private readonly retry: Retrier;
     private readonly legacy: readonly string[];
@@ -111,6 +136,12 @@ export class BucketsInitializer {
     private started = false;
     /** Buckets whose derived fields are backfilled (their copies are kept up to date from then on). */
     private readonly backfilled = new Set<string>();
+    /** Per bucket: the fields pending while it is reindexed (or that Moray does not index). */
+    private readonly indexing = new Map<string, string[]>();
+    /** Migrations (by number) not done yet. */
+    private readonly pendingMigrations = new Set<number>();
+    /** Buckets whose start-up sweep is still to be done. */
+    private readonly sweepPending = new Set<string>();
     private sweepTimer: NodeJS.Timeout | null = null;
 
     constructor(opts: BucketsInitOptions) {
@@ -124,6 +155,16 @@ export class BucketsInitializer {
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
         this.retry = new Retrier(this.client, this.log, opts.retryMinDelayMs ?? 100, opts.retryMaxDelayMs ?? 5000);
         this.legacy = opts.legacyBuckets ?? ['sapi_history'];
+        const numbers = new Set<number>();
+        this.migrations = [...(opts.migrations ?? MIGRATIONS)]
+            .filter((m) => this.defs.some((d) => d.name === m.bucket && d.version >= m.version))
+            .sort((a, b) => a.number - b.number);
+        for (const m of this.migrations) {
+            if (numbers.has(m.number)) {
+                throw new TypeError(`two data migrations numbered ${m.number}`);
+            }
+            numbers.add(m.number);
+        }
         for (const def of this.defs) {
             this.states.set(def.name, {
                 phase: 'unknown',
@@ -133,6 +174,7 @@ export class BucketsInitializer {
                 reindexed: 0,
                 backfill: null,
                 sweep: null,
+                migrations: this.migrations.filter((m) => m.bucket === def.name).map((m) => progressOf(m, null, 'pending')),
             });
         }
     }
@@ -169,7 +211,7 @@ export class BucketsInitializer {
         return this.setup.promise;
     }
 
-    /** Resolves when every bucket is set up, fully reindexed, backfilled and swept once. */
+    /** Resolves when every bucket is set up, fully reindexed, migrated and swept once. */
     reindexDone(): Promise<void> {
         return this.reindex.promise;
     }
@@ -199,7 +241,12 @@ export class BucketsInitializer {
     status(): Record<string, BucketStatus> {
         const out: Record<string, BucketStatus> = {};
         for (const [name, s] of this.states) {
-            out[name] = { ...s, pendingFields: [...s.pendingFields], ...(s.sweep ? { sweep: { ...s.sweep } } : {}) };
+            out[name] = {
+                ...s,
+                pendingFields: [...s.pendingFields],
+                migrations: s.migrations.map((m) => ({ ...m })),
+                ...(s.sweep ? { sweep: { ...s.sweep } } : {}),
+            };
         }
         return out;
     }
@@ -218,8 +265,6 @@ export class BucketsInitializer {
         }
         const toReindex: MorayBucketDef[] = [];
         const created = new Set<string>();
-        /** Per bucket: the fields pending whatever the backfill says. */
-        const indexing = new Map<string, string[]>();
         for (const def of this.defs) {
             const { bucket: b, created: isNew } = await this.retry.retrying(`set up bucket ${def.name}`, () => setupBucket(this.client, this.log, def));
             if (isNew) {
@@ -230,9 +275,9 @@ export class BucketsInitializer {
             const active = reindexFields(b);
             // Fields we index that Moray does not (a newer SAPI's bucket) stay pending.
             const missing = Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index));
-            // Derived fields stay pending until the backfill state is known.
+            // Derived fields stay pending until the migration state is known.
             const derived = Object.keys(def.derived ?? {});
-            indexing.set(def.name, [...new Set([...active, ...missing])]);
+            this.indexing.set(def.name, [...new Set([...active, ...missing])]);
             state.pendingFields = [...new Set([...active, ...missing, ...derived])];
             if (Object.keys(b.reindexActive).length > 0) {
                 state.phase = 'reindexing';
@@ -241,64 +286,74 @@ export class BucketsInitializer {
                 state.phase = 'ready';
             }
         }
-        // Which buckets still need their derived fields backfilled, and which swept.
-        const toBackfill: { def: MorayBucketDef; from: BackfillState | null }[] = [];
+        // Which migrations are still to run, in number order.
+        const toMigrate: { m: Migration; def: MorayBucketDef; from: MigrationState | null }[] = [];
+        for (const m of this.migrations) {
+            const def = this.defOf(m.bucket);
+            let saved: MigrationState | null;
+            if (created.has(def.name)) {
+                const s = finishedMigrationState(m);
+                saved = s;
+                await this.retry.retrying(`record migration ${m.number} of ${def.name}`, () => saveMigrationState(this.client, this.metaBucket, m, s));
+            } else {
+                saved = await this.retry.retrying(`read migration ${m.number} state of ${def.name}`, () => loadMigrationState(this.client, this.metaBucket, m));
+            }
+            if (isDone(m, saved)) {
+                this.migrationProgress(def, m, progressOf(m, saved, 'done'), saved);
+                if (m.fillsDerived) {
+                    this.backfilled.add(def.name);
+                }
+            } else {
+                this.migrationProgress(def, m, progressOf(m, saved, 'pending'), null);
+                this.pendingMigrations.add(m.number);
+                toMigrate.push({ m, def, from: saved });
+            }
+        }
         /** Where each sweep starts: the saved mark, else decided once the backfill is done. */
         const toSweep = new Map<string, { def: MorayBucketDef; mark: number | null }>();
         const fresh: MorayBucketDef[] = [];
         for (const def of this.defs) {
-            if (!hasDerived(def)) {
-                continue;
+            if (hasDerived(def)) {
+                if (created.has(def.name)) {
+                    fresh.push(def);
+                } else {
+                    const mark = await this.retry.retrying(`read sweep mark of ${def.name}`, () => loadSweepMark(this.client, this.metaBucket, def.name));
+                    toSweep.set(def.name, { def, mark });
+                    this.sweepPending.add(def.name);
+                }
             }
             const state = this.states.get(def.name) as BucketStatus;
-            let saved: BackfillState | null;
-            if (created.has(def.name)) {
-                saved = finishedState(def.version);
-                await this.retry.retrying(`record backfill of ${def.name}`, () =>
-                    saveBackfillState(this.client, this.metaBucket, def.name, saved as BackfillState),
-                );
-                fresh.push(def);
-            } else {
-                saved = await this.retry.retrying(`read backfill state of ${def.name}`, () => loadBackfillState(this.client, this.metaBucket, def.name));
-                const mark = await this.retry.retrying(`read sweep mark of ${def.name}`, () => loadSweepMark(this.client, this.metaBucket, def.name));
-                toSweep.set(def.name, { def, mark });
-            }
-            if (saved?.done && saved.version >= def.version) {
-                state.backfill = { ...saved, rate: 0 };
-                this.backfilled.add(def.name);
-                if (created.has(def.name)) {
-                    state.pendingFields = indexing.get(def.name) ?? [];
-                } else {
-                    // Derived fields stay pending until the sweep is done.
-                    state.phase = state.phase === 'ready' ? 'sweeping' : state.phase;
-                }
-            } else {
-                state.phase = state.phase === 'ready' ? 'backfilling' : state.phase;
-                toBackfill.push({ def, from: saved });
+            state.pendingFields = this.pendingOf(def);
+            if (state.phase !== 'reindexing') {
+                state.phase = this.nextPhase(def);
             }
         }
         this.setup.resolve();
         this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
         for (const def of toReindex) {
-            const next = toBackfill.some((x) => x.def.name === def.name) ? 'backfilling' : toSweep.has(def.name) ? 'sweeping' : 'ready';
-            await this.reindexBucket(def, next);
+            await this.reindexBucket(def);
         }
+        /** Per bucket: when its derived fields' backfill began, and whether it ran here. */
         const backfillStart = new Map<string, string>();
+        const backfilledNow = new Set<string>();
         for (const def of this.defs) {
             const b = this.states.get(def.name)?.backfill;
             if (b) {
                 backfillStart.set(def.name, b.startedAt);
             }
         }
-        for (const { def, from } of toBackfill) {
-            const done = await this.backfillBucket(def, from);
-            backfillStart.set(def.name, done.startedAt);
+        for (const { m, def, from } of toMigrate) {
+            const done = await this.migrate(def, m, from);
+            if (m.fillsDerived) {
+                backfillStart.set(def.name, done.startedAt);
+                backfilledNow.add(def.name);
+            }
         }
         for (const { def, mark } of toSweep.values()) {
             // No mark yet: from well before the backfill began. A backfill run now also misses
             // what was written behind it meanwhile: from before it began, whatever the mark.
             const since = sweepStartFor(backfillStart.get(def.name));
-            const ranNow = toBackfill.some((x) => x.def.name === def.name);
+            const ranNow = backfilledNow.has(def.name);
             await this.sweepBucket(def, mark === null || ranNow ? Math.min(mark ?? since, since) : mark, true);
         }
         for (const def of fresh) {
@@ -308,6 +363,38 @@ export class BucketsInitializer {
         }
         this.reindex.resolve();
         this.scheduleSweeps();
+    }
+
+    private defOf(bucket: string): MorayBucketDef {
+        return this.defs.find((d) => d.name === bucket) as MorayBucketDef;
+    }
+
+    /**
+     * `def`'s pending fields: those its reindex (or Moray) leaves
+     * unindexed, those of its migrations not done yet, and its derived
+     * fields until its start-up sweep is done.
+     */
+    private pendingOf(def: MorayBucketDef): string[] {
+        const held = this.migrations
+            .filter((m) => m.bucket === def.name && this.pendingMigrations.has(m.number))
+            .flatMap((m) => m.pendingFields(def as BucketDef));
+        const swept = this.sweepPending.has(def.name) ? Object.keys(def.derived ?? {}) : [];
+        return [...new Set([...(this.indexing.get(def.name) ?? []), ...held, ...swept])];
+    }
+
+    /** What `def` does once its reindex (or a migration) is done: its next migration, its start-up sweep, or nothing. */
+    private nextPhase(def: MorayBucketDef): BucketPhase {
+        const next = this.migrations.find((m) => m.bucket === def.name && this.pendingMigrations.has(m.number));
+        return next ? next.phase : this.sweepPending.has(def.name) ? 'sweeping' : 'ready';
+    }
+
+    /** Record `m`'s progress in `def`'s status (`s`: its state, for the derived fields' backfill). */
+    private migrationProgress(def: MorayBucketDef, m: Migration, p: MigrationProgress, s: MigrationState | null): void {
+        const state = this.states.get(def.name) as BucketStatus;
+        state.migrations = state.migrations.map((x) => (x.number === m.number ? p : x));
+        if (m.fillsDerived && s) {
+            state.backfill = { ...asBackfillState(s), rate: p.rate };
+        }
     }
 
     /** Sweep the buckets with derived fields again in sweepEveryMs, and so on (until stop()). */
@@ -362,9 +449,9 @@ export class BucketsInitializer {
             from,
         );
         if (startup) {
-            const derived = new Set(Object.keys(def.derived ?? {}));
-            state.pendingFields = state.pendingFields.filter((f) => !derived.has(f));
-            state.phase = 'ready';
+            this.sweepPending.delete(def.name);
+            state.pendingFields = this.pendingOf(def);
+            state.phase = this.nextPhase(def);
         }
         if (startup || done.rewritten > 0) {
             this.log.info(
@@ -374,46 +461,50 @@ export class BucketsInitializer {
         }
     }
 
-    private async backfillBucket(def: MorayBucketDef, from: BackfillState | null): Promise<BackfillState> {
+    /** Run (or resume) migration `m` of `def` to its end. */
+    private async migrate(def: MorayBucketDef, m: Migration, from: MigrationState | null): Promise<MigrationState> {
         const state = this.states.get(def.name) as BucketStatus;
-        state.phase = 'backfilling';
+        state.phase = m.phase;
+        const what = { bucket: def.name, migration: m.number, name: m.name };
         this.log.info(
-            { bucket: def.name, fields: Object.keys(def.derived ?? {}), resumeAfterId: from?.version === def.version ? from.lastId : 0 },
-            'backfilling derived index fields',
+            { ...what, fields: m.pendingFields(def as BucketDef), resumeAfter: from?.version === m.version ? from.cursor : 0 },
+            'running data migration',
         );
         let lastLog = 0;
-        const done = await runBackfill(
+        const done = await runMigration(
             {
                 client: this.client,
                 def: def as BucketDef,
                 metaBucket: this.metaBucket,
                 batchSize: this.backfillBatchSize,
-                retrying: (what, fn) => this.retry.retrying(what, fn),
-                onProgress: (p) => {
-                    state.backfill = p;
+                retrying: (w, fn) => this.retry.retrying(w, fn),
+                onProgress: (p, s) => {
+                    this.migrationProgress(def, m, p, s);
                     if (Date.now() - lastLog >= 5000) {
                         lastLog = Date.now();
                         this.log.info(
-                            { bucket: def.name, scanned: p.scanned, rewritten: p.rewritten, lastId: p.lastId, rowsPerSecond: p.rate },
-                            'backfilling derived index fields: progress',
+                            { ...what, scanned: p.scanned, rewritten: p.rewritten, cursor: p.cursor, rowsPerSecond: p.rate },
+                            'running data migration: progress',
                         );
                     }
                 },
             },
+            m,
             from,
         );
-        this.backfilled.add(def.name);
-        // Derived fields stay pending: the sweep follows.
-        state.phase = 'sweeping';
-        this.log.info(
-            { bucket: def.name, scanned: done.scanned, rewritten: done.rewritten, rowsPerSecond: state.backfill?.rate ?? 0 },
-            'backfilling derived index fields: done',
-        );
+        this.pendingMigrations.delete(m.number);
+        if (m.fillsDerived) {
+            this.backfilled.add(def.name);
+        }
+        state.pendingFields = this.pendingOf(def);
+        state.phase = this.nextPhase(def);
+        const rate = state.migrations.find((x) => x.number === m.number)?.rate ?? 0;
+        this.log.info({ ...what, scanned: done.scanned, rewritten: done.rewritten, rowsPerSecond: rate }, 'running data migration: done');
         return done;
     }
 
-    /** Reindex `def`; `next` is the phase that follows (derived fields stay pending unless it is 'ready'). */
-    private async reindexBucket(def: MorayBucketDef, next: 'backfilling' | 'sweeping' | 'ready'): Promise<void> {
+    /** Reindex `def`; then its pending migrations and start-up sweep follow. */
+    private async reindexBucket(def: MorayBucketDef): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
         for (;;) {
@@ -428,14 +519,14 @@ export class BucketsInitializer {
             );
         }
         // The reindex is complete: only fields Moray does not index stay
-        // pending, and derived fields until their backfill and sweep are done.
+        // pending, and those of the migrations and the sweep still to come.
         const b = await this.retry.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));
-        const derived = next !== 'ready' ? Object.keys(def.derived ?? {}) : [];
-        state.pendingFields = b
-            ? [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index)), ...derived])]
-            : state.pendingFields;
+        if (b) {
+            this.indexing.set(def.name, [...new Set([...reindexFields(b), ...Object.keys(def.index).filter((f) => f !== 'uuid' && !(f in b.index))])]);
+            state.pendingFields = this.pendingOf(def);
+        }
         state.version = b?.version ?? state.version;
-        state.phase = next;
+        state.phase = this.nextPhase(def);
         this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
     }
 }

@@ -8,9 +8,11 @@
 // in that index yet); such filters are answered by a scan of the rest of the
 // filter, checked here, until the initializer says the reindex is complete.
 //
-// Rows SAPI 2.1.2 writes (during an update, or after a rollback) lack the
-// top-level index copies; the initializer's sweeps and the change feed's
-// repairer (rowObserver(), repair.ts) give them their copies.
+// Rows SAPI 2.1.2 wrote lack the top-level index copies: the initializer's
+// data migration 1 (migrations.ts) gives them their copies once; rows it
+// keeps writing (during an update, or after a rollback) are given theirs by
+// the initializer's sweeps and the change feed's repairer (rowObserver(),
+// repair.ts).
 
 import type { LeaseBackend, LeaseRecord, StoredLease } from '../lease-backend.js';
 import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
@@ -20,6 +22,7 @@ import { BucketsInitializer, type InitLogger, type MorayBucketDef } from './buck
 import { createMorayClient, type MorayBatchRequest, type MorayClient, type MorayConnectOptions, type MorayObject } from './client.js';
 import { FEED_BUCKETS, type ChangedRow, type ChangeSource, type RowObserver } from './feed.js';
 import { afterId, afterMarker, filterFields, matchesNothing, matchesValue, toLdapString, withoutFields } from './filter.js';
+import type { Migration } from './migrations.js';
 import { IndexRepairer } from './repair.js';
 
 /** Service-level settings: key = setting name, value `{value}`. */
@@ -40,6 +43,8 @@ export interface MorayStoreOptions {
     /** Rows per sweep page, and between sweeps after start-up (buckets-init.ts). */
     sweepPageSize?: number | undefined;
     sweepEveryMs?: number | undefined;
+    /** The data migrations (default MIGRATIONS, migrations.ts). */
+    migrations?: readonly Migration[] | undefined;
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
 }
@@ -131,6 +136,7 @@ export class MorayStore implements Store {
                 backfillBatchSize: this.opts.backfillBatchSize,
                 sweepPageSize: this.opts.sweepPageSize,
                 sweepEveryMs: this.opts.sweepEveryMs,
+                migrations: this.opts.migrations,
                 retryMinDelayMs: this.opts.retryMinDelayMs,
                 retryMaxDelayMs: this.opts.retryMaxDelayMs,
             });

@@ -28,7 +28,15 @@ export interface RouteDef {
     socketTimeoutMs?: number;
 }
 
-export type Handler = (req: Request, res: Response, info: ReqInfo) => Promise<void>;
+/**
+ * A route that declares its input: the request's parameters are coerced and
+ * checked once, by `input`, before the handler, which gets the result.
+ */
+export interface RouteWithInput<I> extends RouteDef {
+    input: (params: Dict) => I;
+}
+
+export type Handler<I = undefined> = (req: Request, res: Response, info: ReqInfo, input: I) => Promise<void>;
 
 /** The routes mounted on each server, as declared. */
 const mounted = new WeakMap<Server, RouteDef[]>();
@@ -42,7 +50,9 @@ export function routesOf(server: Server): readonly RouteDef[] {
  * Mount one route as declared: its strict or tolerant keys, its socket
  * timeout, the API view, and the one error path; then the handler.
  */
-export function mount(server: Server, def: RouteDef, handler: Handler): void {
+export function mount(server: Server, def: RouteDef, handler: Handler): void;
+export function mount<I>(server: Server, def: RouteWithInput<I>, handler: Handler<I>): void;
+export function mount<I>(server: Server, def: RouteDef & { input?: (params: Dict) => I }, handler: Handler<I | undefined>): void {
     const list = mounted.get(server) ?? [];
     mounted.set(server, list);
     list.push(def);
@@ -57,7 +67,7 @@ export function mount(server: Server, def: RouteDef, handler: Handler): void {
                 checkKeys(req, def, known);
             }
             info = { v2: apiView(req), reqId: String(req.getId()), log: req.log };
-            await handler(req, res, info);
+            await handler(req, res, info, def.input ? def.input(paramsOf(req)) : undefined);
         } catch (err) {
             sendError(req, res, err);
         }

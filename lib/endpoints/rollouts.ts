@@ -98,9 +98,13 @@ function serversPage(r: Rollout, p: Record<string, unknown>): Rollout {
 const CREATE_KEYS = Object.keys(CreateRollout.properties);
 
 export function mountRollouts(server: Server, rollouts: RolloutManager): void {
-    mount(server, { method: 'post', path: '/rollouts', name: 'CreateRollout', accepts: CREATE_KEYS }, async (req, res, info) => {
-        res.send(200, await rollouts.start(rolloutInput(normalize(paramsOf(req))), info.reqId));
-    });
+    mount(
+        server,
+        { method: 'post', path: '/rollouts', name: 'CreateRollout', accepts: CREATE_KEYS, input: (p: Record<string, unknown>) => rolloutInput(normalize(p)) },
+        async (_req, res, info, input) => {
+            res.send(200, await rollouts.start(input, info.reqId));
+        },
+    );
     mount(server, { method: 'get', path: '/rollouts', name: 'ListRollouts', accepts: ['service_uuid', 'state', 'limit', 'marker'] }, async (req, res) => {
         res.send(200, await rollouts.list(listQuery(paramsOf(req))));
     });

@@ -23,7 +23,7 @@ import { BUCKETS } from '../stor/buckets.js';
 import { act } from './actions.js';
 import { systemClock, type Clock } from './clock.js';
 import { durationsOf, Executor } from './executor.js';
-import { planDepsOf, rolloutInput, type PlanDeps, type StartRollout } from './input.js';
+import { planDepsOf, type PlanDeps, type StartRollout } from './input.js';
 import { applyItemEffects, applyStatus, phasesToRun, refused, steady, step, type Intent, type RolloutEvent, type Step } from './machine.js';
 import { Persister } from './persister.js';
 import { planRollout } from './plan.js';
@@ -131,9 +131,8 @@ export class RolloutManager {
      * Plan a rollout and start it; with `dry_run`, answer the plan without
      * starting anything (the same planner decides both).
      */
-    async start(raw: StartRollout, reqId: string): Promise<Rollout | RolloutPreview> {
-        // Callers other than the route (sapiadm's tests, resumption) are held to the same schema.
-        const input = rolloutInput({ ...raw });
+    async start(input: StartRollout, reqId: string): Promise<Rollout | RolloutPreview> {
+        // `input` was checked once, where it came in (the route declares rolloutInput as its input).
         const preview = flagValue(input.dry_run);
         const rollout = await planRollout(this.planDeps(), input, reqId, { record: !preview });
         if (preview) {

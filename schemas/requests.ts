@@ -106,8 +106,7 @@ export const UpgradeInstance = {
 } as const;
 
 const paging = {
-    // Checked by the List* code (one message for every bad value: 0, -1, "abc").
-    limit: { type: ['string', 'integer'] },
+    limit: { type: ['string', 'integer'], pattern: '^[0-9]+$' },
     marker: uuid,
     include_master: flag,
 } as const;

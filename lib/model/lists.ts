@@ -52,6 +52,8 @@ export function listQuery(schemaId: RequestId, params: Dict, filterKeys: readonl
     if (params.offset !== undefined && params.offset !== '') {
         throw invalidArgument('offset is not supported: page with limit and marker (the uuid of the last item seen)');
     }
+    // The paging values first: one message for every bad limit (0, -1, "ten").
+    parsePaging(params);
     const q = nonEmpty(params, filterKeys);
     validateRequest(schemaId, { ...nonEmpty(params, PAGING_KEYS), ...q });
     return q;

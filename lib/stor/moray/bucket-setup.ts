@@ -7,7 +7,7 @@
 import type { BucketDef, IndexDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import { type MorayBucket, type MorayBucketConfig, type MorayClient, MorayRequestError } from './client.js';
-import type { InitLogger } from './retrier.js';
+import type { InitLogger, Retrier } from './retrier.js';
 
 /** A bucket definition (any name: `sapi_meta` is not a BucketName). */
 export interface MorayBucketDef {
@@ -70,4 +70,28 @@ export async function setupBucket(client: MorayClient, log: InitLogger, def: Mor
 
 export function reindexFields(b: MorayBucket): string[] {
     return Object.values(b.reindexActive).flat();
+}
+
+/**
+ * Moray's reindexObjects on `bucket`, a batch at a time (each retried by
+ * `retry`), until a call processes nothing; `onBatch` hears each count.
+ */
+export async function reindexAll(
+    client: MorayClient,
+    bucket: string,
+    batchSize: number,
+    retry: Retrier,
+    log: InitLogger,
+    onBatch: (processed: number) => void,
+): Promise<void> {
+    let total = 0;
+    for (;;) {
+        const res = await retry.retrying(`reindex bucket ${bucket}`, () => client.reindexObjects(bucket, batchSize));
+        total += res.processed;
+        onBatch(res.processed);
+        if (res.processed === 0) {
+            return;
+        }
+        log.info({ bucket, processed: res.processed, total, remaining: res.remaining }, 'reindexing moray bucket: progress');
+    }
 }

@@ -31,8 +31,7 @@
 
 import type { BucketDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
-import type { BackfillProgress } from './backfill.js';
-import { reindexFields, setupBucket, type MorayBucketDef } from './bucket-setup.js';
+import { reindexAll, reindexFields, setupBucket, type MorayBucketDef } from './bucket-setup.js';
 import type { MorayClient } from './client.js';
 import {
     asBackfillState,
@@ -47,74 +46,18 @@ import {
     type MigrationProgress,
     type MigrationState,
 } from './migrations.js';
-import { Retrier, Stopped, type InitLogger } from './retrier.js';
-import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor, type SweepProgress } from './sweep.js';
+import { deferred, Retrier, Stopped, type InitLogger } from './retrier.js';
+import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor } from './sweep.js';
 
 export { bucketConfig, type MorayBucketDef } from './bucket-setup.js';
 export type { InitLogger } from './retrier.js';
 export type { MigrationProgress } from './migrations.js';
 
-/** Where a bucket stands: 'backfilling' and 'migrating' while one of its migrations runs (the migration says which). */
-export type BucketPhase = 'unknown' | 'reindexing' | 'migrating' | 'backfilling' | 'sweeping' | 'ready';
+import type { BucketPhase, BucketStatus, BucketsInitOptions } from './bucket-status.js';
 
-export interface BucketStatus {
-    phase: BucketPhase;
-    /** Version of the bucket in Moray, once known. */
-    version: number | null;
-    /** Index fields not (yet) usable in a server-side filter. */
-    pendingFields: string[];
-    /** Rows reindexed by this process. */
-    reindexed: number;
-    /** The derived-field backfill (the migration that fills them), for buckets that have derived fields. */
-    backfill: BackfillProgress | null;
-    /** The last (or current) sweep of rows changed since the mark, for buckets that have derived fields. */
-    sweep: SweepProgress | null;
-    /** The bucket's data migrations, in order: pending, running and done. */
-    migrations: MigrationProgress[];
-}
-
-export interface BucketsInitOptions {
-    client: MorayClient;
-    buckets: readonly (BucketDef | MorayBucketDef)[];
-    log?: InitLogger | undefined;
-    /** Rows per reindexObjects call (default 100). */
-    reindexBatchSize?: number | undefined;
-    /** Rows per migration batch (default 500: one findObjects page, one Moray batch). */
-    backfillBatchSize?: number | undefined;
-    /** Rows per sweep page (default: backfillBatchSize). */
-    sweepPageSize?: number | undefined;
-    /** Between sweeps after start-up (default SWEEP_EVERY_MS; 0: none). */
-    sweepEveryMs?: number | undefined;
-    /** The bucket holding service settings and migration progress. */
-    metaBucket?: string | undefined;
-    /** The data migrations (default MIGRATIONS); those of buckets not set up here are left alone. */
-    migrations?: readonly Migration[] | undefined;
-    /** Backoff between retries (default 100 ms doubling to 5 s). */
-    retryMinDelayMs?: number | undefined;
-    retryMaxDelayMs?: number | undefined;
-    /** Buckets deleted when present (default ['sapi_history']). */
-    legacyBuckets?: readonly string[] | undefined;
-}
+export type { BucketPhase, BucketStatus, BucketsInitOptions };
 
 const nullLog: InitLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
-interface Deferred {
-    promise: Promise<void>;
-    resolve: () => void;
-    reject: (err: Error) => void;
-}
-
-function deferred(): Deferred {
-    let resolve!: () => void;
-    let reject!: (err: Error) => void;
-    const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-    });
-    // A stop() before anyone waits must not be an unhandled rejection.
-    promise.catch(() => undefined);
-    return { promise, resolve, reject };
-}
 
 export class BucketsInitializer {
     private readonly client: MorayClient;
@@ -507,17 +450,7 @@ export class BucketsInitializer {
     private async reindexBucket(def: MorayBucketDef): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         this.log.info({ bucket: def.name, fields: state.pendingFields }, 'reindexing moray bucket');
-        for (;;) {
-            const res = await this.retry.retrying(`reindex bucket ${def.name}`, () => this.client.reindexObjects(def.name, this.batchSize));
-            state.reindexed += res.processed;
-            if (res.processed === 0) {
-                break;
-            }
-            this.log.info(
-                { bucket: def.name, processed: res.processed, total: state.reindexed, remaining: res.remaining },
-                'reindexing moray bucket: progress',
-            );
-        }
+        await reindexAll(this.client, def.name, this.batchSize, this.retry, this.log, (n) => (state.reindexed += n));
         // The reindex is complete: only fields Moray does not index stay
         // pending, and those of the migrations and the sweep still to come.
         const b = await this.retry.retrying(`reload bucket ${def.name}`, () => this.client.getBucket(def.name));

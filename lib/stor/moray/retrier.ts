@@ -87,3 +87,22 @@ export class Retrier {
         });
     }
 }
+
+/** A promise with its settlers, for waits that setup resolves or stop() rejects. */
+export interface Deferred {
+    promise: Promise<void>;
+    resolve: () => void;
+    reject: (err: Error) => void;
+}
+
+export function deferred(): Deferred {
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+    });
+    // A stop() before anyone waits must not be an unhandled rejection.
+    promise.catch(() => undefined);
+    return { promise, resolve, reject };
+}

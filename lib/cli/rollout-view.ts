@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 
 import { isTransientError } from '../clients/http.js';
-import type { Rollout, RolloutItem, RolloutPreview } from '../rollout/types.js';
+import { FINAL_STATES, type Rollout, type RolloutItem, type RolloutPreview } from '../rollout/types.js';
 import { compareVersions } from '../rollout/versions.js';
 import type { Cli } from './common.js';
 import { EXIT_DRIFT, EXIT_ERROR, EXIT_OK } from './errors.js';
@@ -195,4 +195,25 @@ async function watch(cli: Cli, api: SapiApi, first: Rollout, every: number, json
         for (const line of pausedCommands(r)) cli.warn(line);
     }
     return r;
+}
+
+/**
+ * POST /rollouts with `body`, then watch it (or, with `watch` false, print
+ * its id and how to watch it, unless it ended at once).
+ */
+export async function startAndWatch(cli: Cli, c: Command, body: Record<string, unknown>, watch: boolean, every: number): Promise<void> {
+    const api = cli.sapi(c);
+    const started = await api.post<Rollout>('/rollouts', body);
+    const json = cli.globals(c).json;
+    if (!watch && !FINAL_STATES.includes(started.state)) {
+        if (json) {
+            cli.json(started);
+        } else {
+            cli.out(`started ${headline(started)}`);
+            cli.out(`watch it: sapiadm rollout status ${started.uuid} --watch`);
+        }
+        return;
+    }
+    if (!json) cli.out(headline(started));
+    await finishWatch(cli, api, started, every, json);
 }

@@ -12,7 +12,7 @@ import { collect, mustUuid, positiveInt, uuidList } from './args.js';
 import { confirm, type Cli } from './common.js';
 import { EXIT_REFUSED, UsageError } from './errors.js';
 import { isPlan, outcomeOf, progressLine, summary } from './progress.js';
-import { exitFor, finishWatch, headline, showPlan } from './rollout-view.js';
+import { exitFor, finishWatch, showPlan, startAndWatch } from './rollout-view.js';
 import type { SapiApi } from './sapi-api.js';
 import { duration, plural } from './table.js';
 
@@ -194,20 +194,7 @@ ${EXIT_HELP}`,
                 await showPlan(cli, c, body);
                 return;
             }
-            const api = cli.sapi(c);
-            const started = await api.post<Rollout>('/rollouts', body);
-            const json = cli.globals(c).json;
-            if (!o.watch && !FINAL_STATES.includes(started.state)) {
-                if (json) {
-                    cli.json(started);
-                } else {
-                    cli.out(`started ${headline(started)}`);
-                    cli.out(`watch it: sapiadm rollout status ${started.uuid} --watch`);
-                }
-                return;
-            }
-            if (!json) cli.out(headline(started));
-            await finishWatch(cli, api, started, every, json);
+            await startAndWatch(cli, c, body, o.watch, every);
         });
 
     planOptions(cmd.command('plan'))

@@ -9,11 +9,10 @@
 
 import type { Command } from 'commander';
 
-import type { Rollout } from '../rollout/types.js';
 import { collect, mustUuid, positiveInt } from './args.js';
 import type { Cli } from './common.js';
 import { maxFailures } from './rollout.js';
-import { finishWatch, headline, showPlan } from './rollout-view.js';
+import { showPlan, startAndWatch } from './rollout-view.js';
 
 interface SetupOpts {
     exclude?: string[];
@@ -66,20 +65,6 @@ item failed or an API error, 3 nothing could be done, 4 paused).`,
                 await showPlan(cli, c, body);
                 return;
             }
-            const every = positiveInt(o.interval, '--interval');
-            const api = cli.sapi(c);
-            const started = await api.post<Rollout>('/rollouts', body);
-            const json = cli.globals(c).json;
-            if (!o.watch) {
-                if (json) {
-                    cli.json(started);
-                } else {
-                    cli.out(`started ${headline(started)}`);
-                    cli.out(`watch it: sapiadm rollout status ${started.uuid} --watch`);
-                }
-                return;
-            }
-            if (!json) cli.out(headline(started));
-            await finishWatch(cli, api, started, every, json);
+            await startAndWatch(cli, c, body, o.watch, positiveInt(o.interval, '--interval'));
         });
 }

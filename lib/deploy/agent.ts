@@ -74,8 +74,12 @@ export class AgentDeployer implements Deployer {
             }
             return { instance: current };
         }
-        await this.checkServer(req, server, `install ${name}`);
-        await this.checkAgentImage(req, image, name);
+        if (!req.serverChecked) {
+            await this.checkServer(req, server, `install ${name}`);
+        }
+        if (!req.imageChecked) {
+            await this.checkAgentImage(req, image, name);
+        }
         return this.installImage(req, plan, 'install', image, {
             record: () => this.reconcile(plan, server, image, name),
             undo: () => this.undoAdoption(req, plan, server),

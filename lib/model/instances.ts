@@ -40,7 +40,16 @@ export function instanceRecords(deps: RecordDeps): InstanceRecords {
 
 // ---- create
 
-export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Promise<CreateResult> {
+/**
+ * `opts`: what the caller checked already for this operation (a rollout
+ * checks its image and servers once for all its items), and its deadline.
+ */
+export async function createInstance(
+    ctx: Ctx,
+    req: ReqInfo,
+    params: Dict,
+    opts: { imageChecked?: boolean; serverChecked?: boolean; signal?: AbortSignal } = {},
+): Promise<CreateResult> {
     validateRequest('CreateInstance', params);
     const exists = flagValue(params.exists);
     if (exists && params.uuid === undefined) {
@@ -86,7 +95,7 @@ export async function createInstance(ctx: Ctx, req: ReqInfo, params: Dict): Prom
     }
 
     const plan: InstancePlan = { instance: withIndexes(draft), service, application, merged };
-    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async) };
+    const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async), ...opts };
 
     if (service.type === 'agent') {
         // A v1 request (what every agent's own postinstall sends: no

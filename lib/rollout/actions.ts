@@ -19,12 +19,18 @@ export async function act(ctx: Ctx, item: RolloutItem, info: ReqInfo, resumed: b
         const opts = { imageChecked: true, serverChecked: !resumed, signal };
         await upgradeInstance(ctx, info, item.instance_uuid, { image_uuid: item.to_image }, opts);
     } else if (action === 'install' || action === 'adopt') {
-        const made = await createInstance(ctx, info, {
-            service_uuid: item.service_uuid,
-            uuid: item.instance_uuid,
-            ...(action === 'adopt' ? { exists: true } : {}),
-            params: { server_uuid: item.server_uuid, image_uuid: item.to_image },
-        });
+        // The plan checked the image and (unless taken over since) the server.
+        const made = await createInstance(
+            ctx,
+            info,
+            {
+                service_uuid: item.service_uuid,
+                uuid: item.instance_uuid,
+                ...(action === 'adopt' ? { exists: true } : {}),
+                params: { server_uuid: item.server_uuid, image_uuid: item.to_image },
+            },
+            { imageChecked: true, serverChecked: !resumed, signal },
+        );
         item.instance_uuid = made.instance.uuid;
     } else {
         await deleteInstance(ctx, info, item.instance_uuid);

@@ -47,6 +47,26 @@
 //   with `tieOrder = 'reverse'` (for tests of clients that must not depend
 //   on it).
 //
+// Indexes, so that costs have PostgreSQL's shape (the work of a find grows
+// with the rows its indexed clauses match, not with the bucket): each
+// bucket's rows (RowTable) keep, for `_id`, `_mtime` and each index field,
+// the rows with a non-NULL column sorted by it, updated by every write (and
+// by a test setting a row directly). A find takes the rows they give for an
+// equality on `_key` or an index field, a `>=`/`<=` range on `_id`,
+// `_mtime` or an index field, or a presence of an index field; an `and`
+// its narrowest such branch, an `or` the union when every branch has one;
+// anything else (a `not`, a substring, `_etag`) scans every row. Those rows
+// then go through exactly the steps above in the scan's order (last-write
+// order), so results, `_count`, sort and tie order, errors and the reindex
+// behaviour are those of a scan (`useIndexes = false` scans, for tests
+// comparing both; `rowsVisited` counts rows checked). As in Moray, whose
+// `_count` is a count(1) OVER () of the matching rows, every row the
+// indexed part matches is visited, also with a sort and a limit; a sort on
+// `_id` or `_key` skips ordering them by write first. A unique index is
+// checked with a lookup; a write transaction keeps its changes aside and
+// applies them at commit (one that fails changes nothing). reindexObjects
+// still scans for the rows to rewrite.
+//
 // During a reindex (bucket updated, reindexObjects not done) this fake by
 // default uses the partial new index columns in filters, so rows not yet
 // reindexed are invisible to filters on the new fields (an old Moray's
@@ -132,16 +152,15 @@ export interface FakeBucket {
      * with a version and without no_reindex; {} once reindexObjects is done.
      */
     reindexActive: Record<string, string[]> | null;
-    rows: Map<string, FakeRow>;
+    rows: RowTable;
     nextId: number;
 }
 
-/** A transaction's copy of one bucket's rows. */
+/** What a transaction changed in one bucket (null: deleted), in write order; the bucket's rows are untouched until commit. */
 interface TxBucket {
-    rows: Map<string, FakeRow>;
+    bucket: FakeBucket;
+    changes: Map<string, FakeRow | null>;
     nextId: number;
-    /** Unique-index lookups, built when first needed. */
-    unique?: Map<string, Map<string, string>>;
 }
 
 export interface FakeMorayState {
@@ -295,6 +314,205 @@ function validateIndex(index: unknown): Record<string, FakeIndexDef> {
         out[k] = def.unique ? { type: def.type, unique: true } : { type: def.type };
     }
     return out;
+}
+
+// ---- the rows of a bucket, and their indexes
+
+/** Where one row sorts in an ordered index (by this, then _id, then key). */
+type OrderKey = (row: FakeRow) => unknown;
+
+/** One ordered index: the rows with a non-NULL value, sorted by it (then by _id and key). */
+interface Ordered {
+    value: OrderKey;
+    rows: FakeRow[];
+    /** Values of more than one type (a field whose type changed): no consistent order, not used. */
+    mixed: boolean;
+}
+
+function orderCmp(o: Ordered, a: FakeRow, b: FakeRow): number {
+    const d = cmp(o.value(a), o.value(b));
+    if (d !== 0) {
+        return d;
+    }
+    if (a._id !== b._id) {
+        return a._id - b._id;
+    }
+    return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/** The first position in `o` whose row sorts at or after `row`. */
+function lowerBound(o: Ordered, row: FakeRow): number {
+    let lo = 0;
+    let hi = o.rows.length;
+    while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (orderCmp(o, o.rows[mid] as FakeRow, row) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/** The first position in `o` whose value is above `v` (`above`), or at or above it. */
+function valueBound(o: Ordered, v: unknown, above: boolean): number {
+    let lo = 0;
+    let hi = o.rows.length;
+    while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const d = cmp(o.value(o.rows[mid] as FakeRow), v);
+        if (d < 0 || (above && d === 0)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+function orderedAdd(o: Ordered, row: FakeRow): void {
+    const v = o.value(row);
+    if (v === null || v === undefined) {
+        return;
+    }
+    const first = o.rows[0];
+    if (first !== undefined && typeof o.value(first) !== typeof v) {
+        o.mixed = true;
+    }
+    const last = o.rows[o.rows.length - 1];
+    if (last === undefined || orderCmp(o, last, row) < 0) {
+        o.rows.push(row);
+    } else {
+        o.rows.splice(lowerBound(o, row), 0, row);
+    }
+}
+
+function orderedRemove(o: Ordered, row: FakeRow): void {
+    const v = o.value(row);
+    if (v === null || v === undefined) {
+        return;
+    }
+    let i = o.mixed ? -1 : lowerBound(o, row);
+    if (i < 0 || o.rows[i] !== row) {
+        // Not where it sorts (values of mixed types): look for it.
+        i = o.rows.indexOf(row);
+    }
+    if (i >= 0) {
+        o.rows.splice(i, 1);
+    }
+}
+
+/**
+ * The rows of one bucket by key, in last-write order (what an unsorted
+ * scan returns, like a PostgreSQL heap), with the bucket's indexes kept up
+ * to date by every set and delete (tests may set rows directly): for
+ * `_id`, `_mtime` and each index field, the rows with a non-NULL value in
+ * that column, sorted by it, as PostgreSQL's B-tree indexes keep them.
+ */
+export class RowTable extends Map<string, FakeRow> {
+    private ordered = new Map<string, Ordered>();
+
+    constructor(fields: string[] = []) {
+        super();
+        this.setFields(fields);
+    }
+
+    /** Index these fields (and _id, _mtime), built again from the rows. */
+    setFields(fields: string[]): void {
+        this.ordered = new Map<string, Ordered>([
+            ['_id', { value: (r) => r._id, rows: [], mixed: false }],
+            ['_mtime', { value: (r) => r._mtime, rows: [], mixed: false }],
+            ...fields.map((f): [string, Ordered] => [f, { value: (r) => r.cols[f] ?? null, rows: [], mixed: false }]),
+        ]);
+        for (const row of super.values()) {
+            for (const o of this.ordered.values()) {
+                orderedAdd(o, row);
+            }
+        }
+    }
+
+    override set(key: string, row: FakeRow): this {
+        const prev = super.get(key);
+        super.set(key, row);
+        this.reindexRow(prev, row);
+        return this;
+    }
+
+    override delete(key: string): boolean {
+        const prev = super.get(key);
+        if (prev === undefined) {
+            return false;
+        }
+        super.delete(key);
+        this.reindexRow(prev, undefined);
+        return true;
+    }
+
+    override clear(): void {
+        super.clear();
+        for (const o of this.ordered.values()) {
+            o.rows = [];
+            o.mixed = false;
+        }
+    }
+
+    /** Set `key` to `row` and move it to the end of the last-write order (a write). */
+    write(key: string, row: FakeRow): void {
+        const prev = super.get(key);
+        super.delete(key);
+        super.set(key, row);
+        this.reindexRow(prev, row);
+    }
+
+    private reindexRow(prev: FakeRow | undefined, row: FakeRow | undefined): void {
+        for (const o of this.ordered.values()) {
+            if (prev !== undefined && row !== undefined && !o.mixed) {
+                const v = o.value(row);
+                if (v !== null && v !== undefined && orderCmp(o, prev, row) === 0) {
+                    // Same place in this index: the row object is replaced where it is.
+                    const i = lowerBound(o, prev);
+                    if (o.rows[i] === prev) {
+                        o.rows[i] = row;
+                        continue;
+                    }
+                }
+            }
+            if (prev !== undefined) {
+                orderedRemove(o, prev);
+            }
+            if (row !== undefined) {
+                orderedAdd(o, row);
+            }
+        }
+    }
+
+    /**
+     * The rows whose `column` (`_id`, `_mtime` or an index field) is within
+     * [lo, hi] (either end may be left open), in its order; null when that
+     * column has no usable index.
+     */
+    range(column: string, lo: unknown, hi: unknown): FakeRow[] | null {
+        const o = this.ordered.get(column);
+        if (!o || o.mixed) {
+            return null;
+        }
+        const from = lo === undefined ? 0 : valueBound(o, lo, false);
+        const to = hi === undefined ? o.rows.length : valueBound(o, hi, true);
+        return from < to ? o.rows.slice(from, to) : [];
+    }
+
+    /** Every row in last-write order (seq ascending). */
+    inWriteOrder(): FakeRow[] {
+        const rows = [...super.values()];
+        for (let i = 1; i < rows.length; i++) {
+            if ((rows[i] as FakeRow).seq < (rows[i - 1] as FakeRow).seq) {
+                // Set directly out of order (a test's doing): sort.
+                return rows.sort((x, y) => x.seq - y.seq);
+            }
+        }
+        return rows;
+    }
 }
 
 // ---- filters
@@ -458,6 +676,69 @@ function sqlEval(q: QueryCtx, row: FakeRow, n: LdapNode): Sql {
     }
 }
 
+/**
+ * The rows the indexes give for the SQL part of `n` (a superset of those
+ * it selects; null: every row, a sequential scan), as PostgreSQL's planner
+ * would use them: an equality on `_key` or an indexed field, a range
+ * (`>=`, `<=`) on `_id`, `_mtime` or an indexed field, a presence of an
+ * indexed field; an `and` takes its narrowest branch, an `or` the union
+ * of its branches when each has one. Anything else (not, substrings,
+ * `_etag`) scans.
+ */
+function candidates(q: QueryCtx, n: LdapNode): FakeRow[] | null {
+    const attr = n.attribute ?? '';
+    const rows = q.bucket.rows;
+    switch (n.type) {
+        case 'and': {
+            let best: FakeRow[] | null = null;
+            for (const f of n.filters ?? []) {
+                const c = candidates(q, f);
+                if (c !== null && (best === null || c.length < best.length)) {
+                    best = c;
+                }
+            }
+            return best;
+        }
+        case 'or': {
+            const union = new Set<FakeRow>();
+            for (const f of n.filters ?? []) {
+                const c = candidates(q, f);
+                if (c === null) {
+                    return null;
+                }
+                c.forEach((r) => union.add(r));
+            }
+            return [...union];
+        }
+        case 'present':
+            return isIndexed(q, attr) ? rows.range(attr, undefined, undefined) : null;
+        case 'equal':
+        case 'ge':
+        case 'le': {
+            if (attr === '_key') {
+                const row = n.type === 'equal' ? rows.get(String(n.value)) : undefined;
+                return n.type !== 'equal' ? null : row ? [row] : [];
+            }
+            if (attr !== '_id' && attr !== '_mtime' && !isIndexed(q, attr)) {
+                return null;
+            }
+            let want: unknown;
+            try {
+                want = coerce(n, n.value, attrType(q.bucket, attr));
+            } catch {
+                // A bad value: the SQL part's evaluation fails the query (if any row is visited), as it did before.
+                return null;
+            }
+            if (typeof want === 'number' && Number.isNaN(want)) {
+                return [];
+            }
+            return rows.range(attr, n.type === 'le' ? undefined : want, n.type === 'ge' ? undefined : want);
+        }
+        default:
+            return null;
+    }
+}
+
 /** The post-filter: the whole filter against the returned value (plus _id, _etag, ...). */
 function valueEval(bucket: FakeBucket, obj: Record<string, unknown>, n: LdapNode): boolean {
     switch (n.type) {
@@ -527,8 +808,14 @@ export class FakeMoray {
     excludeReindexingFields: boolean;
     /** The order of rows a sort leaves tied, and of an unsorted scan (PostgreSQL promises none). */
     tieOrder: 'write' | 'reverse' = 'write';
-    /** Every request received, in order. */
+    /** Every request received, in order (unless `recordRequests` is false). */
     readonly requests: FakeRequest[] = [];
+    /** Keep `requests` (a standalone server, which nobody asks, does not). */
+    recordRequests = true;
+    /** Use the indexes to select rows; false: scan every row, for tests that compare both. */
+    useIndexes = true;
+    /** Rows findObjects has checked against a filter's SQL part so far (what the indexes keep small). */
+    rowsVisited = 0;
 
     private readonly log: bunyan;
     private server: net.Server | null = null;
@@ -647,7 +934,9 @@ export class FakeMoray {
 
     private dispatch(name: string, rpc: FastRpc, fn: (args: unknown[], write: (o: unknown) => void) => void): void {
         const args = rpc.argv();
-        this.requests.push({ method: name, args });
+        if (this.recordRequests) {
+            this.requests.push({ method: name, args });
+        }
         const delay = this.latencyMs + (this.rpcLatencyMs[name] ?? 0);
         const run = async (): Promise<void> => {
             if (delay > 0) {
@@ -798,7 +1087,7 @@ export class FakeMoray {
             options: { ...(c.options ?? {}), version: Number(c.options?.version ?? 0) || 0 },
             mtime: new Date(),
             reindexActive: null,
-            rows: new Map(),
+            rows: new RowTable(Object.keys(index)),
             nextId: 1,
         });
     }
@@ -832,6 +1121,7 @@ export class FakeMoray {
             b.rows.set(key, { ...row, cols });
         }
         b.index = index;
+        b.rows.setFields(Object.keys(index));
         b.options = { ...(c.options ?? {}), version: v2 };
     }
 
@@ -867,45 +1157,52 @@ export class FakeMoray {
         return out;
     }
 
-    // ---- objects (within a transaction: copies of the touched buckets' row maps)
+    // ---- objects (within a transaction: the changes to each touched bucket, applied at commit)
 
     private txn(): Map<string, TxBucket> {
         return new Map();
     }
 
-    private rowsOf(tx: Map<string, TxBucket>, b: FakeBucket): TxBucket {
+    private txBucket(tx: Map<string, TxBucket>, b: FakeBucket): TxBucket {
         let t = tx.get(b.name);
         if (!t) {
-            t = { rows: new Map(b.rows), nextId: b.nextId };
+            t = { bucket: b, changes: new Map(), nextId: b.nextId };
             tx.set(b.name, t);
         }
         return t;
     }
 
-    /** Unique-index value → the key holding it, in this transaction's rows. */
-    private uniqueOwners(t: TxBucket, field: string): Map<string, string> {
-        t.unique ??= new Map();
-        let owners = t.unique.get(field);
-        if (!owners) {
-            owners = new Map();
-            for (const row of t.rows.values()) {
-                const c = row.cols[field];
-                if (c !== null && c !== undefined) {
-                    owners.set(JSON.stringify(c), row.key);
-                }
+    /** The row `key` as this transaction sees it. */
+    private txRow(t: TxBucket, key: string): FakeRow | undefined {
+        return t.changes.has(key) ? (t.changes.get(key) ?? undefined) : t.bucket.rows.get(key);
+    }
+
+    /** The key of another row holding `value` in unique index `field`, as this transaction sees the rows. */
+    private uniqueOwner(t: TxBucket, field: string, value: unknown, key: string): string | undefined {
+        for (const [k, row] of t.changes) {
+            if (k !== key && row !== null && row.cols[field] === value) {
+                return k;
             }
-            t.unique.set(field, owners);
         }
-        return owners;
+        // An index lookup, as PostgreSQL's unique index (a scan if that index is unusable).
+        const holders = t.bucket.rows.range(field, value, value) ?? [...t.bucket.rows.values()].filter((r) => r.cols[field] === value);
+        return holders.find((r) => r.key !== key && !t.changes.has(r.key))?.key;
     }
 
     private commit(tx: Map<string, TxBucket>): void {
         for (const [name, t] of tx) {
             const b = this.state.buckets.get(name);
-            if (b) {
-                b.rows = t.rows;
-                b.nextId = t.nextId;
+            if (b !== t.bucket) {
+                continue;
             }
+            for (const [key, row] of t.changes) {
+                if (row === null) {
+                    b.rows.delete(key);
+                } else {
+                    b.rows.write(key, row);
+                }
+            }
+            b.nextId = t.nextId;
         }
     }
 
@@ -930,8 +1227,8 @@ export class FakeMoray {
         if (typeof key !== 'string' || !value || typeof value !== 'object' || Array.isArray(value)) {
             throw new MorayError('InvalidArgumentError', 'key must be a string and value an object');
         }
-        const t = this.rowsOf(tx, b);
-        const prev = t.rows.get(key);
+        const t = this.txBucket(tx, b);
+        const prev = this.txRow(t, key);
         this.checkEtag(b.name, key, opts, prev);
         const v = value as Record<string, unknown>;
         const cols = indexRow(b.index, v);
@@ -940,20 +1237,11 @@ export class FakeMoray {
             if (!def.unique || c === null) {
                 continue;
             }
-            // A unique index, as PostgreSQL's: one lookup (built once per transaction).
-            const owners = this.uniqueOwners(t, field);
-            const owner = owners.get(JSON.stringify(c));
-            if (owner !== undefined && owner !== key && t.rows.get(owner)?.cols[field] === c) {
+            if (this.uniqueOwner(t, field, c, key) !== undefined) {
                 throw new MorayError('UniqueAttributeError', `${field} ${JSON.stringify(c)} already exists`, {
                     bucket: b.name,
                     key,
                 });
-            }
-        }
-        for (const [field, owners] of t.unique ?? []) {
-            const c = cols[field];
-            if (c !== null && c !== undefined) {
-                owners.set(JSON.stringify(c), key);
             }
         }
         const json = JSON.stringify(v);
@@ -969,14 +1257,16 @@ export class FakeMoray {
             cols,
             seq: ++this.writeSeq,
         };
-        t.rows.set(key, row);
+        // Moved to the end of the changes: they are applied in write order.
+        t.changes.delete(key);
+        t.changes.set(key, row);
         return row._etag;
     }
 
     private del(tx: Map<string, TxBucket>, bucket: unknown, key: unknown, opts: unknown): void {
         const b = this.bucket(bucket);
-        const t = this.rowsOf(tx, b);
-        const prev = t.rows.get(String(key));
+        const t = this.txBucket(tx, b);
+        const prev = this.txRow(t, String(key));
         if (!prev) {
             throw new MorayError('ObjectNotFoundError', `${b.name}::${String(key)} does not exist`, {
                 bucket: b.name,
@@ -984,7 +1274,8 @@ export class FakeMoray {
             });
         }
         this.checkEtag(b.name, String(key), opts, prev);
-        t.rows.delete(String(key));
+        t.changes.delete(String(key));
+        t.changes.set(String(key), null);
     }
 
     private find(bucket: unknown, filter: unknown, opts: unknown, write: (o: unknown) => void): void {
@@ -1037,9 +1328,21 @@ export class FakeMoray {
         if (!hasClause(q, f, filter)) {
             throw new MorayError('InvalidQueryError', `invalid query: ${filter}`);
         }
-        const rows = [...b.rows.values()].sort((x, y) => (this.tieOrder === 'reverse' ? y.seq - x.seq : x.seq - y.seq));
-        const selected = rows.filter((row) => sqlEval(q, row, f) === 'T');
         const sorts = o.sort === undefined ? [] : Array.isArray(o.sort) ? o.sort : [o.sort];
+        // The rows the indexes give (every row otherwise), in the order a
+        // scan returns them: last-write order (or its reverse), which a sort
+        // keeps among rows it leaves tied. A sort on _id or _key leaves none.
+        const found = this.useIndexes ? candidates(q, f) : null;
+        const rows = found ?? b.rows.inWriteOrder();
+        const untied = ['_id', '_key'].includes(sorts[0]?.attribute ?? '');
+        if (found !== null && !untied) {
+            rows.sort((x, y) => x.seq - y.seq);
+        }
+        if (this.tieOrder === 'reverse' && !untied) {
+            rows.reverse();
+        }
+        this.rowsVisited += rows.length;
+        const selected = rows.filter((row) => sqlEval(q, row, f) === 'T');
         if (sorts.length > 0) {
             selected.sort((x, y) => {
                 for (const s of sorts) {

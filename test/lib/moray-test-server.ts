@@ -46,6 +46,8 @@ export function parseArgs(argv: string[]): ServerArgs {
 /** Start the server; resolves once it is listening (after printing `listening on PORT`). */
 export async function startServer(args: ServerArgs, print: (line: string) => void = console.log): Promise<FakeMoray> {
     const fake = new FakeMoray({ port: args.port, excludeReindexingFields: true });
+    // Nobody reads its request log: keeping it would grow without bound.
+    fake.recordRequests = false;
     await fake.start();
     print(`listening on ${fake.port}`);
     return fake;

@@ -78,6 +78,8 @@ export async function createApp(deps: AppDeps): Promise<SapiApp> {
                   sink: configs,
                   // Rows SAPI 2.1.2 writes get their index copies from the rows the feed reads.
                   observer: () => rowObserverOf(deps.store),
+                  // Moray's local cache follows the feed, and answers lists once current.
+                  mirror: () => deps.store.capabilities().changeMirror ?? null,
                   log: log.child({ component: 'feed' }),
               })
             : null;

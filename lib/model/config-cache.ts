@@ -62,11 +62,12 @@
 
 import type { BucketName } from '../stor/buckets.js';
 import type { ChangeSink } from '../stor/changes.js';
-import type { Store } from '../stor/store.js';
+import type { JsonObject, Store } from '../stor/store.js';
 import { assembleConfig, configEtag, storeReader, type ConfigSources, type SourceReader } from './config-doc.js';
 import { WatchedStore, type WriteListener } from './config-watch.js';
 import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';
 import { BUCKET_OF } from './objects.js';
+import type { Application, Instance, Manifest, Service } from './types.js';
 
 /** On a store other processes also write (Moray): how long an entry is answered from. */
 export const SHARED_STORE_REVALIDATE_MS = 1000;
@@ -321,7 +322,22 @@ export class ConfigCache implements ConfigAnswers, ChangeSink, WriteListener {
         if (!this.shared) {
             return storeReader(ctx);
         }
-        const direct = storeReader(ctx);
+        const store = storeReader(ctx);
+        // The local copy the change feed keeps current answers as of its last poll, when the feed vouches for that.
+        const recent = ctx.store.capabilities().recentReads ?? null;
+        const mirrored = <T extends JsonObject>(bucket: BucketName, uuid: string): T | null => {
+            const got = recent?.get<T>(bucket, uuid) ?? null;
+            if (got === null || got.value === null || !this.feedCovers(got.asOf, this.now())) {
+                return null;
+            }
+            oldest.at = Math.min(oldest.at, got.asOf);
+            return got.value;
+        };
+        const direct: SourceReader = {
+            service: async (u) => mirrored<Service>(BUCKET_OF.service, u) ?? store.service(u),
+            application: async (u) => mirrored<Application>(BUCKET_OF.application, u) ?? store.application(u),
+            manifest: async (u) => mirrored<Manifest>(BUCKET_OF.manifest, u) ?? store.manifest(u),
+        };
         const via =
             <T>(bucket: BucketName, read: (uuid: string) => Promise<T | null>) =>
             (uuid: string): Promise<T | null> => {
@@ -353,6 +369,8 @@ export class ConfigCache implements ConfigAnswers, ChangeSink, WriteListener {
                 return k.promise as Promise<T | null>;
             };
         return {
+            // Null (not in the copy, or the copy cannot answer): assembleConfig reads the store.
+            instance: (u) => Promise.resolve(mirrored<Instance>(INSTANCES, u)),
             service: via(BUCKET_OF.service, (u) => direct.service(u)),
             application: via(BUCKET_OF.application, (u) => direct.application(u)),
             manifest: via(BUCKET_OF.manifest, (u) => direct.manifest(u)),

@@ -21,6 +21,8 @@ export interface ConfigDoc {
  * the stored object, or null when there is none.
  */
 export interface SourceReader {
+    /** The instance; absent: read from ctx.store. */
+    instance?(uuid: string): Promise<Instance | null>;
     service(uuid: string): Promise<Service | null>;
     application(uuid: string): Promise<Application | null>;
     manifest(uuid: string): Promise<Manifest | null>;
@@ -70,7 +72,7 @@ export async function buildConfig(ctx: Ctx, uuid: string): Promise<ConfigDoc> {
  * all at once.
  */
 export async function assembleConfig(ctx: Ctx, uuid: string, reader: SourceReader = storeReader(ctx)): Promise<{ doc: ConfigDoc; sources: ConfigSources }> {
-    const inst = (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
+    const inst = (reader.instance ? await reader.instance(uuid) : null) ?? (await mustGet<Instance>(ctx.store, 'instance', uuid)).value;
     const { service, application } = await loadParents(ctx, inst.service_uuid, reader);
     const merged = mergeAttributes(application, service, inst);
 

@@ -18,6 +18,13 @@
 // The Moray etag of what was last mirrored for each object is remembered
 // in memory, so a read that finds an object as it was last mirrored does
 // not even compare (GetConfig on Moray reads its instance every second).
+//
+// With a change feed (on Moray, given by the composition through
+// capabilities().changeMirror), the copy is kept current and answers lists,
+// counts and GetConfig's reads when it provably holds what Moray holds
+// (mirror.ts says when). Reads that return etags (get, find, iterate) stay
+// on Moray: the copy's etags are its own, and a conditional write needs
+// Moray's.
 
 import type Logger from 'bunyan';
 
@@ -25,13 +32,16 @@ import { ALL_BUCKETS, type BucketName } from './buckets.js';
 import { copyChunks } from './copy.js';
 import { NotFoundError, StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
+import { LocalMirror } from './mirror.js';
 import type { SqliteStore } from './sqlite/index.js';
 import {
     ALL,
     type BatchOp,
     type DelOptions,
     type Filter,
+    type JsonLists,
     type JsonObject,
+    type JsonPage,
     type Page,
     type PageRequest,
     type PutOptions,
@@ -43,20 +53,85 @@ import {
 /** Set in the local copy once a sync() has copied every bucket. */
 export const CACHE_FILLED_KEY = 'cache.filled_at';
 
+export interface SyncResult {
+    copied: number;
+    written: number;
+    dropped: number;
+}
+
 /** Objects whose mirrored Moray etag is remembered, at most. */
 const MAX_MIRRORED = 500_000;
+
+export interface CachedStoreOptions {
+    /** Index fields of `bucket` Moray cannot search by yet (a bucket update being reindexed). */
+    pendingFields?: (bucket: BucketName) => ReadonlySet<string>;
+}
+
+/** The fields a filter names. */
+function fieldsOf(f: Filter, out = new Set<string>()): Set<string> {
+    if ('eq' in f) {
+        out.add(f.eq.field);
+    } else if ('in' in f) {
+        out.add(f.in.field);
+    } else if ('and' in f) {
+        for (const p of f.and) {
+            fieldsOf(p, out);
+        }
+    }
+    return out;
+}
+
+/** `value` as JSON without the top-level keys `omit`. */
+function jsonWithout(value: JsonObject, omit: readonly string[]): string {
+    if (omit.length === 0) {
+        return JSON.stringify(value);
+    }
+    const copy: JsonObject = { ...value };
+    for (const k of omit) {
+        delete copy[k];
+    }
+    return JSON.stringify(copy);
+}
 
 export class CachedStore extends ForwardingStore {
     private filled: boolean | null = null;
     /** `<bucket>/<uuid>` → Moray's etag of the value the local copy was last given. */
     private readonly mirrored = new Map<string, string>();
+    /** The copy as the change feed keeps it (answers once it is complete and current). */
+    readonly mirror: LocalMirror;
+    private readonly lists: JsonLists;
+    /** The sync under way, and one asked for meanwhile (it begins once that one ends). */
+    private syncing: Promise<SyncResult> | null = null;
+    private queued: Promise<SyncResult> | null = null;
 
     constructor(
         private readonly primary: Store,
         private readonly local: SqliteStore,
         private readonly log: Logger,
+        opts: CachedStoreOptions = {},
     ) {
         super();
+        const pending = opts.pendingFields ?? (() => new Set<string>());
+        this.mirror = new LocalMirror({
+            local,
+            log,
+            resync: () => {
+                this.sync().catch((err: unknown) => log.warn({ err }, 'local cache copy failed'));
+            },
+            remoteCount: (bucket, filter) => {
+                const waiting = pending(bucket);
+                for (const f of fieldsOf(filter)) {
+                    if (waiting.has(f)) {
+                        return null;
+                    }
+                }
+                return this.primary.count(bucket, filter);
+            },
+        });
+        this.lists = {
+            findJson: (bucket, filter, page, omit) => this.findJson(bucket, filter, page, omit),
+            iterateJson: (bucket, filter, chunkSize, omit) => this.iterateJson(bucket, filter, chunkSize, omit),
+        };
     }
 
     /** The decorated store: Moray (ping() is forwarded to it as is). */
@@ -74,13 +149,13 @@ export class CachedStore extends ForwardingStore {
     }
 
     /**
-     * Moray's, but no JSON lists: lists come from Moray, or from the local
-     * copy while Moray is unreachable, and a fast path of either alone
-     * would skip that choice.
+     * Moray's, with JSON lists of this store's own (from the copy when it
+     * may answer, else from Moray, else from the copy while Moray is
+     * unreachable), the copy as the change feed's mirror, and its reads.
      */
     override capabilities(): StoreCapabilities {
         const { jsonLists: _none, ...rest } = this.primary.capabilities();
-        return rest;
+        return { ...rest, jsonLists: this.lists, changeMirror: this.mirror, recentReads: this.mirror };
     }
 
     /** Moray's answer; the local copy's while Moray is unreachable. */
@@ -109,7 +184,10 @@ export class CachedStore extends ForwardingStore {
             { bucket, uuid },
             async () => {
                 const got = await this.primary.get<T>(bucket, uuid);
-                this.mirror(bucket, uuid, got);
+                // A copy the feed keeps current may already hold a newer value than this read.
+                if (!this.mirror.keptCurrent()) {
+                    this.writeThrough(bucket, uuid, got);
+                }
                 return got;
             },
             () => this.local.get<T>(bucket, uuid),
@@ -118,22 +196,22 @@ export class CachedStore extends ForwardingStore {
 
     override async put<T extends JsonObject>(bucket: BucketName, value: T, opts?: PutOptions): Promise<Stored<T>> {
         const out = await this.primary.put(bucket, value, opts);
-        this.mirror(bucket, String(value.uuid), out);
+        this.writeThrough(bucket, String(value.uuid), out);
         return out;
     }
 
     override async del(bucket: BucketName, uuid: string, opts?: DelOptions): Promise<void> {
         await this.primary.del(bucket, uuid, opts);
-        this.mirror(bucket, uuid, null);
+        this.writeThrough(bucket, uuid, null);
     }
 
     override async batch(ops: BatchOp[]): Promise<void> {
         await this.primary.batch(ops);
         for (const op of ops) {
             if (op.op === 'put') {
-                this.mirror(op.bucket, String(op.value.uuid), { value: op.value, etag: '' });
+                this.writeThrough(op.bucket, String(op.value.uuid), { value: op.value, etag: '' });
             } else {
-                this.mirror(op.bucket, op.uuid, null);
+                this.writeThrough(op.bucket, op.uuid, null);
             }
         }
     }
@@ -163,7 +241,10 @@ export class CachedStore extends ForwardingStore {
         }
     }
 
-    override count(bucket: BucketName, filter: Filter): Promise<number> {
+    override async count(bucket: BucketName, filter: Filter): Promise<number> {
+        if (await this.mirror.answers(bucket, filter)) {
+            return this.local.count(bucket, filter);
+        }
         return this.orLocal(
             { bucket },
             () => this.primary.count(bucket, filter),
@@ -184,6 +265,25 @@ export class CachedStore extends ForwardingStore {
         await this.local.setMeta(key, value).catch(() => undefined);
     }
 
+    /** JSON lists: from the copy when it may answer, else from Moray (the copy while Moray is unreachable). */
+    private async findJson(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage> {
+        if (await this.mirror.answers(bucket, filter)) {
+            return this.local.findJson(bucket, filter, page, omit);
+        }
+        const got = await this.find(bucket, filter, page);
+        return { json: got.items.map((s) => jsonWithout(s.value, omit)), total: got.total };
+    }
+
+    private async *iterateJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]> {
+        if (await this.mirror.answers(bucket, filter)) {
+            yield* this.local.iterateJson(bucket, filter, chunkSize, omit);
+            return;
+        }
+        for await (const chunk of this.iterate(bucket, filter, chunkSize)) {
+            yield chunk.map((s) => jsonWithout(s.value, omit));
+        }
+    }
+
     override async close(): Promise<void> {
         await this.primary.close();
         await this.local.close();
@@ -194,24 +294,53 @@ export class CachedStore extends ForwardingStore {
      * rows that differ; drop what Moray no longer has. `copied`: objects
      * read from Moray; `written`: rows of the copy inserted or updated.
      */
-    async sync(): Promise<{ copied: number; written: number; dropped: number }> {
+    sync(): Promise<SyncResult> {
+        if (this.syncing === null) {
+            const run = this.syncOnce().finally(() => {
+                this.syncing = null;
+            });
+            this.syncing = run;
+            return run;
+        }
+        // One under way: the copy asked for now begins after it (it may have read too early).
+        this.queued ??= this.syncing
+            .catch(() => undefined)
+            .then(() => {
+                this.queued = null;
+                return this.sync();
+            });
+        return this.queued;
+    }
+
+    private async syncOnce(): Promise<SyncResult> {
         let copied = 0;
         let written = 0;
         let dropped = 0;
-        for (const def of ALL_BUCKETS) {
-            const seen = await copyChunks(this.primary, def.name, 1000, (values) => {
-                written += this.local.putIfChanged(def.name, values);
-            });
-            copied += seen.size;
-            for await (const chunk of this.local.iterate(def.name, ALL, 1000)) {
-                for (const s of chunk) {
-                    const uuid = String(s.value.uuid);
-                    if (!seen.has(uuid)) {
-                        await this.local.del(def.name, uuid).catch(() => undefined);
-                        dropped++;
+        const copy = this.mirror.beginCopy();
+        let ok = false;
+        try {
+            for (const def of ALL_BUCKETS) {
+                const seen = await copyChunks(this.primary, def.name, 1000, (values) => {
+                    // A row written meanwhile by the feed or this process is newer than what was read.
+                    written += this.local.putIfChanged(
+                        def.name,
+                        values.filter((v) => !copy.skip(def.name, String(v.uuid))),
+                    );
+                });
+                copied += seen.size;
+                for await (const chunk of this.local.iterate(def.name, ALL, 1000)) {
+                    for (const s of chunk) {
+                        const uuid = String(s.value.uuid);
+                        if (!seen.has(uuid) && !copy.skip(def.name, uuid)) {
+                            await this.local.del(def.name, uuid).catch(() => undefined);
+                            dropped++;
+                        }
                     }
                 }
             }
+            ok = true;
+        } finally {
+            this.mirror.endCopy(copy.chain, ok);
         }
         await this.local.setMeta(CACHE_FILLED_KEY, new Date().toISOString());
         // The copy was written around mirror(): what it remembers no longer holds.
@@ -226,8 +355,9 @@ export class CachedStore extends ForwardingStore {
      * a row that already holds it is not written again. A cache failure
      * never fails the request.
      */
-    private mirror(bucket: BucketName, uuid: string, got: Stored | null): void {
+    private writeThrough(bucket: BucketName, uuid: string, got: Stored | null): void {
         const key = `${bucket}/${uuid}`;
+        this.mirror.wrote(bucket, uuid);
         if (got && got.etag !== '' && this.mirrored.get(key) === got.etag) {
             return;
         }

@@ -38,3 +38,36 @@ export interface ChangeSink {
      */
     polled(startedAt: number, since: number): void;
 }
+
+/**
+ * What the change feed offers a copy it keeps current (ChangeMirror): a
+ * poll on demand, and which chain of polls is running. A chain is the run
+ * of successful polls since the feed last started afresh; within one, every
+ * change committed after the chain began is told.
+ */
+export interface FeedHandle {
+    /**
+     * Resolves once a poll that began after this call has succeeded and
+     * told the mirror everything it read; rejects when that poll fails or
+     * starts afresh. Concurrent callers share polls.
+     */
+    catchUp(): Promise<void>;
+    /** The number of the chain whose first poll has begun (it changes when the feed starts afresh); null: none yet. */
+    chain(): number | null;
+}
+
+/**
+ * A copy of the stored objects that the change feed keeps current (the
+ * local cache on Moray). The feed gives it the value of every row it tells
+ * and every delete, then says the poll is over; it calls attach() with
+ * itself before the first of those.
+ */
+export interface ChangeMirror {
+    attach(feed: FeedHandle): void;
+    /** Rows of `bucket` written by anyone, as stored, each told once per write. */
+    apply(bucket: BucketName, rows: readonly ChangedRow[]): void;
+    /** `uuid` of `bucket` was deleted by a SAPI that records deletes. */
+    deleted(bucket: BucketName, uuid: string): void;
+    /** A poll of chain `chain` that began at `startedAt` (the sink's clock) has been told entirely. */
+    polled(chain: number, startedAt: number): void;
+}

@@ -91,7 +91,9 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         log: log.child({ component: 'moray' }),
         initTimeoutMs: waitMs,
     });
-    const cached = new CachedStore(moray, local, log.child({ component: 'cache' }));
+    const cached = new CachedStore(moray, local, log.child({ component: 'cache' }), {
+        pendingFields: (bucket) => moray.initializer?.pendingFields(bucket) ?? new Set<string>(),
+    });
     let timer: NodeJS.Timeout | null = null;
     let stopped = false;
     const startRefresh = (): void => {

@@ -32,7 +32,7 @@ export class MultiDcStore extends ForwardingStore {
      * would not tell everything GetConfig's cache keeps.
      */
     override capabilities(): StoreCapabilities {
-        const { changeSource: _c, rowObserver: _r, ...rest } = this.local.capabilities();
+        const { changeSource: _c, rowObserver: _r, changeMirror: _m, recentReads: _rr, ...rest } = this.local.capabilities();
         return { ...rest, master: this.master };
     }
 

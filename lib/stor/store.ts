@@ -5,7 +5,7 @@
 // the model is responsible for putting derived index fields there.
 
 import type { BucketName } from './buckets.js';
-import type { ChangeSource, RowObserver } from './changes.js';
+import type { ChangeMirror, ChangeSource, RowObserver } from './changes.js';
 
 export type JsonObject = { [key: string]: unknown };
 
@@ -116,6 +116,21 @@ export interface StoreCapabilities {
     rowObserver?: RowObserver;
     /** Multi-DC: the master DC's store. */
     master?: Store;
+    /** A local copy the change feed keeps current (Moray's local cache), which then answers lists. */
+    changeMirror?: ChangeMirror;
+    /**
+     * Reads of one object's value (no etag: never for a conditional write)
+     * from a copy the change feed keeps current, as of `asOf` (the feed's
+     * clock: the start of the last poll the copy has applied; the caller
+     * judges whether that is recent enough); null when the copy cannot
+     * answer now (ask the store itself).
+     */
+    recentReads?: RecentReads;
+}
+
+/** See StoreCapabilities.recentReads. */
+export interface RecentReads {
+    get<T extends JsonObject>(bucket: BucketName, uuid: string): { value: T | null; asOf: number } | null;
 }
 
 export interface Store {

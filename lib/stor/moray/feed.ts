@@ -34,6 +34,14 @@
 // rows, it does beside the polls). The Moray store's observer rewrites the
 // rows SAPI 2.1.2 wrote without their index copies (repair.ts).
 //
+// Mirrors. A copy of the objects (the local cache on Moray, given by the
+// composition) is given, after the sink, the value of every row told and
+// every delete, then told the poll is over with the number of its chain. It
+// may ask for a poll at once (catchUp(): a poll that begins after the call;
+// callers that ask meanwhile share the next one), which is how a list
+// answered from the copy contains every write acknowledged before it was
+// asked for, whichever SAPI made it.
+//
 // Chains. The first poll only measures Moray's clock (nothing before it is
 // told); a poll that meets more than `limit` rows of one bucket cannot tell
 // everything and starts afresh the same way, as does one after the feed has
@@ -44,7 +52,7 @@
 import { randomUUID } from 'node:crypto';
 
 import type { BucketName } from '../buckets.js';
-import type { ChangedRow, ChangeSink, ChangeSource, RowObserver } from '../changes.js';
+import type { ChangedRow, ChangeMirror, ChangeSink, ChangeSource, FeedHandle, RowObserver } from '../changes.js';
 import { BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
 import type { Store } from '../store.js';
 
@@ -64,7 +72,7 @@ export const PRUNE_EVERY_MS = 10 * 60 * 1000;
 /** Between measures of Moray's clock. */
 export const CLOCK_EVERY_MS = 10_000;
 
-export type { ChangedRow, ChangeSink, ChangeSource, RowObserver } from '../changes.js';
+export type { ChangedRow, ChangeMirror, ChangeSink, ChangeSource, FeedHandle, RowObserver } from '../changes.js';
 
 export interface FeedLogger {
     warn(obj: object, msg: string): void;
@@ -77,6 +85,8 @@ export interface ChangeFeedOptions {
     sink: ChangeSink;
     /** Who else sees the rows read, for the Moray behind the store now (see above). */
     observer?: (() => RowObserver | null) | undefined;
+    /** The copy this feed keeps current for the store now (Moray's local cache), or null (see Mirrors above). */
+    mirror?: (() => ChangeMirror | null) | undefined;
     log?: FeedLogger | undefined;
     intervalMs?: number | undefined;
     overlapMs?: number | undefined;
@@ -100,7 +110,12 @@ export function rowObserverOf(store: Store): RowObserver | null {
     return store.capabilities().rowObserver ?? null;
 }
 
-export class ChangeFeed {
+interface Waiter {
+    resolve: () => void;
+    reject: (err: Error) => void;
+}
+
+export class ChangeFeed implements FeedHandle {
     private readonly intervalMs: number;
     private readonly overlapMs: number;
     private readonly limit: number;
@@ -129,6 +144,11 @@ export class ChangeFeed {
     private failing = false;
     /** Restarting for too many changes (logged once until a poll succeeds). */
     private overflowing = false;
+    /** The number of the current chain (see FeedHandle.chain()); 0: none yet. */
+    private chainNo = 0;
+    /** Callers of catchUp() waiting for the next poll to begin, and those waiting on the poll under way. */
+    private waiting: Waiter[] = [];
+    private mirrorRef: ChangeMirror | null = null;
 
     constructor(private readonly opts: ChangeFeedOptions) {
         this.intervalMs = opts.intervalMs ?? FEED_INTERVAL_MS;
@@ -169,10 +189,42 @@ export class ChangeFeed {
 
     /** One poll (tests call it directly); a poll under way is joined. Never rejects. */
     poll(): Promise<void> {
-        this.running ??= this.pollOnce().finally(() => {
-            this.running = null;
-        });
+        if (this.running === null) {
+            const waiters = this.waiting;
+            this.waiting = [];
+            this.running = this.pollOnce().then(
+                (ok) => {
+                    this.running = null;
+                    for (const w of waiters) {
+                        if (ok) {
+                            w.resolve();
+                        } else {
+                            w.reject(new Error('change feed: the poll did not complete'));
+                        }
+                    }
+                    if (this.waiting.length > 0 && !this.stopped) {
+                        void this.poll();
+                    }
+                },
+                () => undefined,
+            );
+        }
         return this.running;
+    }
+
+    catchUp(): Promise<void> {
+        if (this.stopped) {
+            return Promise.reject(new Error('change feed stopped'));
+        }
+        const p = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+        if (this.running === null) {
+            void this.poll();
+        }
+        return p;
+    }
+
+    chain(): number | null {
+        return this.chainNo === 0 || this.lastWall === null ? null : this.chainNo;
     }
 
     /** Start afresh: the next poll begins a new chain. */
@@ -182,7 +234,8 @@ export class ChangeFeed {
         this.seen.clear();
     }
 
-    private async pollOnce(): Promise<void> {
+    /** Resolves true when every change committed before it began has been told. */
+    private async pollOnce(): Promise<boolean> {
         const sink = this.opts.sink;
         const source = this.opts.source();
         if (source !== this.source) {
@@ -190,7 +243,12 @@ export class ChangeFeed {
             this.restart();
         }
         if (source === null) {
-            return;
+            return false;
+        }
+        const mirror = this.opts.mirror?.() ?? null;
+        if (mirror !== this.mirrorRef) {
+            this.mirrorRef = mirror;
+            mirror?.attach(this);
         }
         const started = sink.now();
         const wall = this.wallNow();
@@ -209,6 +267,7 @@ export class ChangeFeed {
             }
             if (this.lastWall === null) {
                 this.since = started;
+                this.chainNo++;
             } else {
                 const from = Math.floor(this.lastWall + this.offset - this.overlapMs);
                 const buckets = [...FEED_BUCKETS, TOMBSTONES];
@@ -229,7 +288,7 @@ export class ChangeFeed {
                         this.opts.log?.warn({ limit: this.limit }, 'change feed: too many changes in one poll, starting afresh');
                     }
                     this.restart();
-                    return;
+                    return false;
                 }
             }
             this.lastWall = wall;
@@ -240,12 +299,13 @@ export class ChangeFeed {
                 this.opts.log?.info({}, 'change feed: polling again');
             }
             sink.polled(started, this.since);
+            this.mirrorRef?.polled(this.chainNo, started);
         } catch (err) {
             if (!this.failing && !this.stopped) {
                 this.failing = true;
                 this.opts.log?.warn({ err }, 'change feed: poll failed; documents are read again after the visibility bound until it recovers');
             }
-            return;
+            return false;
         }
         // Beside the polls, not in their way.
         if (this.pruning === null) {
@@ -253,11 +313,14 @@ export class ChangeFeed {
                 this.pruning = null;
             });
         }
+        return true;
     }
 
-    /** Tell the sink the rows not told yet. */
+    /** Tell the sink (and the mirror) the rows not told yet. */
     private tell(bucket: string, rows: ChangedRow[]): void {
         const sink = this.opts.sink;
+        const mirror = this.mirrorRef;
+        const fresh: ChangedRow[] = [];
         for (const r of rows) {
             const key = bucket === TOMBSTONES ? r.key : `${bucket}/${r.key}`;
             const sig = `${r.mtime}/${r.etag}`;
@@ -270,10 +333,15 @@ export class ChangeFeed {
                 const uuid = r.value.uuid;
                 if (typeof b === 'string' && typeof uuid === 'string' && (FEED_BUCKETS as readonly string[]).includes(b)) {
                     sink.changed(b as BucketName, uuid);
+                    mirror?.deleted(b as BucketName, uuid);
                 }
             } else {
                 sink.changed(bucket as BucketName, r.key);
+                fresh.push(r);
             }
+        }
+        if (mirror !== null && fresh.length > 0) {
+            mirror.apply(bucket as BucketName, fresh);
         }
     }
 

@@ -1,0 +1,223 @@
+// The local cache as a mirror of Moray that the change feed keeps current,
+// and the rule for when it may answer instead of Moray.
+//
+// What keeps it current. The change feed (stor/moray/feed.ts) gives it the
+// value of every row of the instances, services, applications and
+// manifests buckets that anyone wrote, and every delete recorded by a
+// tombstone, a few times a second. A full copy from Moray (CachedStore's
+// sync()) fills it; a copy counts only if it began after the feed's current
+// chain of polls began (so every change is in it, or told after it), and a
+// row the feed or this process wrote while the copy ran is left as they
+// wrote it (the copy may have read it earlier). When the feed starts
+// afresh, the mirror stops answering and asks for a new copy.
+//
+// When it answers. A list (and a count) is answered from the mirror only
+// once a poll that began after the list was asked for has been applied
+// (FeedHandle.catchUp(), the ReadIndex idea of Raft): a write acknowledged
+// by any SAPI before the request is then in the answer. Two things the
+// feed cannot see are guarded against:
+//   - a delete by a SAPI that records none (SAPI 2.1.2): as long as the
+//     feed has lately seen rows written the way 2.1.2 writes them
+//     (instances without their top-level index copies), lists go to Moray;
+//   - and whatever else: Moray counts the matches of the same filter beside
+//     the poll (one small query), and a count that differs from the
+//     mirror's sends the list to Moray and asks for a new copy. A filter
+//     Moray cannot answer by index yet (a bucket update being reindexed)
+//     is not counted there: the mirror, whose columns come from `params`,
+//     answers it exactly, which is what makes searches fast during an
+//     upgrade.
+// One object's value (GetConfig's reads) is answered without a poll, as of
+// the last poll applied; the caller judges whether that is recent enough.
+
+import type { BucketName } from './buckets.js';
+import { BUCKETS, staleIndexCopies } from './buckets.js';
+import type { ChangedRow, ChangeMirror, FeedHandle } from './changes.js';
+import type { SqliteStore } from './sqlite/index.js';
+import type { Filter, JsonObject, RecentReads } from './store.js';
+
+/** After a row written the 2.1.2 way is seen, lists go to Moray for this long. */
+export const LEGACY_QUIET_MS = 10 * 60 * 1000;
+/** Between two requests for a full copy (a copy that keeps failing is not asked for at every poll). */
+export const RECOPY_GAP_MS = 5000;
+
+/** The buckets the change feed tells (the mirror answers only for these). */
+const MIRRORED: ReadonlySet<string> = new Set<string>([BUCKETS.instances.name, BUCKETS.services.name, BUCKETS.applications.name, BUCKETS.manifests.name]);
+
+export interface MirrorLogger {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+}
+
+export interface LocalMirrorOptions {
+    local: SqliteStore;
+    log: MirrorLogger;
+    /** Ask for a full copy from Moray (CachedStore's sync(): one at a time, asked for again once it ends). */
+    resync: () => void;
+    /** Moray's count of `filter`'s matches, or null when Moray cannot count it by index now. */
+    remoteCount: (bucket: BucketName, filter: Filter) => Promise<number> | null;
+    /** A monotonic clock in milliseconds (tests replace it). */
+    now?: () => number;
+}
+
+export class LocalMirror implements ChangeMirror, RecentReads {
+    private feed: FeedHandle | null = null;
+    /** The chain under which a complete copy was made; null: none (the mirror does not answer). */
+    private validChain: number | null = null;
+    /** The last poll applied: its chain and start (the feed's clock). */
+    private lastPoll: { chain: number; startedAt: number } | null = null;
+    private legacySeenAt = -Infinity;
+    /** `<bucket>/<uuid>` written by the feed or this process while a copy runs (null: no copy running). */
+    private touched: Set<string> | null = null;
+    private nextCopyAt = -Infinity;
+    private readonly now: () => number;
+    /** Lists answered from the mirror, and from Moray for want of it (for tests and logs). */
+    readonly served = { mirror: 0, moray: 0 };
+
+    constructor(private readonly opts: LocalMirrorOptions) {
+        this.now = opts.now ?? (() => performance.now());
+    }
+
+    // ---- fed by the change feed
+
+    attach(feed: FeedHandle): void {
+        this.feed = feed;
+        this.validChain = null;
+        this.nextCopyAt = -Infinity;
+    }
+
+    apply(bucket: BucketName, rows: readonly ChangedRow[]): void {
+        if (!MIRRORED.has(bucket)) {
+            return;
+        }
+        const values: JsonObject[] = [];
+        for (const r of rows) {
+            if (bucket === BUCKETS.instances.name && staleIndexCopies(BUCKETS.instances, r.value).length > 0) {
+                if (this.now() - this.legacySeenAt > LEGACY_QUIET_MS) {
+                    this.opts.log.info({ uuid: r.key }, 'local cache: a row written without index copies (SAPI 2.1.2?): lists go to moray for a while');
+                }
+                this.legacySeenAt = this.now();
+            }
+            this.touch(bucket, r.key);
+            values.push(r.value);
+        }
+        try {
+            this.opts.local.putIfChanged(bucket, values);
+        } catch (err) {
+            this.invalidate(err, bucket);
+        }
+    }
+
+    deleted(bucket: BucketName, uuid: string): void {
+        if (!MIRRORED.has(bucket)) {
+            return;
+        }
+        this.touch(bucket, uuid);
+        try {
+            this.opts.local.delUnchecked(bucket, uuid);
+        } catch (err) {
+            this.invalidate(err, bucket);
+        }
+    }
+
+    polled(chain: number, startedAt: number): void {
+        this.lastPoll = { chain, startedAt };
+        if (this.validChain !== null && this.validChain !== chain) {
+            // The feed started afresh: what happened in between is not in the mirror.
+            this.validChain = null;
+        }
+        // Copies are asked for from here only: the chain they are made under has begun.
+        if (this.validChain === null && this.touched === null && this.now() >= this.nextCopyAt) {
+            this.nextCopyAt = this.now() + RECOPY_GAP_MS;
+            this.opts.resync();
+        }
+    }
+
+    // ---- fed by this process and by the full copy
+
+    /** This process wrote `uuid` of `bucket` to the mirror (a write-through). */
+    wrote(bucket: BucketName, uuid: string): void {
+        this.touch(bucket, uuid);
+    }
+
+    /** A full copy begins: returns what it needs to skip rows and to finish. */
+    beginCopy(): { chain: number | null; skip: (bucket: BucketName, uuid: string) => boolean } {
+        const touched = new Set<string>();
+        this.touched = touched;
+        return { chain: this.feed?.chain() ?? null, skip: (bucket, uuid) => touched.has(`${bucket}/${uuid}`) };
+    }
+
+    /** The full copy begun under `chain` has ended (ok: completely). */
+    endCopy(chain: number | null, ok: boolean): void {
+        this.touched = null;
+        if (ok && chain !== null && this.feed?.chain() === chain) {
+            if (this.validChain !== chain) {
+                this.opts.log.info({ chain }, 'local cache: complete and kept current by the change feed; lists are answered from it');
+            }
+            this.validChain = chain;
+        }
+        // Otherwise (a copy made before the feed's chain began, or across a
+        // restart of it, or one that failed) the next poll asks for another.
+    }
+
+    // ---- answering
+
+    /** Whether the feed keeps the mirror current now (a read of Moray may be older than what it holds). */
+    keptCurrent(): boolean {
+        return this.feed !== null && this.validChain !== null;
+    }
+
+    /** Whether the mirror may answer a list of `bucket` matching `filter` now (see the header). */
+    async answers(bucket: BucketName, filter: Filter): Promise<boolean> {
+        const feed = this.feed;
+        const chain = this.validChain;
+        if (feed === null || chain === null || !MIRRORED.has(bucket) || this.legacyRecent()) {
+            this.served.moray++;
+            return false;
+        }
+        const counting = this.opts.remoteCount(bucket, filter);
+        try {
+            const [, remote] = await Promise.all([feed.catchUp(), counting]);
+            if (feed.chain() !== chain || this.validChain !== chain || this.legacyRecent()) {
+                this.served.moray++;
+                return false;
+            }
+            if (remote !== null && remote !== (await this.opts.local.count(bucket, filter))) {
+                this.opts.log.warn({ bucket, moray: remote }, 'local cache: its count differs from moray: answering from moray and copying again');
+                this.validChain = null;
+                this.served.moray++;
+                return false;
+            }
+        } catch {
+            counting?.catch(() => undefined);
+            this.served.moray++;
+            return false;
+        }
+        this.served.mirror++;
+        return true;
+    }
+
+    get<T extends JsonObject>(bucket: BucketName, uuid: string): { value: T | null; asOf: number } | null {
+        const poll = this.lastPoll;
+        if (this.feed === null || this.validChain === null || poll === null || poll.chain !== this.validChain || !MIRRORED.has(bucket) || this.legacyRecent()) {
+            return null;
+        }
+        try {
+            return { value: this.opts.local.getSync<T>(bucket, uuid)?.value ?? null, asOf: poll.startedAt };
+        } catch {
+            return null;
+        }
+    }
+
+    private legacyRecent(): boolean {
+        return this.now() - this.legacySeenAt < LEGACY_QUIET_MS;
+    }
+
+    private touch(bucket: BucketName, uuid: string): void {
+        this.touched?.add(`${bucket}/${uuid}`);
+    }
+
+    private invalidate(err: unknown, bucket: BucketName): void {
+        this.opts.log.warn({ err, bucket }, 'local cache: applying a change failed: answering from moray until it is copied again');
+        this.validChain = null;
+    }
+}

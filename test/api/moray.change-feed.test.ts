@@ -196,6 +196,20 @@ t.test('more changes than one poll reads: a new chain', async (t) => {
     t.same(sink.polls[1], { startedAt: 2, since: 2 }, 'the next poll begins a new chain');
 });
 
+t.test('more changes than one page: read in pages, within the same chain', async (t) => {
+    const { other, sink, poll } = await setup(t, { limit: 100, pageSize: 2 });
+    await poll(0);
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) {
+        const v = inst();
+        made.push(`${INSTANCES}/${v.uuid}`);
+        await other.put(INSTANCES, v);
+    }
+    await poll(1);
+    t.same(sink.take().sort(), made.sort(), 'every change is told once');
+    t.same(sink.polls[1], { startedAt: 1, since: 0 }, 'and the poll vouches for them in the same chain');
+});
+
 t.test('a burst of changes is read again only within the overlap', async (t) => {
     const { other, sink, poll } = await setup(t, { limit: 3, overlapMs: 20 });
     await poll(0);

@@ -43,8 +43,9 @@
 // asked for, whichever SAPI made it.
 //
 // Chains. The first poll only measures Moray's clock (nothing before it is
-// told); a poll that meets more than `limit` rows of one bucket cannot tell
-// everything and starts afresh the same way, as does one after the feed has
+// told); a poll reads a bucket's changes in pages, and one that meets
+// `limit` rows of one bucket cannot tell everything and starts afresh the same way,
+// as does one after the feed has
 // failed for longer than half the tombstones' life. The sink hears when the
 // chain it may trust began (polled()'s `since`): what it read before then is
 // not covered by the feed.
@@ -63,8 +64,10 @@ export const FEED_BUCKETS: readonly BucketName[] = [BUCKETS.instances.name, BUCK
 export const FEED_INTERVAL_MS = 300;
 /** How far before the highest `_mtime` seen each poll looks again (see above). */
 export const OVERLAP_MS = 3000;
-/** Rows of one bucket one poll reads at most before it starts afresh. */
-export const FEED_LIMIT = 2000;
+/** Rows of one bucket one poll reads at most before it starts afresh (an upgrade rewrites thousands a second). */
+export const FEED_LIMIT = 50_000;
+/** Rows per findObjects of a poll (a poll reads more in pages, by `_mtime`). */
+export const FEED_PAGE = 2000;
 /** Tombstones older than this are pruned. */
 export const TOMBSTONE_KEEP_MS = 60 * 60 * 1000;
 /** Between prunes of old tombstones. */
@@ -91,6 +94,7 @@ export interface ChangeFeedOptions {
     intervalMs?: number | undefined;
     overlapMs?: number | undefined;
     limit?: number | undefined;
+    pageSize?: number | undefined;
     tombstoneKeepMs?: number | undefined;
     pruneEveryMs?: number | undefined;
     clockEveryMs?: number | undefined;
@@ -119,6 +123,7 @@ export class ChangeFeed implements FeedHandle {
     private readonly intervalMs: number;
     private readonly overlapMs: number;
     private readonly limit: number;
+    private readonly pageSize: number;
     private readonly keepMs: number;
     private readonly pruneEveryMs: number;
     private readonly clockEveryMs: number;
@@ -154,6 +159,7 @@ export class ChangeFeed implements FeedHandle {
         this.intervalMs = opts.intervalMs ?? FEED_INTERVAL_MS;
         this.overlapMs = opts.overlapMs ?? OVERLAP_MS;
         this.limit = opts.limit ?? FEED_LIMIT;
+        this.pageSize = Math.min(opts.pageSize ?? FEED_PAGE, this.limit);
         this.keepMs = opts.tombstoneKeepMs ?? TOMBSTONE_KEEP_MS;
         this.pruneEveryMs = opts.pruneEveryMs ?? PRUNE_EVERY_MS;
         this.clockEveryMs = opts.clockEveryMs ?? CLOCK_EVERY_MS;
@@ -271,7 +277,8 @@ export class ChangeFeed implements FeedHandle {
             } else {
                 const from = Math.floor(this.lastWall + this.offset - this.overlapMs);
                 const buckets = [...FEED_BUCKETS, TOMBSTONES];
-                const rows = await Promise.all(buckets.map((b) => source.changedSince(b, Math.max(0, from), this.limit)));
+                const read = await Promise.all(buckets.map((b) => this.changes(source, b, Math.max(0, from))));
+                const rows = read.map((r) => r.rows);
                 for (const [k, v] of this.seen) {
                     if (v.mtime < from) {
                         this.seen.delete(k);
@@ -281,7 +288,7 @@ export class ChangeFeed implements FeedHandle {
                     this.tell(b, rows[i] as ChangedRow[]);
                 }
                 this.show(buckets, rows);
-                if (rows.some((r) => r.length >= this.limit)) {
+                if (read.some((r) => r.overflow)) {
                     // More changed than one poll reads: what it read is told, and a new chain begins.
                     if (!this.overflowing) {
                         this.overflowing = true;
@@ -314,6 +321,36 @@ export class ChangeFeed implements FeedHandle {
             });
         }
         return true;
+    }
+
+    /**
+     * The rows of `bucket` changed since `from`, oldest first, read in pages
+     * (each from the last `_mtime` of the one before, rows met twice kept
+     * once; a full page all of one `_mtime` is read again twice as large).
+     * `overflow`: `limit` rows or more: the caller starts afresh.
+     */
+    private async changes(source: ChangeSource, bucket: string, from: number): Promise<{ rows: ChangedRow[]; overflow: boolean }> {
+        const rows = new Map<string, ChangedRow>();
+        let at = from;
+        let size = this.pageSize;
+        for (;;) {
+            const page = await source.changedSince(bucket, at, size);
+            for (const r of page) {
+                rows.delete(r.key);
+                rows.set(r.key, r);
+            }
+            const first = page[0];
+            const last = page[page.length - 1];
+            if (first === undefined || last === undefined || page.length < size) {
+                return { rows: [...rows.values()], overflow: false };
+            }
+            if (rows.size >= this.limit || (first.mtime === last.mtime && size >= this.limit)) {
+                return { rows: [...rows.values()], overflow: true };
+            }
+            // A full page all of one `_mtime` is read again, larger.
+            size = first.mtime === last.mtime ? Math.min(size * 2, this.limit) : this.pageSize;
+            at = last.mtime;
+        }
     }
 
     /** Tell the sink (and the mirror) the rows not told yet. */

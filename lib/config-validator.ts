@@ -6,21 +6,9 @@
 import { Ajv, type Options, type ValidateFunction } from 'ajv';
 
 import { configSchema } from '../schemas/config.js';
+import { configFormats } from './config-formats.js';
 
-/** A Triton service's base URL: http or https, with a host. */
-function isHttpUrl(s: string): boolean {
-    try {
-        const u = new URL(s);
-        return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-    } catch {
-        return false;
-    }
-}
-
-/** The formats the config schema names beyond ajv's own (the generated code imports them from here). */
-export const configFormats = {
-    'http-url': { type: 'string' as const, validate: isHttpUrl },
-};
+export { configFormats };
 
 /**
  * The validator runs once per start: skipping ajv's code optimisation and

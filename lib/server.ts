@@ -1,10 +1,21 @@
 // createServer(deps): restify with SAPI's headers, parsers, error bodies
 // and audit log; every route is mounted from lib/endpoints.
+//
+// restify's parts are loaded one by one (server, router and the two
+// parsers used here), not through its index: the index also loads every
+// other plugin (request signing with its crypto, static files, throttles,
+// audit), pino for a default logger, and the formatters again, which
+// together were a good part of a cold start. The server is built as the
+// index's createServer builds it.
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
-import restify, { type Request, type Response, type Server } from 'restify';
+import type { Request, Response, Server, ServerOptions } from 'restify';
+import RestifyServer from 'restify/lib/server.js';
+import Router from 'restify/lib/router.js';
+import bodyParser from 'restify/lib/plugins/bodyParser.js';
+import queryParser from 'restify/lib/plugins/query.js';
 
 import { IGNORED_KEYS } from './endpoints/common.js';
 import { mountAll } from './endpoints/index.js';
@@ -27,9 +38,19 @@ interface TimedRequest extends Request {
     _sapiStart?: bigint;
 }
 
+/**
+ * restify.createServer(options), for options that name a logger and leave
+ * uncaught exceptions alone (the index's createServer then only adds the
+ * router, built from the same options).
+ */
+function restifyServer(options: ServerOptions & { log: object; handleUncaughtExceptions: false }): Server {
+    const opts = { ...options };
+    return new RestifyServer({ ...opts, router: new Router(opts) });
+}
+
 export function createServer(deps: ServerDeps): Server {
     const { ctx } = deps;
-    const server = restify.createServer({
+    const server = restifyServer({
         name: 'sapi',
         log: ctx.log,
         handleUncaughtExceptions: false,
@@ -48,9 +69,9 @@ export function createServer(deps: ServerDeps): Server {
         res.setHeader('x-sapi-version', API_VERSION);
         next();
     });
-    server.use(restify.plugins.queryParser({ mapParams: false }));
+    server.use(queryParser({ mapParams: false }));
     server.use(
-        restify.plugins.bodyParser({
+        bodyParser({
             mapParams: false,
             maxBodySize: ctx.config.maxBodyBytes,
             multipartFileHandler: () => undefined,

@@ -12,6 +12,11 @@
 // Left out of the bundle and loaded from node_modules as before: native
 // addons (better-sqlite3) and what the code loads through createRequire (the
 // moray client), plus bunyan's optional dtrace-provider.
+//
+// Deferred (LAZY): a few packages that dependencies require as they load
+// but that a start never uses. They too are left out of the bundle; in
+// their place the bundle holds a stand-in that loads the real package from
+// node_modules the first time anything of it is used.
 
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -19,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 
 import { _ } from 'ajv';
 import standalone from 'ajv/dist/standalone/index.js';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 import { configAjv } from '../lib/config-validator.js';
 import { configSchema } from '../schemas/config.js';
@@ -39,20 +44,68 @@ const BANNER = [
 ].join('\n');
 
 /**
+ * ajv's runtime helpers that the config validator's code may call, and
+ * what it calls instead (lib/config-formats.ts): ajv's own would bring
+ * ajv's whole core into the start.
+ */
+const CONFIG_RUNTIME: Record<string, string> = {
+    'ajv/dist/runtime/ucs2length': '{ default: charLength }',
+};
+
+/**
  * The config validator as ajv code, written beside dist/lib/config.js, which
- * loads it instead of compiling the schema at every start. ajv's runtime
- * helpers, which its code loads with require(), become imports.
+ * loads it instead of compiling the schema at every start. It imports only
+ * lib/config-formats.ts, which is free of ajv: reading the config loads none
+ * of ajv. Code that needs another of ajv's runtime helpers fails the build.
  */
 function writeConfigValidator(): void {
-    const ajv = configAjv({ source: true, esm: true, formats: _`configFormats` });
-    const imports = ["import { configFormats } from './config-validator.js';"];
+    // Optimised here, once: smaller code for the start to parse (the same checks).
+    const ajv = configAjv({ source: true, esm: true, optimize: true, formats: _`configFormats` });
     const code = standalone.default(ajv, ajv.compile(configSchema)).replace(/require\("([^"]+)"\)/g, (_m: string, spec: string) => {
-        const name = `__runtime${imports.length}`;
-        imports.push(`import ${name} from '${spec.endsWith('.js') ? spec : `${spec}.js`}';`);
-        return name;
+        const own = CONFIG_RUNTIME[spec];
+        if (own === undefined) {
+            throw new Error(`the config validator needs ${spec}: the start would load ajv (see CONFIG_RUNTIME)`);
+        }
+        return own;
     });
-    writeFileSync(join(DIST, 'lib', 'config-validator.generated.js'), `${imports.join('\n')}\n${code}\n`);
+    writeFileSync(join(DIST, 'lib', 'config-validator.generated.js'), `import { charLength, configFormats } from './config-formats.js';\n${code}\n`);
 }
+
+/** Packages required at load by dependencies, used only for what SAPI does rarely or never, and why. */
+const LAZY: Record<string, string> = {
+    spdy: "restify's server, for its `spdy` option (SAPI serves plain HTTP)",
+    mv: 'bunyan, for rotating-file streams (SAPI logs to stdout)',
+    formidable: "restify's body parser, for multipart bodies",
+    csv: "restify's body parser, for text/csv and text/tsv bodies",
+};
+
+/**
+ * Each LAZY package becomes a stand-in: a function proxy whose every use
+ * (a property, a call, `new`) first loads the package (esbuild leaves the
+ * stand-in's own require of it to node_modules).
+ */
+const deferPackages: Plugin = {
+    name: 'defer-packages',
+    setup(b) {
+        const filter = new RegExp(`^(${Object.keys(LAZY).join('|')})$`);
+        b.onResolve({ filter }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy' }));
+        b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({
+            resolveDir: DIST,
+            loader: 'js',
+            contents: [
+                `// ${args.path}: required by ${LAZY[args.path] ?? '?'}; loaded on first use.`,
+                'let real;',
+                `const load = () => (real ??= require(${JSON.stringify(args.path)}));`,
+                'module.exports = new Proxy(function () {}, {',
+                '    get: (_t, key) => Reflect.get(load(), key),',
+                '    has: (_t, key) => Reflect.has(load(), key),',
+                '    apply: (_t, self, args) => Reflect.apply(load(), self, args),',
+                '    construct: (_t, args) => Reflect.construct(load(), args),',
+                '});',
+            ].join('\n'),
+        }));
+    },
+};
 
 writeConfigValidator();
 rmSync(OUT, { recursive: true, force: true });
@@ -69,6 +122,7 @@ await build({
     sourcemap: 'linked',
     external: ['better-sqlite3', 'moray', 'dtrace-provider'],
     banner: { js: BANNER },
+    plugins: [deferPackages],
     logLevel: 'warning',
 });
 

@@ -39,13 +39,17 @@ const WORKING_SET = 1000;
 /** What GetConfig on Moray is held to (concurrency 32). */
 const TARGET = { p50Ms: 2, rps: 5000, notModified: 10_000 };
 
-interface Tree {
+export interface Tree {
     puts: { bucket: 'sapi_applications' | 'sapi_services' | 'sapi_manifests'; value: JsonObject }[];
     instances: JsonObject[];
 }
 
-/** The objects of the tree (the same for both stores). */
-function tree(n: number): Tree {
+/**
+ * The objects of the tree (the same for both stores): an application, 20
+ * services (the first ten of type agent), three manifests and `n` instances
+ * (instance i on server i % 2000, so five a server at 10,000).
+ */
+export function tree(n: number): Tree {
     const puts: Tree['puts'] = [];
     const manifest = (name: string): string => {
         const uuid = randomUUID();
@@ -86,7 +90,8 @@ function tree(n: number): Tree {
     return { puts, instances };
 }
 
-async function write(store: Store, t: Tree): Promise<void> {
+/** Writes the tree into `store`, instances 1,000 to a batch. */
+export async function write(store: Store, t: Tree): Promise<void> {
     for (const p of t.puts) {
         await store.put(p.bucket, p.value);
     }
@@ -97,7 +102,7 @@ async function write(store: Store, t: Tree): Promise<void> {
 }
 
 /** The Moray test server in its own process; resolves with its port. */
-async function startMoray(): Promise<{ port: number; proc: ChildProcess }> {
+export async function startMoray(): Promise<{ port: number; proc: ChildProcess }> {
     const proc = spawn(process.execPath, [MORAY_SERVER_JS, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
     const port = await new Promise<number>((resolve, reject) => {
@@ -110,6 +115,23 @@ async function startMoray(): Promise<{ port: number; proc: ChildProcess }> {
         });
     });
     return { port, proc };
+}
+
+/** A config file for SAPI on the Moray at 127.0.0.1:`morayPort` (full mode, cache in `dir`), listening on `port`; its path. */
+export function morayServerConfig(dir: string, port: number, morayPort: number): string {
+    const path = join(dir, `moray-${port}.json`);
+    writeFileSync(
+        path,
+        JSON.stringify({
+            port,
+            host: '127.0.0.1',
+            log_level: 'error',
+            mode: 'full',
+            store: { backend: 'moray', path: join(dir, `cache-${port}.sqlite`) },
+            moray: { host: '127.0.0.1', port: morayPort },
+        }),
+    );
+    return path;
 }
 
 interface Figures {
@@ -174,18 +196,7 @@ export async function benchGetConfigMoray(seconds: number): Promise<void> {
         console.log(`seeded ${n} instances into the Moray test server and an embedded store in ${fmt((performance.now() - t0) / 1000)} s`);
 
         const base = 18000 + Math.floor(Math.random() * 1000);
-        const morayCfg = join(dir, 'moray.json');
-        writeFileSync(
-            morayCfg,
-            JSON.stringify({
-                port: base,
-                host: '127.0.0.1',
-                log_level: 'error',
-                mode: 'full',
-                store: { backend: 'moray', path: join(dir, 'cache.sqlite') },
-                moray: { host: '127.0.0.1', port: moray.port },
-            }),
-        );
+        const morayCfg = morayServerConfig(dir, base, moray.port);
         const embeddedCfg = join(dir, 'embedded.json');
         writeFileSync(
             embeddedCfg,

@@ -1,7 +1,13 @@
 // npm run bench: every benchmark, figures and ratios side by side.
-// BENCH=start,create,core,moray,list,rollout,setup,backfill selects; BENCH_SECONDS
+// BENCH=start,create,core,moray,list,rollout,setup,backfill selects (and
+// moray-getconfig, not run by default: GetConfig on the Moray test server
+// beside the embedded store); BENCH_SECONDS
 // sets the load duration of the GetConfig runs; BENCH_CREATE_SIZES (default
 // 10000,50000,200000) and BENCH_CREATE_RUNS (default 2) the create runs.
+// BENCH=moray runs SAPI 2.1.2's table on Moray (bench/moray.ts): against the
+// real Moray at 127.0.0.1:$MORAY_PORT if set, else the Moray test server
+// (indicative); BENCH_MORAY_INSTANCES (default 10000), BENCH_MORAY_CREATES
+// (default 3000) and BENCH_MORAY_SECONDS (default 5, the 304 run) size it.
 //
 // One client for every SAPI figure (bench/lib.ts: HTTP/1.1 keep-alive,
 // `Accept-Version: ~2`, in this process; the server in its own), the one
@@ -19,6 +25,7 @@ import { benchCreate } from './create.js';
 import { benchCore } from './getconfig.js';
 import { benchGetConfigMoray } from './getconfig-moray.js';
 import { benchListInstances } from './list-instances.js';
+import { benchMoray } from './moray.js';
 import { benchRollout, benchSetupAgents } from './rollout.js';
 import { fmt } from './lib.js';
 
@@ -53,15 +60,26 @@ if (only.includes('core')) {
 }
 
 if (only.includes('moray')) {
-    console.log('== moray: GetConfig 200 and 304, c=32, on the moray backend (Moray test server) beside the embedded store');
+    console.log("== moray: SAPI 2.1.2's table on Moray (full mode, 20 services, 10,000 instances)");
+    notes.push(
+        ...(await benchMoray({
+            instances: Number(process.env.BENCH_MORAY_INSTANCES ?? 10_000),
+            creates: Number(process.env.BENCH_MORAY_CREATES ?? 3000),
+            seconds: Number(process.env.BENCH_MORAY_SECONDS ?? 5),
+        })),
+    );
+}
+
+if (only.includes('moray-getconfig')) {
+    console.log('== moray-getconfig: GetConfig 200 and 304, c=32, on the moray backend (Moray test server) beside the embedded store');
     await benchGetConfigMoray(Number(process.env.BENCH_MORAY_SECONDS ?? 5));
 }
 
 if (only.includes('list')) {
     console.log('== list-instances: 200,000 instances, 2,000 servers, 20 services, 10 images (embedded store)');
     await benchListInstances(Number(process.env.BENCH_INSTANCES ?? 200_000));
-    // The Moray figures run against the in-memory fake Moray of test/lib (a
-    // scan-based LDAP evaluator in this process, not PostgreSQL): they show
+    // The Moray figures run against the in-memory fake Moray of test/lib (an
+    // LDAP evaluator over indexes in this process, not PostgreSQL): they show
     // the backend path works at scale, not what a real Manatee would do.
     console.log('== list-instances on the moray backend (fake Moray)');
     await benchListInstances(Number(process.env.BENCH_MORAY_INSTANCES ?? 20_000), 'moray');

@@ -13,6 +13,9 @@
 // keeps writing (during an update, or after a rollback) are given theirs by
 // the initializer's sweeps and the change feed's repairer (rowObserver(),
 // repair.ts).
+//
+// Writes made at the same time share one Moray batch (write-group.ts); each
+// is acknowledged once Moray holds it, and one failing never fails another.
 
 import type { LeaseBackend, LeaseRecord, StoredLease } from '../lease-backend.js';
 import { ALL_BUCKETS, bucketDef, LEASES_BUCKET, TOMBSTONES_BUCKET, type BucketDef, type BucketName } from '../buckets.js';
@@ -24,6 +27,7 @@ import { FEED_BUCKETS, type ChangedRow, type ChangeSource, type RowObserver } fr
 import { afterId, afterMarker, filterFields, matchesNothing, matchesValue, toLdapString, withoutFields } from './filter.js';
 import type { Migration } from './migrations.js';
 import { IndexRepairer } from './repair.js';
+import { WriteGroups, type GroupWrite, type WriteGroupOptions } from './write-group.js';
 
 /** Service-level settings: key = setting name, value `{value}`. */
 export const META_BUCKET: MorayBucketDef = { name: 'sapi_meta', version: 1, index: {} };
@@ -47,6 +51,8 @@ export interface MorayStoreOptions {
     migrations?: readonly Migration[] | undefined;
     retryMinDelayMs?: number | undefined;
     retryMaxDelayMs?: number | undefined;
+    /** How concurrent writes share Moray batches (write-group.ts); false: each alone. */
+    writeGroups?: WriteGroupOptions | false | undefined;
 }
 
 function toStored<T extends JsonObject>(r: MorayObject): Stored<T> {
@@ -94,6 +100,7 @@ export class MorayStore implements Store {
     private closed = false;
     private readonly defs: readonly BucketDef[];
     private readonly pageSize: number;
+    private readonly groups: WriteGroups | null;
 
     constructor(private readonly opts: MorayStoreOptions) {
         if (!opts.client && !opts.connect) {
@@ -103,6 +110,22 @@ export class MorayStore implements Store {
         this.ownsClient = !opts.client;
         this.defs = opts.buckets ?? ALL_BUCKETS;
         this.pageSize = opts.pageSize ?? 1000;
+        this.groups = opts.writeGroups === false ? null : new WriteGroups(() => this.client, opts.writeGroups);
+    }
+
+    /** Moray batch RPCs so far that carried several writes (concurrent writes sharing a transaction). */
+    get sharedBatches(): number {
+        return this.groups?.shared ?? 0;
+    }
+
+    /** Writes waiting to be sent with the next group (write-group.ts). */
+    get writesWaiting(): number {
+        return this.groups?.waiting ?? 0;
+    }
+
+    /** A write, in a group with the writes made at the same time (or alone). */
+    private async write(w: GroupWrite): Promise<string | undefined> {
+        return this.groups ? this.groups.write(w) : w.alone(this.client);
     }
 
     // ---- lifecycle
@@ -232,21 +255,30 @@ export class MorayStore implements Store {
         bucketDef(bucket);
         const key = keyOf(value);
         const json = JSON.stringify(value);
-        const { etag } = await this.client.putObject(bucket, key, JSON.parse(json) as JsonObject, { etag: opts.etag });
-        return { value: JSON.parse(json) as T, etag };
+        const sent = JSON.parse(json) as JsonObject;
+        const etag = await this.write({
+            requests: [{ operation: 'put', bucket, key, value: sent, options: { etag: opts.etag } }],
+            put: { bucket, key },
+            alone: async (client) => (await client.putObject(bucket, key, sent, { etag: opts.etag })).etag,
+        });
+        return { value: JSON.parse(json) as T, etag: etag as string };
     }
 
     /** Deletes; of a config bucket, with its tombstone in the same batch. */
     async del(bucket: BucketName, uuid: string, opts: DelOptions = {}): Promise<void> {
         bucketDef(bucket);
+        const del: MorayBatchRequest = { operation: 'delete', bucket, key: uuid, options: { etag: opts.etag } };
         if (!TOMBSTONED.has(bucket)) {
-            await this.client.delObject(bucket, uuid, { etag: opts.etag });
+            await this.write({
+                requests: [del],
+                alone: (client) => client.delObject(bucket, uuid, { etag: opts.etag }).then(() => undefined),
+            });
             return;
         }
-        await this.client.batch([{ operation: 'delete', bucket, key: uuid, options: { etag: opts.etag } }, tombstone(bucket, uuid)], {
-            bucket,
-            key: uuid,
-            expected: opts.etag,
+        const reqs = [del, tombstone(bucket, uuid)];
+        await this.write({
+            requests: reqs,
+            alone: (client) => client.batch(reqs, { bucket, key: uuid, expected: opts.etag }).then(() => undefined),
         });
     }
 
@@ -272,7 +304,7 @@ export class MorayStore implements Store {
         if (reqs.length === 0) {
             return;
         }
-        await this.client.batch(reqs);
+        await this.write({ requests: reqs, alone: (client) => client.batch(reqs).then(() => undefined) });
     }
 
     // ---- queries

@@ -95,6 +95,16 @@ export interface ReindexResult {
     remaining?: number | undefined;
 }
 
+/** Batch requests as the moray client takes them (fresh objects: it adds `_value` to each). */
+function batchArgs(requests: MorayBatchRequest[]): object[] {
+    return requests.map((r) => {
+        const o = r.options?.etag === undefined ? {} : { etag: r.options.etag };
+        return r.operation === 'put'
+            ? { operation: 'put', bucket: r.bucket, key: r.key, value: r.value, options: o }
+            : { operation: 'delete', bucket: r.bucket, key: r.key, options: o };
+    });
+}
+
 // ---- the wrapper
 
 export class MorayClient {
@@ -316,13 +326,17 @@ export class MorayClient {
 
     /** All operations in one transaction; `ctx` names the object an error is about when Moray does not. */
     batch(requests: MorayBatchRequest[], ctx: ErrorContext = {}): Promise<void> {
-        const reqs = requests.map((r) => {
-            const o = r.options?.etag === undefined ? {} : { etag: r.options.etag };
-            return r.operation === 'put'
-                ? { operation: 'put', bucket: r.bucket, key: r.key, value: r.value, options: o }
-                : { operation: 'delete', bucket: r.bucket, key: r.key, options: o };
-        });
-        return this.call<unknown>(ctx, (cb) => this.raw.batch(reqs, {}, cb)).then(() => undefined);
+        return this.call<unknown>(ctx, (cb) => this.raw.batch(batchArgs(requests), {}, cb)).then(() => undefined);
+    }
+
+    /**
+     * All operations in one transaction, answering Moray's reply (`etags`:
+     * a `{bucket, key, etag}` per put); rejects with the moray client's own
+     * error, so that the caller can see whether the server answered it
+     * (serverErrorOf) and which object it names.
+     */
+    batchReply(requests: MorayBatchRequest[]): Promise<unknown> {
+        return this.callRaw<unknown>((cb) => this.raw.batch(batchArgs(requests), {}, cb));
     }
 
     async reindexObjects(bucket: string, count: number): Promise<ReindexResult> {

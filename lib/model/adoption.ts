@@ -3,7 +3,7 @@
 
 import { invalidArgument } from '../errors.js';
 import { EtagConflictError, NotFoundError } from '../stor/errors.js';
-import type { BatchOp } from '../stor/store.js';
+import type { BatchOp, Stored } from '../stor/store.js';
 import { copyInto, isPlainObject } from './attributes.js';
 import { onServer, withIndexes, type RecordDeps } from './instance-records.js';
 import { BUCKET_OF, compact, find, storeError } from './objects.js';
@@ -27,21 +27,87 @@ const adoptions = new KeyedQueue();
  * same service on the same server to be written.
  */
 export async function adoptAgent(deps: RecordDeps, inst: Instance): Promise<Instance> {
-    const given = isPlainObject(inst.params) ? inst.params.server_uuid : undefined;
-    const server = typeof given === 'string' && given !== '' ? given : null;
+    const server = serverOf(inst);
     if (server === null) {
         return adoptOnce(deps, inst, null);
     }
-    return adoptions.run(`${inst.service_uuid}/${server}`, () => adoptOnce(deps, inst, server));
+    return adoptions.run(keyOf(inst.service_uuid, server), () => adoptOnce(deps, inst, server));
 }
 
-async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null): Promise<Instance> {
+function serverOf(inst: Instance): string | null {
+    const given = isPlainObject(inst.params) ? inst.params.server_uuid : undefined;
+    return typeof given === 'string' && given !== '' ? given : null;
+}
+
+function keyOf(serviceUuid: string, server: string): string {
+    return `${serviceUuid}/${server}`;
+}
+
+/** What an adoption reads before it writes: the instance, and its service's others on the server. */
+interface AdoptionReads {
+    existing: Stored<Instance> | null;
+    siblings: Stored<Instance>[];
+}
+
+/** Both reads at once. `fresh`: the uuid was just made here, so no instance can have it yet (a put would say otherwise). */
+async function readFor(deps: RecordDeps, uuid: string, serviceUuid: string, server: string | null, fresh = false): Promise<AdoptionReads> {
+    const [existing, siblings] = await Promise.all([
+        fresh ? null : find<Instance>(deps.store, 'instance', uuid),
+        server === null ? [] : onServer(deps, serviceUuid, server),
+    ]);
+    return { existing, siblings: siblings.filter((s) => s.value.uuid !== uuid) };
+}
+
+/** An adoption begun before the caller knows it will adopt (see beginAdoption). */
+export interface PendingAdoption {
+    /** Adopt `inst` (of the uuid, service and server begun with); the result of adoptAgent. */
+    finish(inst: Instance): Promise<Instance>;
+    /** Not adopting after all (no-op once finished): the next adoption of the pair may run. */
+    cancel(): void;
+}
+
+/**
+ * Start an agent's adoption of `uuid` on (service, server) before the
+ * caller has read what it needs to decide on it (its service and
+ * application): the adoption takes its turn among those of the same pair
+ * at once, and in its turn makes its reads, while the caller reads the
+ * rest. The caller then calls finish() (the adoption writes) or cancel();
+ * until it does, later adoptions of that pair wait.
+ */
+export function beginAdoption(deps: RecordDeps, uuid: string, serviceUuid: string, server: string, opts: { fresh?: boolean } = {}): PendingAdoption {
+    let decide!: (inst: Instance | null) => void;
+    const decided = new Promise<Instance | null>((resolve) => {
+        decide = resolve;
+    });
+    const result = adoptions.run(keyOf(serviceUuid, server), async () => {
+        const reads = readFor(deps, uuid, serviceUuid, server, opts.fresh);
+        reads.catch(() => undefined);
+        const inst = await decided;
+        if (!inst) {
+            return null;
+        }
+        return adoptOnce(deps, inst, server, reads);
+    });
+    return {
+        finish: async (inst) => {
+            if (inst.uuid !== uuid || inst.service_uuid !== serviceUuid || serverOf(inst) !== server) {
+                decide(null);
+                return adoptAgent(deps, inst);
+            }
+            decide(inst);
+            return (await result) as Instance;
+        },
+        cancel: () => decide(null),
+    };
+}
+
+/** `first`: the reads of the first attempt, made already in this adoption's turn. */
+async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null, first?: Promise<AdoptionReads>): Promise<Instance> {
     for (let attempt = 0; ; attempt++) {
-        const existing = await find<Instance>(deps.store, 'instance', inst.uuid);
+        const { existing, siblings } = attempt === 0 && first ? await first : await readFor(deps, inst.uuid, inst.service_uuid, server);
         if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
             throw invalidArgument(`instance already exists: ${inst.uuid}`);
         }
-        const siblings = server === null ? [] : (await onServer(deps, inst.service_uuid, server)).filter((s) => s.value.uuid !== inst.uuid);
 
         const base: Instance = existing ? existing.value : { uuid: inst.uuid, service_uuid: inst.service_uuid, type: 'agent' };
         const params: Dict = {};

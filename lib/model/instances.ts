@@ -9,7 +9,7 @@ import type { CreateResult, DeployReq, Deployer, InstancePlan, InstanceRecords }
 import { BUCKETS, staleIndexCopies } from '../stor/buckets.js';
 import { jsonLists } from '../stor/forwarding.js';
 import { and, eq, oneOf, type Filter, type Store, type Stored } from '../stor/store.js';
-import { adoptAgent } from './adoption.js';
+import { adoptAgent, beginAdoption, type PendingAdoption } from './adoption.js';
 import { copyInto, isPlainObject, mergeAttributes } from './attributes.js';
 import { loadParents } from './config-doc.js';
 import type { Ctx, ReqInfo } from './context.js';
@@ -20,6 +20,7 @@ import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js'
 import type { Dict, Instance, Service } from './types.js';
 import { updateObject } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
+import type { RequestOf } from '../../schemas/requests.js';
 
 // ---- records
 
@@ -55,11 +56,45 @@ export async function createInstance(
     if (exists && params.uuid === undefined) {
         throw missingKeys(['uuid']);
     }
-    await checkManifestRefs(ctx.store, params.manifests);
+    const uuid: string = params.uuid ?? randomUUID();
+    // An agent's own registration (v1, full mode) reads what its adoption
+    // needs while its service and application are read.
+    const early = ctx.mode.current === 'full' && !req.v2 && !exists ? adoptionAhead(ctx, uuid, params) : null;
+    try {
+        return await createNow(ctx, req, params, opts, { exists, uuid, early });
+    } finally {
+        early?.cancel();
+    }
+}
+
+/** The adoption a record-only agent create will end in, begun (a placed agent's, in full mode). */
+function adoptionAhead(ctx: Ctx, uuid: string, params: Dict): PendingAdoption | null {
+    const server = isPlainObject(params.params) ? params.params.server_uuid : undefined;
+    if (typeof params.service_uuid !== 'string' || typeof server !== 'string' || server === '') {
+        return null;
+    }
+    return beginAdoption(ctx, uuid, params.service_uuid, server, { fresh: params.uuid === undefined });
+}
+
+async function createNow(
+    ctx: Ctx,
+    req: ReqInfo,
+    params: Dict & RequestOf<'CreateInstance'>,
+    opts: { imageChecked?: boolean; serverChecked?: boolean; signal?: AbortSignal },
+    { exists, uuid, early }: { exists: boolean; uuid: string; early: PendingAdoption | null },
+): Promise<CreateResult> {
     const svcUuid = params.service_uuid;
-    const { service, application } = await loadParents(ctx, svcUuid);
+    // Both read at once; a missing manifest is reported before a missing service.
+    const [refs, parents] = await Promise.allSettled([checkManifestRefs(ctx.store, params.manifests), loadParents(ctx, svcUuid)]);
+    if (refs.status === 'rejected') {
+        throw refs.reason;
+    }
+    if (parents.status === 'rejected') {
+        throw parents.reason;
+    }
+    const { service, application } = parents.value;
     const draft = compact<Instance>({
-        uuid: params.uuid ?? randomUUID(),
+        uuid,
         service_uuid: svcUuid,
         params: isPlainObject(params.params) ? copyInto({}, params.params) : undefined,
         metadata: params.metadata,
@@ -97,20 +132,23 @@ export async function createInstance(
     const plan: InstancePlan = { instance: withIndexes(draft), service, application, merged };
     const dreq: DeployReq = { reqId: req.reqId, log: req.log, async: flagValue(params.async), ...opts };
 
+    // An agent: a v1 request (what every agent's own postinstall sends: no
+    // Accept-Version) only records, or an agent registering itself would
+    // start a second install on its server mid-install; so does proto mode.
+    // Adoption (`exists: true`) never deploys but checks server.agents
+    // whenever CNAPI is there (full mode), whatever the version.
+    const checkedAdoption = exists && full && ctx.deployers.agent !== undefined && !unplaced;
+    const install = full && req.v2 && !exists;
+    if (service.type === 'agent' && !checkedAdoption && !install) {
+        return { instance: await (early ? early.finish(plan.instance) : adoptAgent(ctx, plan.instance)) };
+    }
+    // Not a record-only adoption: the next one of that (service, server) need not wait for this create.
+    early?.cancel();
     if (service.type === 'agent') {
-        // A v1 request (what every agent's own postinstall sends: no
-        // Accept-Version) only records, or an agent registering itself would
-        // start a second install on its server mid-install; so does proto mode.
-        // Adoption (`exists: true`) never deploys but checks server.agents
-        // whenever CNAPI is there (full mode), whatever the version.
-        if (exists && full && ctx.deployers.agent && !unplaced) {
+        if (checkedAdoption && ctx.deployers.agent) {
             return { instance: await ctx.deployers.agent.adopt(dreq, plan) };
         }
-        const deployer = full && req.v2 && !exists ? requireDeployer(ctx, 'agent') : null;
-        if (!deployer) {
-            return { instance: await adoptAgent(ctx, plan.instance) };
-        }
-        return deployer.create(dreq, plan);
+        return requireDeployer(ctx, 'agent').create(dreq, plan);
     }
 
     if (!full) {

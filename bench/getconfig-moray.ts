@@ -101,6 +101,18 @@ export async function write(store: Store, t: Tree): Promise<void> {
     }
 }
 
+/** Writes the tree into the Moray at 127.0.0.1:`port` (its SAPI buckets set up first), in full mode. */
+export async function seedMoray(port: number, t: Tree): Promise<void> {
+    const ms = new MorayStore({ connect: { host: '127.0.0.1', port } });
+    try {
+        await ms.init();
+        await write(ms, t);
+        await ms.setMeta('mode', 'full');
+    } finally {
+        await ms.close();
+    }
+}
+
 /** The Moray test server in its own process; resolves with its port. */
 export async function startMoray(): Promise<{ port: number; proc: ChildProcess }> {
     const proc = spawn(process.execPath, [MORAY_SERVER_JS, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -184,11 +196,7 @@ export async function benchGetConfigMoray(seconds: number): Promise<void> {
     try {
         const t = tree(n);
         const t0 = performance.now();
-        const ms = new MorayStore({ connect: { host: '127.0.0.1', port: moray.port } });
-        await ms.init();
-        await write(ms, t);
-        await ms.setMeta('mode', 'full');
-        await ms.close();
+        await seedMoray(moray.port, t);
         const local = new SqliteStore({ path: join(dir, 'embedded.sqlite') });
         await local.init();
         await write(local, t);

@@ -31,11 +31,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { connectMoray } from '../lib/stor/moray/client.js';
-import { MorayStore } from '../lib/stor/moray/index.js';
 import { ceilingLoad, startCeiling } from './ceiling.js';
 import { createBody, type CreateWorld } from './create.js';
-import { morayServerConfig, startMoray, tree, write, type Tree } from './getconfig-moray.js';
-import { fmt, load, request, startServer, type ChildServer, type LoadResult, type Reply } from './lib.js';
+import { morayServerConfig, seedMoray, startMoray, tree, type Tree } from './getconfig-moray.js';
+import { cpuSeconds, fmt, load, request, startServer, type ChildServer, type LoadResult, type Reply } from './lib.js';
 
 const V2 = { 'accept-version': '~2' };
 
@@ -49,6 +48,8 @@ interface Row {
     target?: number | undefined;
     sapi?: LoadResult;
     ceiling?: LoadResult;
+    /** CPU per request of SAPI's process and the Moray test server's (µs), while SAPI's figure was taken. */
+    cpu?: { sapi: number; moray: number } | undefined;
     /** The 1-minute load average when SAPI's figure was taken. */
     load?: number | undefined;
     note?: string | undefined;
@@ -60,6 +61,10 @@ function rowFigure(r: Row, x: LoadResult | undefined): string {
     }
     const errors = x.errors > 0 ? ` (${x.errors} errors)` : '';
     return r.kind === 'rate' ? `${fmt(x.rps, 0)}/s, p50 ${fmt(x.p50, 1)} ms${errors}` : `${fmt(x.p50, 1)} ms${errors}`;
+}
+
+function cpuFigure(r: Row): string {
+    return r.cpu ? `CPU per request: SAPI ${fmt(r.cpu.sapi, 0)} µs${r.cpu.moray > 0 ? `, Moray test server ${fmt(r.cpu.moray, 0)} µs` : ''}; ` : '';
 }
 
 function v212Figure(r: Row): string {
@@ -75,22 +80,23 @@ function ratio(r: Row): number {
 }
 
 function tableLines(rows: Row[]): string[] {
-    const lines = ['| on Moray | SAPI 2.1.2 | SAPI-TS | ratio | target | ceiling (trivial server) | load avg |', '|---|---|---|---|---|---|---|'];
+    const lines = [
+        '| on Moray | SAPI 2.1.2 | SAPI-TS | ratio | target | ceiling (trivial server) | CPU per request | load avg |',
+        '|---|---|---|---|---|---|---|---|',
+    ];
     for (const r of rows) {
         const x = ratio(r);
         const target = r.target === undefined ? '—' : `≥${r.target}×: ${x >= r.target ? 'met' : 'NOT met'}`;
         lines.push(
-            `| ${r.what}${r.note ? ` (${r.note})` : ''} | ${v212Figure(r)} | ${rowFigure(r, r.sapi)} | ${fmt(x, 2)}× | ${target} | ${rowFigure(r, r.ceiling)} | ${fmt(r.load ?? 0, 2)} |`,
+            `| ${r.what}${r.note ? ` (${r.note})` : ''} | ${v212Figure(r)} | ${rowFigure(r, r.sapi)} | ${fmt(x, 2)}× | ${target} | ${rowFigure(r, r.ceiling)} | ${cpuFigure(r).replace(/^CPU per request: |; $/g, '')} | ${fmt(r.load ?? 0, 2)} |`,
         );
     }
     return lines;
 }
 
-/** Median of `reps` single requests, one after another (after one unmeasured). */
-async function median(url: string, path: string, reps: number, headers: Record<string, string> = {}): Promise<{ result: LoadResult; first: Reply }> {
-    const first = await request(url, 'GET', path, undefined, headers);
-    const result = await load(1, { total: reps }, () => request(url, 'GET', path, undefined, headers));
-    return { result, first };
+/** `reps` single GETs (`Accept-Version: ~2`) one after another: their p50 is the median. */
+function median(url: string, path: string, reps: number): Promise<LoadResult> {
+    return load(1, { total: reps }, () => request(url, 'GET', path, undefined, V2));
 }
 
 function items(r: Reply): number {
@@ -103,11 +109,11 @@ function items(r: Reply): number {
 }
 
 /** The Moray to use: $MORAY_PORT's (checked empty, or emptied with BENCH_MORAY_RESET=1), or a fresh test server. */
-async function chooseMoray(): Promise<{ port: number; real: boolean; stop(): void }> {
+async function chooseMoray(): Promise<{ port: number; real: boolean; pid: number; stop(): void }> {
     const given = process.env.MORAY_PORT;
     if (given === undefined || given === '') {
         const m = await startMoray();
-        return { port: m.port, real: false, stop: () => m.proc.kill('SIGTERM') };
+        return { port: m.port, real: false, pid: m.proc.pid ?? 0, stop: () => m.proc.kill('SIGTERM') };
     }
     const port = Number(given);
     const client = await connectMoray({ host: '127.0.0.1', port });
@@ -124,7 +130,7 @@ async function chooseMoray(): Promise<{ port: number; real: boolean; stop(): voi
     } finally {
         await client.close();
     }
-    return { port, real: true, stop: () => undefined };
+    return { port, real: true, pid: 0, stop: () => undefined };
 }
 
 /** Waits until /ping shows no bucket upgrade under way (at most `seconds`). */
@@ -159,23 +165,10 @@ export async function benchMoray(opts: { instances?: number; creates?: number; s
     const moray = await chooseMoray();
     const where = moray.real ? `real Moray at 127.0.0.1:${moray.port}` : 'indicative: Moray test server, in memory';
     let srv: ChildServer | undefined;
-    const rows: Row[] = [];
-    const add = (r: Row, first = false): void => {
-        if (first) {
-            rows.unshift(r);
-        } else {
-            rows.push(r);
-        }
-        console.log(`  ${r.what}: ${rowFigure(r, r.sapi)} (load average ${fmt(r.load ?? 0, 2)})`);
-    };
     try {
         const t: Tree = tree(n);
         const t0 = performance.now();
-        const ms = new MorayStore({ connect: { host: '127.0.0.1', port: moray.port } });
-        await ms.init();
-        await write(ms, t);
-        await ms.setMeta('mode', 'full');
-        await ms.close();
+        await seedMoray(moray.port, t);
         console.log(`[${where}] seeded ${n} instances, 20 services in ${fmt((performance.now() - t0) / 1000)} s`);
 
         const port = 18000 + Math.floor(Math.random() * 1000);
@@ -194,27 +187,36 @@ export async function benchMoray(opts: { instances?: number; creates?: number; s
         // GetConfig: each request a different instance, the first GetConfig of each.
         const tags: string[] = [];
         const configBytes: number[] = [];
-        const first = await load(32, { total: n }, async (i) => {
-            const r = await request(url, 'GET', `/configs/${uuids[i] as string}`);
-            tags[i] = String(r.headers.etag);
-            configBytes[i] = Buffer.byteLength(r.body);
+        const pids = [srv.pid, moray.pid];
+        const cpuNow = (): number[] => pids.map((p) => (p > 0 ? cpuSeconds(p) : 0));
+        /** Runs `run` as `row`'s SAPI figure (with the CPU both processes used and the load average), printed as it is taken. */
+        const measured = async (row: Row, run: () => Promise<LoadResult>): Promise<Row> => {
+            const before = cpuNow();
+            const x = await run();
+            const after = cpuNow();
+            const per = (k: number): number => (((after[k] ?? 0) - (before[k] ?? 0)) / Math.max(1, x.requests)) * 1e6;
+            const r: Row = { ...row, sapi: x, cpu: { sapi: per(0), moray: per(1) }, load: loadavg()[0] };
+            console.log(`  ${r.what}: ${rowFigure(r, r.sapi)} (${cpuFigure(r)}load average ${fmt(r.load ?? 0, 2)})`);
             return r;
-        });
-        add({
-            what: `GetConfig, concurrency 32, ${n} distinct instances`,
-            kind: 'rate',
-            v212: { rps: 125, p50: 257 },
-            target: 10,
-            sapi: first,
-            load: loadavg()[0],
-        });
-        const notModified = await load(
-            32,
-            { seconds },
-            (i) => request(url, 'GET', `/configs/${uuids[i % n] as string}`, undefined, { 'if-none-match': tags[i % n] as string }),
-            (r) => r.status === 304,
+        };
+        const firstRow = await measured(
+            { what: `GetConfig, concurrency 32, ${n} distinct instances`, kind: 'rate', v212: { rps: 125, p50: 257 }, target: 10 },
+            () =>
+                load(32, { total: n }, async (i) => {
+                    const r = await request(url, 'GET', `/configs/${uuids[i] as string}`);
+                    tags[i] = String(r.headers.etag);
+                    configBytes[i] = Buffer.byteLength(r.body);
+                    return r;
+                }),
         );
-        add({ what: 'GetConfig answered 304', kind: 'rate', v212: { rps: 181, p50: 0 }, sapi: notModified, load: loadavg()[0] });
+        const nmRow = await measured({ what: 'GetConfig answered 304', kind: 'rate', v212: { rps: 181, p50: 0 } }, () =>
+            load(
+                32,
+                { seconds },
+                (i) => request(url, 'GET', `/configs/${uuids[i % n] as string}`, undefined, { 'if-none-match': tags[i % n] as string }),
+                (r) => r.status === 304,
+            ),
+        );
 
         // Lists: the median of single requests.
         const lists: { what: string; path: string; v212: number; target?: number; expect: number; note?: string }[] = [
@@ -223,19 +225,18 @@ export async function benchMoray(opts: { instances?: number; creates?: number; s
             { what: 'instances on server X', path: `/instances?server_uuid=${server0}`, v212: 769, expect: n / 2000, note: '2.1.2: list all, filter' },
         ];
         const listBytes: number[] = [];
+        const listRows: Row[] = [];
         for (const l of lists) {
-            const m = await median(url, l.path, l.what === 'GET /instances' ? Math.max(5, Math.floor(reps / 3)) : reps, V2);
-            const got = items(m.first);
-            listBytes.push(Buffer.byteLength(m.first.body));
-            add({
-                what: `${l.what} (${got} items)`,
-                kind: 'latency',
-                v212: { p50: l.v212 },
-                target: l.target,
-                sapi: m.result,
-                load: loadavg()[0],
-                note: got === l.expect ? l.note : `expected ${l.expect}${l.note ? `; ${l.note}` : ''}`,
-            });
+            const first = await request(url, 'GET', l.path, undefined, V2);
+            const got = items(first);
+            listBytes.push(Buffer.byteLength(first.body));
+            const note = got === l.expect ? l.note : `expected ${l.expect}${l.note ? `; ${l.note}` : ''}`;
+            const times = l.what === 'GET /instances' ? Math.max(5, Math.floor(reps / 3)) : reps;
+            listRows.push(
+                await measured({ what: `${l.what} (${got} items)`, kind: 'latency', v212: { p50: l.v212 }, target: l.target, note }, () =>
+                    median(url, l.path, times),
+                ),
+            );
         }
 
         // Record-only agent registrations (no Accept-Version), a new server each.
@@ -244,13 +245,13 @@ export async function benchMoray(opts: { instances?: number; creates?: number; s
         if (sample.status !== 200) {
             throw new Error(`CreateInstance: ${sample.status} ${sample.body}`);
         }
-        const created = await load(16, { total: creates }, createOne);
-        add({ what: 'CreateInstance, concurrency 16', kind: 'rate', v212: { rps: 247, p50: 63 }, target: 2, sapi: created, load: loadavg()[0] }, true);
+        const createRow = await measured({ what: 'CreateInstance, concurrency 16', kind: 'rate', v212: { rps: 247, p50: 63 }, target: 2 }, () =>
+            load(16, { total: creates }, createOne),
+        );
         await srv.stop();
         srv = undefined;
 
         // The ceilings, with SAPI stopped.
-        const [createRow, firstRow, nmRow, ...listRows] = rows as [Row, Row, Row, ...Row[]];
         createRow.ceiling = await ceiling(Buffer.byteLength(sample.body), 200, (u) =>
             ceilingLoad(u, 16, { total: creates }, (i) => ({ method: 'POST', path: '/instances', body: createBody(agents, i) })),
         );
@@ -267,9 +268,10 @@ export async function benchMoray(opts: { instances?: number; creates?: number; s
         );
         for (const [k, r] of listRows.entries()) {
             const path = lists[k]?.path ?? '/';
-            r.ceiling = await ceiling(listBytes[k] ?? 0, 200, async (u) => (await median(u, path, reps, V2)).result);
+            r.ceiling = await ceiling(listBytes[k] ?? 0, 200, (u) => median(u, path, reps));
         }
 
+        const rows = [createRow, firstRow, nmRow, ...listRows];
         const out = [`SAPI-TS on Moray (${where}), full mode, 20 services, ${n} instances, ${creates} creates:`, ...tableLines(rows)];
         console.log(out.join('\n'));
         return out;

@@ -19,11 +19,9 @@ interface Env {
 
 async function setup(t: Test, opts: FakeMorayOptions = {}): Promise<Env> {
     const fake = await startFakeMoray(opts);
+    t.teardown(() => fake.close());
     const client = await connectMoray({ host: fake.host, port: fake.port });
-    t.teardown(async () => {
-        await client.close();
-        await fake.close();
-    });
+    t.teardown(() => client.close());
     return { fake, client };
 }
 

@@ -210,10 +210,11 @@ async function main(): Promise<void> {
                 log.info({ port: mport }, 'metrics listening on /metrics');
             }
             listening = undefined;
-            // The request schemas are compiled a little after the port answers
-            // (the first compile, with ajv's own setup, takes tens of ms that
-            // would otherwise hold up the first requests), one at a time
-            // between requests; a request that comes first compiles its own.
+            // Running from source, the request schemas are compiled a little
+            // after the port answers (the first compile, with ajv's own setup,
+            // takes tens of ms that would otherwise hold up the first
+            // requests), one at a time between requests; a request that comes
+            // first compiles its own. The build's validators need none of it.
             const { precompileRequestSchemas } = await import('../lib/model/validate.js');
             setTimeout(() => {
                 void precompileRequestSchemas().catch((err: unknown) => log?.warn({ err }, 'compiling request schemas failed'));

@@ -1,5 +1,5 @@
-// Build step after tsc: write the config validator as code (so a start does
-// not compile the config schema), bundle the server (dist/bin/sapi.js and
+// Build step after tsc: write the config and request validators as code (so
+// the server neither compiles a schema nor loads ajv), bundle the server (dist/bin/sapi.js and
 // everything it imports, node_modules included) into dist/server/, and make
 // dist/bin/sapi.js a two-line stub that loads the bundle.
 //
@@ -27,7 +27,9 @@ import standalone from 'ajv/dist/standalone/index.js';
 import { build, type Plugin } from 'esbuild';
 
 import { configAjv } from '../lib/config-validator.js';
+import { requestAjv } from '../lib/model/validate-ajv.js';
 import { configSchema } from '../schemas/config.js';
+import { REQUEST_SCHEMAS } from '../schemas/requests.js';
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY = join(DIST, 'bin', 'sapi.js');
@@ -44,31 +46,55 @@ const BANNER = [
 ].join('\n');
 
 /**
- * ajv's runtime helpers that the config validator's code may call, and
- * what it calls instead (lib/config-formats.ts): ajv's own would bring
- * ajv's whole core into the start.
+ * ajv's runtime helpers that generated validators may call, and what they
+ * call instead (lib/config-formats.ts): ajv's own would bring ajv's whole
+ * core into the start.
  */
-const CONFIG_RUNTIME: Record<string, string> = {
+const AJV_RUNTIME: Record<string, string> = {
     'ajv/dist/runtime/ucs2length': '{ default: charLength }',
 };
+
+/** ajv's standalone code, its runtime helpers replaced by AJV_RUNTIME's; any other fails the build. */
+function ownRuntime(code: string, what: string): string {
+    return code.replace(/require\("([^"]+)"\)/g, (_m: string, spec: string) => {
+        const own = AJV_RUNTIME[spec];
+        if (own === undefined) {
+            throw new Error(`${what} needs ${spec}: the start would load ajv (see AJV_RUNTIME)`);
+        }
+        return own;
+    });
+}
 
 /**
  * The config validator as ajv code, written beside dist/lib/config.js, which
  * loads it instead of compiling the schema at every start. It imports only
  * lib/config-formats.ts, which is free of ajv: reading the config loads none
- * of ajv. Code that needs another of ajv's runtime helpers fails the build.
+ * of ajv.
  */
 function writeConfigValidator(): void {
     // Optimised here, once: smaller code for the start to parse (the same checks).
     const ajv = configAjv({ source: true, esm: true, optimize: true, formats: _`configFormats` });
-    const code = standalone.default(ajv, ajv.compile(configSchema)).replace(/require\("([^"]+)"\)/g, (_m: string, spec: string) => {
-        const own = CONFIG_RUNTIME[spec];
-        if (own === undefined) {
-            throw new Error(`the config validator needs ${spec}: the start would load ajv (see CONFIG_RUNTIME)`);
-        }
-        return own;
-    });
+    const code = ownRuntime(standalone.default(ajv, ajv.compile(configSchema)), 'the config validator');
     writeFileSync(join(DIST, 'lib', 'config-validator.generated.js'), `import { charLength, configFormats } from './config-formats.js';\n${code}\n`);
+}
+
+/**
+ * The request validators as ajv code, one per schema of schemas/requests.ts
+ * (exported by $id, and together as `validators`), written beside
+ * dist/lib/model/validate.js, which loads them instead of ajv. They import
+ * only lib/model/validate-formats.ts.
+ */
+function writeRequestValidators(): void {
+    const ajv = requestAjv({ source: true, esm: true, formats: _`requestFormats` });
+    const ids = Object.values(REQUEST_SCHEMAS).map((s) => s.$id);
+    for (const schema of Object.values(REQUEST_SCHEMAS)) {
+        ajv.addSchema(schema);
+    }
+    const code = ownRuntime(standalone.default(ajv, Object.fromEntries(ids.map((id) => [id, id]))), 'the request validators');
+    writeFileSync(
+        join(DIST, 'lib', 'model', 'request-validators.generated.js'),
+        `import { charLength, requestFormats } from './validate-formats.js';\n${code}\nexport const validators = { ${ids.join(', ')} };\n`,
+    );
 }
 
 /** Packages required at load by dependencies, used only for what SAPI does rarely or never, and why. */
@@ -77,6 +103,7 @@ const LAZY: Record<string, string> = {
     mv: 'bunyan, for rotating-file streams (SAPI logs to stdout)',
     formidable: "restify's body parser, for multipart bodies",
     csv: "restify's body parser, for text/csv and text/tsv bodies",
+    '@opentelemetry/api': "prom-client's process CPU metric, for exemplars (SAPI enables none)",
 };
 
 /**
@@ -87,7 +114,11 @@ const LAZY: Record<string, string> = {
 const deferPackages: Plugin = {
     name: 'defer-packages',
     setup(b) {
-        const filter = new RegExp(`^(${Object.keys(LAZY).join('|')})$`);
+        const filter = new RegExp(
+            `^(${Object.keys(LAZY)
+                .map((name) => name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
+                .join('|')})$`,
+        );
         b.onResolve({ filter }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy' }));
         b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({
             resolveDir: DIST,
@@ -108,6 +139,7 @@ const deferPackages: Plugin = {
 };
 
 writeConfigValidator();
+writeRequestValidators();
 rmSync(OUT, { recursive: true, force: true });
 const source = readFileSync(ENTRY, 'utf8');
 await build({

@@ -1,16 +1,23 @@
-// Request validation: one ajv instance compiles each schema in schemas/
-// once, the first time it is needed (or when the server, once listening,
-// warms them all up: precompileRequestSchemas); errors are translated into
-// SAPI 2.1.2's codes and messages. The ajv instance is set up then too (ajv
-// itself is loaded at start anyway, for the config), so that neither its
-// setup nor the compiles delay the start.
+// Request validation: each schema in schemas/requests.ts checks a route's
+// input; errors are translated into SAPI 2.1.2's codes and messages.
+//
+// The build writes the validators as code (request-validators.generated.js,
+// by tools/bundle-server.ts, with lib/model/validate-ajv.ts's ajv), so the
+// server neither loads ajv nor compiles a schema, at start or at a first
+// request. Running from source (tests, tsx), ajv is loaded here and each
+// schema compiled the first time it is needed (or when the server, once
+// listening, warms them all up: precompileRequestSchemas).
 
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import ajvFormats from 'ajv-formats';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-import { UUID_RE } from '../../schemas/common.js';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
+
 import { REQUEST_SCHEMAS, type RequestId, type RequestOf } from '../../schemas/requests.js';
 import { invalidArgument, missingKeys, type FieldError } from '../errors.js';
+import { isUuid } from './validate-formats.js';
+
+export { isUuid };
 
 type SchemaWithRequired = {
     $id: string;
@@ -19,21 +26,19 @@ type SchemaWithRequired = {
     properties?: Record<string, { 'x-message'?: string }>;
 };
 
-const uuidRe = new RegExp(UUID_RE);
-
-let ajv: Ajv | null = null;
-
-function theAjv(): Ajv {
-    if (!ajv) {
-        // ajv-formats is CommonJS; the plugin function is its exports or their `default`.
-        const formatsPlugin = ajvFormats as unknown as { default?: unknown };
-        const addFormats = (formatsPlugin.default ?? formatsPlugin) as (a: Ajv) => void;
-        ajv = new Ajv({ allErrors: true, strict: false });
-        addFormats(ajv);
-        ajv.addFormat('uuid', { type: 'string', validate: (s: string) => uuidRe.test(s) });
+/** The build's validators, by schema id; else null, with an ajv to compile them (running from source). */
+async function loadValidators(): Promise<{ built: Record<string, ValidateFunction> | null; ajv: Ajv | null }> {
+    try {
+        return { built: (await import('./request-validators.generated.js')).validators, ajv: null };
+    } catch (err) {
+        // Loaders word "not found" differently: what counts is whether the file is there.
+        if (existsSync(fileURLToPath(new URL('./request-validators.generated.js', import.meta.url)))) {
+            throw err;
+        }
+        return { built: null, ajv: (await import('./validate-ajv.js')).requestAjv() };
     }
-    return ajv;
 }
+const { built, ajv } = await loadValidators();
 
 const schemas = new Map<string, SchemaWithRequired>();
 for (const schema of Object.values(REQUEST_SCHEMAS) as readonly SchemaWithRequired[]) {
@@ -48,26 +53,30 @@ function validatorOf(schemaId: string): { fn: ValidateFunction; schema: SchemaWi
         if (!schema) {
             return undefined;
         }
-        v = { fn: theAjv().compile(schema), schema };
+        const fn = built ? built[schemaId] : ajv?.compile(schema);
+        if (!fn) {
+            return undefined;
+        }
+        v = { fn, schema };
         validators.set(schemaId, v);
     }
     return v;
 }
 
 /**
- * Compile every request schema now. The server calls it once it listens, a
- * schema at a time between requests; validateRequest compiles on demand
- * whatever is not compiled yet. Resolves when all are compiled.
+ * Compile every request schema now (running from source; the build's
+ * validators need nothing). The server calls it once it listens, a schema
+ * at a time between requests; validateRequest compiles on demand whatever
+ * is not compiled yet. Resolves when all are compiled.
  */
 export async function precompileRequestSchemas(): Promise<void> {
+    if (built) {
+        return;
+    }
     for (const id of schemas.keys()) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         validatorOf(id);
     }
-}
-
-export function isUuid(s: unknown): s is string {
-    return typeof s === 'string' && uuidRe.test(s);
 }
 
 /**

@@ -39,9 +39,6 @@ export class Metrics {
     /** `bucketStatus`: Moray bucket setup and backfill progress, read at every scrape. */
     constructor(labels: Record<string, string> = {}, bucketStatus?: () => Record<string, BucketStatus> | null) {
         this.registry.setDefaultLabels(labels);
-        // Node's own metrics under their standard names (process_*, nodejs_*), as
-        // every Node exporter names them; SAPI's own metrics below are sapi_*.
-        collectDefaultMetrics({ register: this.registry });
         const r = [this.registry];
         this.requests = new Counter({
             name: 'sapi_http_requests_total',
@@ -269,8 +266,25 @@ export class Metrics {
         this.storeOps.observe({ backend, op, outcome: ok ? 'ok' : 'error' }, seconds);
     }
 
+    private processMetrics = false;
+
+    /**
+     * Node's own metrics under their standard names (process_*, nodejs_*), as
+     * every Node exporter names them; SAPI's own metrics are sapi_*. They
+     * start with the /metrics listener, the only reader of the registry:
+     * setting them up (an event-loop monitor, a GC observer, a dozen
+     * collectors) is no part of serving the first requests.
+     */
+    private collectProcessMetrics(): void {
+        if (!this.processMetrics) {
+            this.processMetrics = true;
+            collectDefaultMetrics({ register: this.registry });
+        }
+    }
+
     /** GET /metrics on its own listener; resolves with the bound port. */
     listen(port: number, host: string): Promise<{ port: number; close: () => Promise<void> }> {
+        this.collectProcessMetrics();
         const srv = http.createServer((req, res) => {
             if (req.method !== 'GET' || !req.url?.startsWith('/metrics')) {
                 res.writeHead(404, { 'content-type': 'application/json' });

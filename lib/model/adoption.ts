@@ -49,12 +49,20 @@ interface AdoptionReads {
     siblings: Stored<Instance>[];
 }
 
-/** Both reads at once. `fresh`: the uuid was just made here, so no instance can have it yet (a put would say otherwise). */
-async function readFor(deps: RecordDeps, uuid: string, serviceUuid: string, server: string | null, fresh = false): Promise<AdoptionReads> {
-    const [existing, siblings] = await Promise.all([
-        fresh ? null : find<Instance>(deps.store, 'instance', uuid),
-        server === null ? [] : onServer(deps, serviceUuid, server),
-    ]);
+/**
+ * What the adoption of `uuid` reads. `first`, for a placed agent's first
+ * attempt: only the instances of its service on its server, where an
+ * agent registering again finds its own record; the instance is not looked
+ * up elsewhere, since an instance of that uuid anywhere else fails the
+ * write (a put on a uuid believed absent is conditional on its absence),
+ * and the next attempt reads both.
+ */
+async function readFor(deps: RecordDeps, uuid: string, serviceUuid: string, server: string | null, first = false): Promise<AdoptionReads> {
+    if (first && server !== null) {
+        const found = await onServer(deps, serviceUuid, server);
+        return { existing: found.find((s) => s.value.uuid === uuid) ?? null, siblings: found.filter((s) => s.value.uuid !== uuid) };
+    }
+    const [existing, siblings] = await Promise.all([find<Instance>(deps.store, 'instance', uuid), server === null ? [] : onServer(deps, serviceUuid, server)]);
     return { existing, siblings: siblings.filter((s) => s.value.uuid !== uuid) };
 }
 
@@ -74,13 +82,13 @@ export interface PendingAdoption {
  * rest. The caller then calls finish() (the adoption writes) or cancel();
  * until it does, later adoptions of that pair wait.
  */
-export function beginAdoption(deps: RecordDeps, uuid: string, serviceUuid: string, server: string, opts: { fresh?: boolean } = {}): PendingAdoption {
+export function beginAdoption(deps: RecordDeps, uuid: string, serviceUuid: string, server: string): PendingAdoption {
     let decide!: (inst: Instance | null) => void;
     const decided = new Promise<Instance | null>((resolve) => {
         decide = resolve;
     });
     const result = adoptions.run(keyOf(serviceUuid, server), async () => {
-        const reads = readFor(deps, uuid, serviceUuid, server, opts.fresh);
+        const reads = readFor(deps, uuid, serviceUuid, server, true);
         reads.catch(() => undefined);
         const inst = await decided;
         if (!inst) {
@@ -104,7 +112,9 @@ export function beginAdoption(deps: RecordDeps, uuid: string, serviceUuid: strin
 /** `first`: the reads of the first attempt, made already in this adoption's turn. */
 async function adoptOnce(deps: RecordDeps, inst: Instance, server: string | null, first?: Promise<AdoptionReads>): Promise<Instance> {
     for (let attempt = 0; ; attempt++) {
-        const { existing, siblings } = attempt === 0 && first ? await first : await readFor(deps, inst.uuid, inst.service_uuid, server);
+        const { existing, siblings } = await (attempt === 0
+            ? (first ?? readFor(deps, inst.uuid, inst.service_uuid, server, true))
+            : readFor(deps, inst.uuid, inst.service_uuid, server));
         if (existing && (existing.value.type !== 'agent' || existing.value.service_uuid !== inst.service_uuid)) {
             throw invalidArgument(`instance already exists: ${inst.uuid}`);
         }

@@ -73,7 +73,7 @@ function adoptionAhead(ctx: Ctx, uuid: string, params: Dict): PendingAdoption | 
     if (typeof params.service_uuid !== 'string' || typeof server !== 'string' || server === '') {
         return null;
     }
-    return beginAdoption(ctx, uuid, params.service_uuid, server, { fresh: params.uuid === undefined });
+    return beginAdoption(ctx, uuid, params.service_uuid, server);
 }
 
 async function createNow(

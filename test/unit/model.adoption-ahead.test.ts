@@ -81,3 +81,20 @@ t.test('a create that does not adopt lets the next adoption of its pair run', as
         'the adoption after them ran',
     );
 });
+
+t.test('an agent registering again from another server: its record is found and moved, not duplicated', async (t) => {
+    const ctx = await modelCtx(t, { mode: 'full' });
+    const app = await anApplication(ctx);
+    const agent = await anAgentService(ctx, app.uuid);
+    const [from, to] = [randomUUID(), randomUUID()];
+    const uuid = randomUUID();
+    await createInstance(ctx, reqInfo(false), { uuid, service_uuid: agent.uuid, params: { server_uuid: from }, metadata: { KEEP: 1 } });
+    const r = await createInstance(ctx, reqInfo(false), { uuid, service_uuid: agent.uuid, params: { server_uuid: to } });
+    t.equal(r.instance.uuid, uuid);
+    t.strictSame(r.instance.metadata, { KEEP: 1 }, 'an upsert of the record it had');
+    t.strictSame(await onServer(ctx.store, agent.uuid, from), [], 'nothing left on the old server');
+    t.strictSame(
+        (await onServer(ctx.store, agent.uuid, to)).map((i) => i.uuid),
+        [uuid],
+    );
+});

@@ -59,6 +59,14 @@ export interface SyncResult {
     dropped: number;
 }
 
+export interface SyncOptions {
+    /**
+     * Wait up to this long for the change feed to begin its chain first
+     * (the copy at start-up: one made before would not count for lists).
+     */
+    awaitFeedMs?: number;
+}
+
 /** Objects whose mirrored Moray etag is remembered, at most. */
 const MAX_MIRRORED = 500_000;
 
@@ -116,7 +124,10 @@ export class CachedStore extends ForwardingStore {
             local,
             log,
             resync: () => {
-                this.sync().catch((err: unknown) => log.warn({ err }, 'local cache copy failed'));
+                // A copy under way that began too early is followed by another (the mirror asks again).
+                if (this.syncing === null) {
+                    this.sync().catch((err: unknown) => log.warn({ err }, 'local cache copy failed'));
+                }
             },
             remoteCount: (bucket, filter) => {
                 const waiting = pending(bucket);
@@ -294,9 +305,9 @@ export class CachedStore extends ForwardingStore {
      * rows that differ; drop what Moray no longer has. `copied`: objects
      * read from Moray; `written`: rows of the copy inserted or updated.
      */
-    sync(): Promise<SyncResult> {
+    sync(opts: SyncOptions = {}): Promise<SyncResult> {
         if (this.syncing === null) {
-            const run = this.syncOnce().finally(() => {
+            const run = this.syncOnce(opts).finally(() => {
                 this.syncing = null;
             });
             this.syncing = run;
@@ -312,7 +323,8 @@ export class CachedStore extends ForwardingStore {
         return this.queued;
     }
 
-    private async syncOnce(): Promise<SyncResult> {
+    private async syncOnce(opts: SyncOptions): Promise<SyncResult> {
+        await this.mirror.chainBegun(opts.awaitFeedMs ?? 0);
         let copied = 0;
         let written = 0;
         let dropped = 0;

@@ -58,6 +58,8 @@ export interface StoreSetup {
 }
 
 const CACHE_REFRESH_MS = 60 * 60 * 1000;
+/** How long the first copy into the local cache waits for the change feed's first poll. */
+const FEED_START_WAIT_MS = 2000;
 /** How long a start in proto mode waits for Moray before going on without it. */
 const PROTO_MORAY_WAIT_MS = 2000;
 const MIGRATION_KEY = 'migration.done';
@@ -100,10 +102,11 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
         if (timer || stopped) {
             return;
         }
-        const refresh = (): void => {
-            cached.sync().catch((err: unknown) => log.warn({ err }, 'local cache refresh failed'));
+        const refresh = (awaitFeedMs = 0): void => {
+            cached.sync({ awaitFeedMs }).catch((err: unknown) => log.warn({ err }, 'local cache refresh failed'));
         };
-        refresh();
+        // The first copy waits briefly for the change feed (the app starts it next), so that it counts for lists.
+        refresh(FEED_START_WAIT_MS);
         timer = setInterval(refresh, CACHE_REFRESH_MS);
         timer.unref();
     };

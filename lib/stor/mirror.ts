@@ -14,7 +14,8 @@
 // When it answers. A list (and a count) is answered from the mirror only
 // once a poll that began after the list was asked for has been applied
 // (FeedHandle.catchUp(), the ReadIndex idea of Raft): a write acknowledged
-// by any SAPI before the request is then in the answer. Two things the
+// by any SAPI before the request is then in the answer (a poll late by more
+// than CATCH_UP_WAIT_MS sends the list to Moray instead). Two things the
 // feed cannot see are guarded against:
 //   - a delete by a SAPI that records none (SAPI 2.1.2): as long as the
 //     feed has lately seen rows written the way 2.1.2 writes them
@@ -37,6 +38,8 @@ import type { Filter, JsonObject, RecentReads } from './store.js';
 
 /** After a row written the 2.1.2 way is seen, lists go to Moray for this long. */
 export const LEGACY_QUIET_MS = 10 * 60 * 1000;
+/** How long a list waits for the poll and Moray's count before it asks Moray itself. */
+export const CATCH_UP_WAIT_MS = 1000;
 /** Between two requests for a full copy (a copy that keeps failing is not asked for at every poll). */
 export const RECOPY_GAP_MS = 5000;
 
@@ -69,6 +72,8 @@ export class LocalMirror implements ChangeMirror, RecentReads {
     /** `<bucket>/<uuid>` written by the feed or this process while a copy runs (null: no copy running). */
     private touched: Set<string> | null = null;
     private nextCopyAt = -Infinity;
+    /** Waiting for a chain of the feed to begin (see chainBegun()). */
+    private chainWaiters: (() => void)[] = [];
     private readonly now: () => number;
     /** Lists answered from the mirror, and from Moray for want of it (for tests and logs). */
     readonly served = { mirror: 0, moray: 0 };
@@ -121,6 +126,9 @@ export class LocalMirror implements ChangeMirror, RecentReads {
 
     polled(chain: number, startedAt: number): void {
         this.lastPoll = { chain, startedAt };
+        for (const w of this.chainWaiters.splice(0)) {
+            w();
+        }
         if (this.validChain !== null && this.validChain !== chain) {
             // The feed started afresh: what happened in between is not in the mirror.
             this.validChain = null;
@@ -137,6 +145,24 @@ export class LocalMirror implements ChangeMirror, RecentReads {
     /** This process wrote `uuid` of `bucket` to the mirror (a write-through). */
     wrote(bucket: BucketName, uuid: string): void {
         this.touch(bucket, uuid);
+    }
+
+    /**
+     * Resolves once a chain of the feed has begun, or after `ms` (no feed
+     * yet): a copy made before that would not count, and be made again.
+     */
+    chainBegun(ms: number): Promise<void> {
+        if (this.feed?.chain() != null || ms <= 0) {
+            return Promise.resolve();
+        }
+        return new Promise((resolve) => {
+            const timer = setTimeout(resolve, ms);
+            timer.unref();
+            this.chainWaiters.push(() => {
+                clearTimeout(timer);
+                resolve();
+            });
+        });
     }
 
     /** A full copy begins: returns what it needs to skip rows and to finish. */
@@ -175,8 +201,12 @@ export class LocalMirror implements ChangeMirror, RecentReads {
             return false;
         }
         const counting = this.opts.remoteCount(bucket, filter);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('the change feed is late')), CATCH_UP_WAIT_MS);
+        });
         try {
-            const [, remote] = await Promise.all([feed.catchUp(), counting]);
+            const [, remote] = await Promise.race([Promise.all([feed.catchUp(), counting]), late]);
             if (feed.chain() !== chain || this.validChain !== chain || this.legacyRecent()) {
                 this.served.moray++;
                 return false;
@@ -191,6 +221,8 @@ export class LocalMirror implements ChangeMirror, RecentReads {
             counting?.catch(() => undefined);
             this.served.moray++;
             return false;
+        } finally {
+            clearTimeout(timer);
         }
         this.served.mirror++;
         return true;

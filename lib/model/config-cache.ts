@@ -54,6 +54,14 @@
 // instance's. A write of one of them through this process drops it at once,
 // as it does the entries.
 //
+// The local copy. On Moray the store's local copy, which the change feed
+// keeps current (stor/mirror.ts), answers an assembly's reads of the
+// instance and of sources not kept, as of the feed's last poll applied to
+// it, when the feed vouches for what was read from that poll on (the same
+// rule as for entries; the entry's read time is then that poll's start).
+// An object the copy lacks is read from Moray. A first GetConfig of an
+// instance thus reads nothing from Moray.
+//
 // Bounds. At most maxEntries entries, the least recently used dropped first.
 // The JSON of the most recently used entries is kept within maxBodyBytes; an
 // entry without it still answers 304s and If-Match, and a 200 from it

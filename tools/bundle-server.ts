@@ -26,9 +26,8 @@ import { _ } from 'ajv';
 import standalone from 'ajv/dist/standalone/index.js';
 import { build, type Plugin } from 'esbuild';
 
-import { configAjv } from '../lib/config-validator.js';
+import { configAjv, configSchemaForCode } from '../lib/config-validator.js';
 import { requestAjv } from '../lib/model/validate-ajv.js';
-import { configSchema } from '../schemas/config.js';
 import { REQUEST_SCHEMAS } from '../schemas/requests.js';
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,7 +73,7 @@ function ownRuntime(code: string, what: string): string {
 function writeConfigValidator(): void {
     // Optimised here, once: smaller code for the start to parse (the same checks).
     const ajv = configAjv({ source: true, esm: true, optimize: true, formats: _`configFormats` });
-    const code = ownRuntime(standalone.default(ajv, ajv.compile(configSchema)), 'the config validator');
+    const code = ownRuntime(standalone.default(ajv, ajv.compile(configSchemaForCode())), 'the config validator');
     writeFileSync(join(DIST, 'lib', 'config-validator.generated.js'), `import { charLength, configFormats } from './config-formats.js';\n${code}\n`);
 }
 

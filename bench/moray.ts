@@ -24,6 +24,10 @@
 //     an agent's postinstall sends them (no Accept-Version, a service of type
 //     agent, params.server_uuid a new server each time): in full mode these
 //     only record, like 2.1.2's.
+// Beside each figure: the CPU SAPI's process (and the Moray test server's)
+// used per request while it was taken, background work (the change feed's
+// polls) included; /proc counts in 10 ms ticks, so for the lists (20
+// requests) it is coarse.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';

@@ -60,8 +60,10 @@
 // order), so results, `_count`, sort and tie order, errors and the reindex
 // behaviour are those of a scan (`useIndexes = false` scans, for tests
 // comparing both; `rowsVisited` counts rows checked). As in Moray, whose
-// `_count` is a count(1) OVER () of the matching rows, every row the
-// indexed part matches is visited, also with a sort and a limit; a sort on
+// `_count` comes from a query of its own (count(1) OVER () over the
+// matching rows, skipped only with no_count), every row the indexed part
+// matches is visited, also with a sort and a limit (and here with no_count
+// too; SAPI never sends it); a sort on
 // `_id` or `_key` skips ordering them by write first. A unique index is
 // checked with a lookup; a write transaction keeps its changes aside and
 // applies them at commit (one that fails changes nothing). reindexObjects

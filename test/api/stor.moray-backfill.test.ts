@@ -61,7 +61,7 @@ t.test('a restart in the middle resumes where the backfill stopped; searches exa
     while (fake.held('batch') === 0) {
         await new Promise((r) => setTimeout(r, 10));
     }
-    t.equal(fake.held('batch'), 1, 'the second batch is in flight');
+    t.ok(fake.held('batch') >= 1, 'the second batch is in flight (and maybe the next ones: they are pipelined)');
     const status = first.initializer?.status()[INSTANCES];
     t.equal(status?.phase, 'backfilling');
     t.ok((status?.backfill?.rewritten ?? 0) >= 1, 'some rows rewritten');

@@ -1,5 +1,5 @@
 // Numbered data migrations on Moray (lib/stor/moray/migrations.ts): they run
-// in number order after the reindex, a restart resumes one at the cursor it
+// in number order before the reindex, a restart resumes one at the cursor it
 // saved, a finished one is not run again, and the progress an earlier
 // SAPI-TS kept as `backfill.<bucket>` counts for migration 1.
 
@@ -92,6 +92,8 @@ t.test('two migrations run in order; a restart resumes at the saved cursor; a fi
     const first = new MorayStore({ client: raw, migrations, backfillBatchSize: 50, ...FAST });
     await first.init();
     await until(() => steps.filter((s) => s.n === 7).length === 3);
+    // The first two batches' writes are made while the third is read (pipelined): wait until both are saved.
+    await until(() => first.initializer?.status()[INSTANCES]?.migrations[0]?.scanned === 100);
     const during = first.initializer?.status()[INSTANCES];
     t.equal(during?.phase, 'migrating', 'the bucket is being migrated');
     t.same(

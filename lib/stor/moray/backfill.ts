@@ -131,6 +131,93 @@ export async function rewriteIfUnchanged(client: MorayClient, def: BucketDef, ro
     return n;
 }
 
+/** A row a batch of rewrites ends with: its `_mtime`, read back, is at or after every write of the batch. */
+export interface BatchStamp {
+    bucket: string;
+    key: string;
+}
+
+/** What rewriteRange wrote. */
+export interface RangeWrite {
+    /** Rows `fix` changed and that were written. */
+    rewritten: number;
+    /** Keys read and left as they were (fix changed nothing). */
+    untouched: string[];
+    /**
+     * The `_mtime` of the batch's stamp: a write to one of the rewritten
+     * rows stamped at or after it is someone else's, made after this batch
+     * committed. Null when it is not known (no stamp, or the rows were
+     * written one by one).
+     */
+    since: number | null;
+}
+
+/**
+ * Rewrite the rows of one read (with their etags) that `fix` changes, in
+ * one Moray batch conditional on every etag, ending with a put of `stamp`
+ * (whose `_mtime` is read back). A row someone wrote or deleted meanwhile
+ * is read again (that row alone) and the batch sent again without it or
+ * with its fresh value; so each row is read once and written once, unless
+ * someone else writes it too.
+ */
+export async function rewriteRange(client: MorayClient, bucket: string, rows: readonly RowRead[], fix: RowFix, stamp?: BatchStamp): Promise<RangeWrite> {
+    const todo = new Map<string, { etag: string; value: JsonObject }>();
+    const untouched: string[] = [];
+    for (const r of rows) {
+        const value = fix(r.value);
+        if (value === null) {
+            untouched.push(r.key);
+        } else {
+            todo.set(r.key, { etag: r._etag, value });
+        }
+    }
+    if (todo.size === 0) {
+        return { rewritten: 0, untouched, since: null };
+    }
+    for (let attempt = 0; ; attempt++) {
+        const reqs: MorayBatchRequest[] = [...todo].map(([key, t]) => ({ operation: 'put', bucket, key, value: t.value, options: { etag: t.etag } }));
+        if (stamp && reqs.length > 0) {
+            reqs.push({ operation: 'put', bucket: stamp.bucket, key: stamp.key, value: { value: new Date().toISOString() } });
+        }
+        if (reqs.length === 0) {
+            return { rewritten: 0, untouched, since: null };
+        }
+        try {
+            await client.batch(reqs);
+            break;
+        } catch (err) {
+            if (!(err instanceof EtagConflictError || err instanceof NotFoundError)) {
+                throw err;
+            }
+            if (!todo.has(err.key) || attempt >= rows.length) {
+                // Moray did not say which row (or kept saying): one by one, from fresh reads.
+                let n = 0;
+                for (const key of todo.keys()) {
+                    n += await rewriteOne(client, bucket, key, fix);
+                }
+                return { rewritten: n, untouched, since: null };
+            }
+            // Written (or deleted) since it was read: that row again, as it is now.
+            const cur = await client.getObject(bucket, err.key);
+            const value = cur ? fix(cur.value) : null;
+            if (!cur || value === null) {
+                // Someone else gave it its new value: a later change to it is looked for like an untouched row's.
+                todo.delete(err.key);
+                untouched.push(err.key);
+            } else {
+                todo.set(err.key, { etag: cur._etag, value });
+            }
+        }
+    }
+    let since: number | null = null;
+    if (stamp) {
+        const got = await client.getObject(stamp.bucket, stamp.key);
+        const mtime = Number(got?._mtime);
+        since = Number.isFinite(mtime) ? mtime : null;
+    }
+    return { rewritten: todo.size, untouched, since };
+}
+
 /** One batch of conditional puts of the rows `fix` changes; false when a row's etag no longer matched (nothing written then). */
 async function rewriteBatch(client: MorayClient, bucket: string, rows: readonly RowRead[], fix: RowFix): Promise<boolean> {
     const reqs: MorayBatchRequest[] = [];

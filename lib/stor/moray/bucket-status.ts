@@ -36,6 +36,8 @@ export interface BucketsInitOptions {
     reindexBatchSize?: number | undefined;
     /** Rows per migration batch (default 500: one findObjects page, one Moray batch). */
     backfillBatchSize?: number | undefined;
+    /** Migration batches whose writes may be under way at once, while the next is read (default 4). */
+    backfillDepth?: number | undefined;
     /** Rows per sweep page (default: backfillBatchSize). */
     sweepPageSize?: number | undefined;
     /** Between sweeps after start-up (default SWEEP_EVERY_MS; 0: none). */

@@ -4,21 +4,25 @@
 //   2. for each bucket definition: create it if missing (with
 //      `options.version`), else update it when the stored version is older
 //      (bucket-setup.ts);
-//   3. reindex updated buckets, `reindexObjects` in a loop until a call
-//      processes nothing;
-//   4. run the data migrations (migrations.ts) that `sapi_meta` does not
+//   3. run the data migrations (migrations.ts) that `sapi_meta` does not
 //      record as done, in number order, each resuming at its saved cursor:
 //      a bucket this process creates starts with all of its migrations
 //      done; any other (SAPI 2.1.2's, or one an earlier SAPI-TS upgraded
 //      without them) is migrated. Migration 1 is the backfill of the
-//      derived index fields (backfill.ts);
-//   5. sweep the buckets with derived fields (sweep.ts): the rows changed
-//      since the mark kept in `sapi_meta` (rows SAPI 2.1.2 wrote while no
-//      SAPI-TS ran) get their copies. With no mark yet, the sweep starts an
-//      hour before the backfill began; a bucket this process creates needs
-//      none (its mark is now). After start-up, the sweep runs again every
-//      sweepEveryMs, as a backstop for what the change feed's repairer
-//      misses.
+//      derived index fields (backfill.ts). They run before the reindex: a
+//      row they rewrite after the bucket update is indexed by that write
+//      (Moray writes every index column and sets its `_rver`), so each row
+//      is written once, by them or by the reindex;
+//   4. reindex updated buckets, `reindexObjects` in a loop until a call
+//      processes nothing (the rows the migrations left);
+//   5. sweep the buckets with derived fields (sweep.ts): after a backfill
+//      run here, only what was written behind it (runCatchUp, without
+//      reading again the rows it wrote); else the rows changed since the
+//      mark kept in `sapi_meta` (rows SAPI 2.1.2 wrote while no SAPI-TS
+//      ran). With no mark yet, the sweep starts an hour before the
+//      backfill began; a bucket this process creates needs none (its mark
+//      is now). After start-up, the sweep runs again every sweepEveryMs, as
+//      a backstop for what the change feed's repairer misses.
 //
 // Every Moray call is retried with exponential backoff until it succeeds
 // (or stop() is called; retrier.ts). Until a bucket's reindex is complete,
@@ -44,10 +48,11 @@ import {
     saveMigrationState,
     type Migration,
     type MigrationProgress,
+    type MigrationRun,
     type MigrationState,
 } from './migrations.js';
 import { deferred, Retrier, Stopped, type InitLogger } from './retrier.js';
-import { loadSweepMark, morayNow, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor } from './sweep.js';
+import { loadSweepMark, morayNow, runCatchUp, runSweep, saveSweepMark, SWEEP_EVERY_MS, sweepStartFor, type SweepDeps } from './sweep.js';
 
 export { bucketConfig, type MorayBucketDef } from './bucket-setup.js';
 export type { InitLogger } from './retrier.js';
@@ -65,6 +70,7 @@ export class BucketsInitializer {
     private readonly log: InitLogger;
     private readonly batchSize: number;
     private readonly backfillBatchSize: number;
+    private readonly backfillDepth: number;
     private readonly sweepPageSize: number;
     private readonly sweepEveryMs: number;
     private readonly metaBucket: string;
@@ -85,6 +91,8 @@ export class BucketsInitializer {
     private readonly pendingMigrations = new Set<number>();
     /** Buckets whose start-up sweep is still to be done. */
     private readonly sweepPending = new Set<string>();
+    /** Buckets whose reindex is still to be done. */
+    private readonly reindexPending = new Set<string>();
     private sweepTimer: NodeJS.Timeout | null = null;
 
     constructor(opts: BucketsInitOptions) {
@@ -93,6 +101,7 @@ export class BucketsInitializer {
         this.log = opts.log ?? nullLog;
         this.batchSize = opts.reindexBatchSize ?? 100;
         this.backfillBatchSize = opts.backfillBatchSize ?? 500;
+        this.backfillDepth = opts.backfillDepth ?? 4;
         this.sweepPageSize = opts.sweepPageSize ?? this.backfillBatchSize;
         this.sweepEveryMs = opts.sweepEveryMs ?? SWEEP_EVERY_MS;
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
@@ -225,6 +234,7 @@ export class BucketsInitializer {
             if (Object.keys(b.reindexActive).length > 0) {
                 state.phase = 'reindexing';
                 toReindex.push(def);
+                this.reindexPending.add(def.name);
             } else {
                 state.phase = 'ready';
             }
@@ -267,37 +277,33 @@ export class BucketsInitializer {
             }
             const state = this.states.get(def.name) as BucketStatus;
             state.pendingFields = this.pendingOf(def);
-            if (state.phase !== 'reindexing') {
-                state.phase = this.nextPhase(def);
-            }
+            state.phase = this.nextPhase(def);
         }
         this.setup.resolve();
         this.log.info({ buckets: this.defs.map((d) => d.name) }, 'moray buckets set up');
+        // The migrations first: a row they rewrite is indexed by that write
+        // (Moray sets every index column and the row's _rver), so the
+        // reindex that follows only does the rows they left.
+        /** Per bucket: the derived fields' backfill run here. */
+        const backfilledNow = new Map<string, MigrationRun>();
+        for (const { m, def, from } of toMigrate) {
+            const run = await this.migrate(def, m, from);
+            if (m.fillsDerived) {
+                backfilledNow.set(def.name, run);
+            }
+        }
         for (const def of toReindex) {
             await this.reindexBucket(def);
         }
-        /** Per bucket: when its derived fields' backfill began, and whether it ran here. */
-        const backfillStart = new Map<string, string>();
-        const backfilledNow = new Set<string>();
-        for (const def of this.defs) {
-            const b = this.states.get(def.name)?.backfill;
-            if (b) {
-                backfillStart.set(def.name, b.startedAt);
-            }
-        }
-        for (const { m, def, from } of toMigrate) {
-            const done = await this.migrate(def, m, from);
-            if (m.fillsDerived) {
-                backfillStart.set(def.name, done.startedAt);
-                backfilledNow.add(def.name);
-            }
-        }
         for (const { def, mark } of toSweep.values()) {
-            // No mark yet: from well before the backfill began. A backfill run now also misses
-            // what was written behind it meanwhile: from before it began, whatever the mark.
-            const since = sweepStartFor(backfillStart.get(def.name));
-            const ranNow = backfilledNow.has(def.name);
-            await this.sweepBucket(def, mark === null || ranNow ? Math.min(mark ?? since, since) : mark, true);
+            const run = backfilledNow.get(def.name);
+            if (run) {
+                // A backfill run here read every row: only what was written behind it is looked for.
+                await this.sweepBucket(def, run.clock, true, run);
+            } else {
+                // No mark yet: from well before the backfill began.
+                await this.sweepBucket(def, mark ?? sweepStartFor(this.states.get(def.name)?.backfill?.startedAt), true);
+            }
         }
         for (const def of fresh) {
             // Every row of a new bucket has its copies: sweeps start from now.
@@ -325,10 +331,13 @@ export class BucketsInitializer {
         return [...new Set([...(this.indexing.get(def.name) ?? []), ...held, ...swept])];
     }
 
-    /** What `def` does once its reindex (or a migration) is done: its next migration, its start-up sweep, or nothing. */
+    /** What `def` does next: its next migration, its reindex, its start-up sweep, or nothing. */
     private nextPhase(def: MorayBucketDef): BucketPhase {
         const next = this.migrations.find((m) => m.bucket === def.name && this.pendingMigrations.has(m.number));
-        return next ? next.phase : this.sweepPending.has(def.name) ? 'sweeping' : 'ready';
+        if (next) {
+            return next.phase;
+        }
+        return this.reindexPending.has(def.name) ? 'reindexing' : this.sweepPending.has(def.name) ? 'sweeping' : 'ready';
     }
 
     /** Record `m`'s progress in `def`'s status (`s`: its state, for the derived fields' backfill). */
@@ -372,25 +381,26 @@ export class BucketsInitializer {
      * its derived fields are pending until the sweep is done; later sweeps
      * leave them trusted.
      */
-    private async sweepBucket(def: MorayBucketDef, from: number, startup: boolean): Promise<void> {
+    private async sweepBucket(def: MorayBucketDef, from: number, startup: boolean, after?: MigrationRun): Promise<void> {
         const state = this.states.get(def.name) as BucketStatus;
         if (startup) {
             state.phase = 'sweeping';
         }
         const t0 = Date.now();
-        const done = await runSweep(
-            {
-                client: this.client,
-                def: def as BucketDef,
-                metaBucket: this.metaBucket,
-                pageSize: this.sweepPageSize,
-                retrying: startup ? (what, fn) => this.retry.retrying(what, fn) : (_what, fn) => this.retry.once(fn),
-                onProgress: (p) => {
-                    state.sweep = p;
-                },
+        const deps: SweepDeps = {
+            client: this.client,
+            def: def as BucketDef,
+            metaBucket: this.metaBucket,
+            pageSize: this.sweepPageSize,
+            retrying: startup ? (what, fn) => this.retry.retrying(what, fn) : (_what, fn) => this.retry.once(fn),
+            onProgress: (p) => {
+                state.sweep = p;
             },
-            from,
-        );
+        };
+        const indexed = !Object.keys(def.derived ?? {}).some((f) => this.indexing.get(def.name)?.includes(f));
+        const done = after
+            ? await runCatchUp(deps, { clock: after.clock, resumedAt: after.resumedAt, startedAt: after.state.startedAt, ranges: after.ranges, indexed })
+            : await runSweep(deps, from);
         if (startup) {
             this.sweepPending.delete(def.name);
             state.pendingFields = this.pendingOf(def);
@@ -405,7 +415,7 @@ export class BucketsInitializer {
     }
 
     /** Run (or resume) migration `m` of `def` to its end. */
-    private async migrate(def: MorayBucketDef, m: Migration, from: MigrationState | null): Promise<MigrationState> {
+    private async migrate(def: MorayBucketDef, m: Migration, from: MigrationState | null): Promise<MigrationRun> {
         const state = this.states.get(def.name) as BucketStatus;
         state.phase = m.phase;
         const what = { bucket: def.name, migration: m.number, name: m.name };
@@ -420,6 +430,7 @@ export class BucketsInitializer {
                 def: def as BucketDef,
                 metaBucket: this.metaBucket,
                 batchSize: this.backfillBatchSize,
+                depth: this.backfillDepth,
                 retrying: (w, fn) => this.retry.retrying(w, fn),
                 onProgress: (p, s) => {
                     this.migrationProgress(def, m, p, s);
@@ -442,7 +453,7 @@ export class BucketsInitializer {
         state.pendingFields = this.pendingOf(def);
         state.phase = this.nextPhase(def);
         const rate = state.migrations.find((x) => x.number === m.number)?.rate ?? 0;
-        this.log.info({ ...what, scanned: done.scanned, rewritten: done.rewritten, rowsPerSecond: rate }, 'running data migration: done');
+        this.log.info({ ...what, scanned: done.state.scanned, rewritten: done.state.rewritten, rowsPerSecond: rate }, 'running data migration: done');
         return done;
     }
 
@@ -459,6 +470,7 @@ export class BucketsInitializer {
             state.pendingFields = this.pendingOf(def);
         }
         state.version = b?.version ?? state.version;
+        this.reindexPending.delete(def.name);
         state.phase = this.nextPhase(def);
         this.log.info({ bucket: def.name, reindexed: state.reindexed }, 'reindexing moray bucket: done');
     }

@@ -14,8 +14,13 @@
 // once: the conditional puts keep them from undoing each other's work.
 //
 // The initializer (buckets-init.ts) runs the pending ones in number order
-// after the reindex. A migration's pendingFields are searched client-side
-// while it runs (the store stays exact).
+// right after the bucket update, before Moray's reindex: a row a migration
+// rewrites gets every index column of the new version and its `_rver` from
+// that write, so the reindex only does the rows the migrations left. A
+// migration's pendingFields are searched client-side while it runs (the
+// store stays exact). The runner pipelines the batches: the next batch is
+// read while a few batches' writes are under way (one Moray batch, one
+// PostgreSQL transaction, each), and progress is saved in `_id` order.
 //
 // The sweep of rows SAPI 2.1.2 writes after the backfill (sweep.ts) is not a
 // migration: it never finishes. It runs at every start and every few
@@ -23,10 +28,13 @@
 // the backfill rather than replacing it; so it stays a repair beside the
 // migrations, as the change feed's repairer (repair.ts) does.
 
+import { randomUUID } from 'node:crypto';
+
 import { BUCKETS, staleIndexCopies, withIndexCopies, type BucketDef } from '../buckets.js';
 import type { JsonObject } from '../store.js';
-import { backfillMetaKey, parseBackfillState, rewriteRows, type BackfillState } from './backfill.js';
+import { backfillMetaKey, parseBackfillState, rewriteRange, type BackfillState, type BatchStamp, type RangeWrite } from './backfill.js';
 import type { MorayClient } from './client.js';
+import { OVERLAP_MS } from './feed.js';
 import { afterId } from './filter.js';
 
 /** What one batch step may use. */
@@ -36,6 +44,8 @@ export interface MigrationStepContext {
     def: BucketDef;
     /** Rows per batch. */
     batchSize: number;
+    /** A row the batch's writes may end with (its `_mtime` then tells when they were made; rewriteRange). */
+    stamp?: BatchStamp | undefined;
 }
 
 /** What one batch step did, and where the next starts. */
@@ -45,6 +55,11 @@ export interface MigrationBatch {
     cursor: number;
     /** Nothing is left after this batch. */
     done: boolean;
+    /**
+     * The batch's writes, when the step leaves them to the runner: it makes
+     * them (retried) while it reads the next batches, a few batches at once.
+     */
+    write?: (() => Promise<RangeWrite>) | undefined;
 }
 
 export interface Migration {
@@ -94,15 +109,20 @@ export function rowMigration(spec: {
         ...(spec.fillsDerived !== undefined ? { fillsDerived: spec.fillsDerived } : {}),
         ...(spec.legacyMetaKey !== undefined ? { legacyMetaKey: spec.legacyMetaKey } : {}),
         pendingFields: spec.pendingFields ?? (() => []),
-        step: async ({ client, def, batchSize }, cursor) => {
+        step: async ({ client, def, batchSize, stamp }, cursor) => {
             const rows = await client.findAll(def.name, afterId({ all: true }, cursor, def), {
                 limit: batchSize,
                 sort: { attribute: '_id', order: 'ASC' },
             });
-            const todo = rows.filter((r) => fix(def, r.value) !== null);
-            const rewritten = todo.length > 0 ? await rewriteRows(client, def.name, todo, (v) => fix(def, v)) : 0;
             const last = rows[rows.length - 1];
-            return { scanned: rows.length, rewritten, cursor: last ? Number(last._id) : cursor, done: rows.length < batchSize };
+            return {
+                scanned: rows.length,
+                rewritten: 0,
+                cursor: last ? Number(last._id) : cursor,
+                done: rows.length < batchSize,
+                // Each row read once, each that needs it written once (conditional on the etag read).
+                write: () => rewriteRange(client, def.name, rows, (v) => fix(def, v), stamp),
+            };
         },
     };
 }
@@ -294,17 +314,55 @@ export interface MigrationRunDeps {
     def: BucketDef;
     metaBucket: string;
     batchSize: number;
+    /** Batches whose writes may be under way at once, while the next is read (default 1). */
+    depth?: number | undefined;
     /** Wraps each Moray call (retries transient errors). */
     retrying: <R>(what: string, fn: () => Promise<R>) => Promise<R>;
     onProgress: (p: MigrationProgress, s: MigrationState) => void;
 }
 
+/** One batch's rows as this run wrote them: `_id` in (after, last]. */
+export interface WrittenRange {
+    after: number;
+    last: number;
+    /** See RangeWrite: a change to a rewritten row at or after this `_mtime` is someone else's (null: unknown). */
+    since: number | null;
+    /** Rows read and left as they were. */
+    untouched: readonly string[];
+}
+
+/** What one run of a migration did: its final state, and what a catch-up after it needs. */
+export interface MigrationRun {
+    state: MigrationState;
+    /** The cursor the run began at (rows up to it were done by an earlier run). */
+    resumedAt: number;
+    /** Moray's clock a little before the run read anything (a change since is looked for by a catch-up). */
+    clock: number;
+    /** Every batch of this run, in `_id` order, from resumedAt to the end. */
+    ranges: WrittenRange[];
+}
+
+/** Moray's clock now, less the skew allowed between Moray processes: a put to `metaBucket` and its `_mtime` read back. */
+async function morayClockBefore(client: MorayClient, metaBucket: string, key: string): Promise<number> {
+    await client.putObject(metaBucket, key, { value: new Date().toISOString() });
+    const mtime = Number((await client.getObject(metaBucket, key))?._mtime);
+    if (!Number.isFinite(mtime)) {
+        throw new Error(`moray ${metaBucket}/${key}: no _mtime`);
+    }
+    return Math.max(0, mtime - OVERLAP_MS);
+}
+
 /**
  * Run (or resume, from `from`) migration `m` until it is done; resolves
- * with the final state.
+ * with the run (its final state, and the ranges it wrote). Batches are
+ * pipelined: while up to `depth` batches' writes are under way, the next
+ * batch is read; progress is saved in `_id` order, each time a batch and
+ * every one before it are written, so a restart resumes after the last
+ * batch saved (a batch written again then finds its rows done).
  */
-export async function runMigration(deps: MigrationRunDeps, m: Migration, from: MigrationState | null): Promise<MigrationState> {
+export async function runMigration(deps: MigrationRunDeps, m: Migration, from: MigrationState | null): Promise<MigrationRun> {
     const { client, def, metaBucket, batchSize, retrying } = deps;
+    const depth = Math.max(1, Math.floor(deps.depth ?? 1));
     const state: MigrationState =
         from && from.version === m.version
             ? { ...from, done: false }
@@ -320,6 +378,10 @@ export async function runMigration(deps: MigrationRunDeps, m: Migration, from: M
                   startedAt: new Date().toISOString(),
               };
     delete state.finishedAt;
+    const what = `migration ${m.number} (${m.name}) of ${def.name}`;
+    const key = migrationMetaKey(m.number);
+    const clock = await retrying(`${what}: read moray's clock`, () => morayClockBefore(client, metaBucket, `${key}.clock`));
+    const run: MigrationRun = { state, resumedAt: state.cursor, clock, ranges: [] };
     const t0 = Date.now();
     let scannedHere = 0;
     const report = (): void => {
@@ -327,21 +389,55 @@ export async function runMigration(deps: MigrationRunDeps, m: Migration, from: M
         deps.onProgress(progressOf(m, state, state.done ? 'done' : 'running', secs > 0 ? Math.round(scannedHere / secs) : 0), { ...state });
     };
     report();
-    for (;;) {
-        const cursor = state.cursor;
-        const b = await retrying(`migration ${m.number} (${m.name}) of ${def.name}: batch after ${cursor}`, () => m.step({ client, def, batchSize }, cursor));
-        state.cursor = b.cursor;
-        state.scanned += b.scanned;
-        state.rewritten += b.rewritten;
-        scannedHere += b.scanned;
-        if (b.done) {
-            state.done = true;
-            state.finishedAt = new Date().toISOString();
+    // Each in-flight batch writes its own stamp row (this run's, so another SAPI's cannot be read for it).
+    const tag = randomUUID().slice(0, 8);
+    const stamps = Array.from({ length: depth }, (_, i): BatchStamp => ({ bucket: metaBucket, key: `${key}.stamp.${tag}.${i}` }));
+    /** Batches read and not yet saved; settled in order by `chain`. */
+    let inFlight = 0;
+    let chain: Promise<void> = Promise.resolve();
+    let freed: (() => void) | null = null;
+    let cursor = state.cursor;
+    for (let n = 0; ; n++) {
+        while (inFlight >= depth) {
+            await new Promise<void>((resolve, reject) => {
+                freed = resolve;
+                chain.catch(reject);
+            });
         }
-        await retrying(`migration ${m.number} (${m.name}) of ${def.name}: save progress`, () => saveMigrationState(client, metaBucket, m, state));
-        report();
-        if (state.done) {
-            return state;
+        const after = cursor;
+        const stamp = stamps[n % depth];
+        const b = await retrying(`${what}: batch after ${after}`, () => m.step({ client, def, batchSize, stamp }, after));
+        const write = b.write;
+        const written = write ? retrying(`${what}: write after ${after}`, write) : Promise.resolve(null);
+        written.catch(() => undefined);
+        inFlight++;
+        chain = chain.then(async () => {
+            const w = await written;
+            state.cursor = b.cursor;
+            state.scanned += b.scanned;
+            state.rewritten += b.rewritten + (w?.rewritten ?? 0);
+            scannedHere += b.scanned;
+            if (b.cursor > after) {
+                run.ranges.push({ after, last: b.cursor, since: w?.since ?? null, untouched: w?.untouched ?? [] });
+            }
+            if (b.done) {
+                state.done = true;
+                state.finishedAt = new Date().toISOString();
+            }
+            await retrying(`${what}: save progress`, () => saveMigrationState(client, metaBucket, m, state));
+            report();
+            inFlight--;
+            const f = freed;
+            freed = null;
+            f?.();
+        });
+        cursor = b.cursor;
+        if (b.done) {
+            break;
         }
     }
+    await chain;
+    // The stamp rows are of no use now (one left behind, by a failure, is harmless).
+    await Promise.all(stamps.map((s) => client.delObject(s.bucket, s.key).catch(() => undefined)));
+    return run;
 }

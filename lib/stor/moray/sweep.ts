@@ -34,6 +34,8 @@ import { EtagConflictError } from '../errors.js';
 import { rewriteStale } from './backfill.js';
 import type { MorayClient, MorayObject } from './client.js';
 import { OVERLAP_MS } from './feed.js';
+import { toLdapString } from './filter.js';
+import type { WrittenRange } from './migrations.js';
 
 /** Between sweeps of a running SAPI (the backstop for what the change feed misses). */
 export const SWEEP_EVERY_MS = 10 * 60 * 1000;
@@ -135,36 +137,44 @@ export function sweepStartFor(backfillStartedAt: string | undefined): number {
 
 const mtimeOf = (r: MorayObject): number => Number(r._mtime ?? 0);
 
-/**
- * Sweep `deps.def` from `from` (a Moray `_mtime`): rewrite every stale row
- * changed since then, and save the new mark. Resolves with the final progress.
- */
-export async function runSweep(deps: SweepDeps, from: number): Promise<SweepProgress> {
-    const { client, def, metaBucket, pageSize, retrying } = deps;
-    const overlap = deps.overlapMs ?? OVERLAP_MS;
-    const p: SweepProgress = { from, checked: 0, rewritten: 0, done: false, startedAt: new Date().toISOString() };
-    deps.onProgress?.({ ...p });
-    const until = await retrying(`sweep ${def.name}: read moray's clock`, () => morayNow(client, metaBucket, def.name));
+/** Reads and checks (rewriting stale rows) for one sweep or catch-up. */
+interface Pass {
+    read: (what: string, filter: string, sort: string) => Promise<MorayObject[]>;
+    check: (rows: MorayObject[]) => Promise<void>;
+}
 
-    const check = async (rows: MorayObject[]): Promise<void> => {
-        const stale = rows.filter((r) => staleIndexCopies(def, r.value).length > 0);
-        if (stale.length > 0) {
-            p.rewritten += await retrying(`sweep ${def.name}: write`, () => rewriteStale(client, def, stale));
-        }
-        p.checked += rows.length;
-        deps.onProgress?.({ ...p });
+function passOf(deps: SweepDeps, p: SweepProgress): Pass {
+    const { client, def, pageSize, retrying } = deps;
+    return {
+        read: (what, filter, sort) =>
+            retrying(`sweep ${def.name}: ${what}`, () => client.findAll(def.name, filter, { limit: pageSize, sort: { attribute: sort, order: 'ASC' } })),
+        check: async (rows) => {
+            const stale = rows.filter((r) => staleIndexCopies(def, r.value).length > 0);
+            if (stale.length > 0) {
+                p.rewritten += await retrying(`sweep ${def.name}: write`, () => rewriteStale(client, def, stale));
+            }
+            p.checked += rows.length;
+            deps.onProgress?.({ ...p });
+        },
     };
-    const read = (what: string, filter: string, sort: string): Promise<MorayObject[]> =>
-        retrying(`sweep ${def.name}: ${what}`, () => client.findAll(def.name, filter, { limit: pageSize, sort: { attribute: sort, order: 'ASC' } }));
+}
 
+/** `(&(clause)(more))`, or `clause` alone. */
+function both(clause: string, more: string): string {
+    return more === '' ? clause : `(&${clause}${more})`;
+}
+
+/** The rows changed since `from` (and matching `more`), oldest first, until a page goes past `until` (see above). */
+async function sweepChanged(deps: SweepDeps, pass: Pass, from: number, until: number, more = ''): Promise<void> {
+    const { pageSize } = deps;
     let cursor = Math.max(0, Math.floor(from));
     for (;;) {
-        const rows = await read('read', `(_mtime>=${cursor})`, '_mtime');
-        await check(rows);
+        const rows = await pass.read('read', both(`(_mtime>=${cursor})`, more), '_mtime');
+        await pass.check(rows);
         const first = rows[0];
         const last = rows[rows.length - 1];
         if (rows.length < pageSize || !first || !last || mtimeOf(last) > until) {
-            break;
+            return;
         }
         if (mtimeOf(first) < mtimeOf(last)) {
             cursor = mtimeOf(last);
@@ -172,22 +182,106 @@ export async function runSweep(deps: SweepDeps, from: number): Promise<SweepProg
         }
         // A whole page of one `_mtime` (in no particular order): all of it by `_id`, then what follows it.
         const m = mtimeOf(last);
-        let lastId = 0;
-        for (;;) {
-            const more = await read('read one _mtime', `(&(_mtime=${m})(_id>=${lastId + 1}))`, '_id');
-            await check(more);
-            const end = more[more.length - 1];
-            if (more.length < pageSize || !end) {
-                break;
-            }
-            lastId = Number(end._id);
-        }
+        await byId(deps, pass, 'read one _mtime', `(_mtime=${m})${more}`, 0);
         cursor = m + 1;
     }
-    const mark = Math.max(Math.floor(from), until - overlap);
-    await retrying(`sweep ${def.name}: save mark`, () => saveSweepMark(client, metaBucket, def.name, mark));
+}
+
+/** Every row matching `filter` (an `and`'s parts) with `_id` above `after`, in `_id` order. */
+async function byId(deps: SweepDeps, pass: Pass, what: string, filter: string, after: number, last = Infinity): Promise<void> {
+    let lo = after + 1;
+    const upTo = Number.isFinite(last) ? `(_id<=${last})` : '';
+    for (;;) {
+        const rows = await pass.read(what, `(&(_id>=${lo})${upTo}${filter})`, '_id');
+        await pass.check(rows);
+        const end = rows[rows.length - 1];
+        if (rows.length < deps.pageSize || !end) {
+            return;
+        }
+        lo = Number(end._id) + 1;
+    }
+}
+
+/**
+ * Sweep `deps.def` from `from` (a Moray `_mtime`): rewrite every stale row
+ * changed since then, and save the new mark. Resolves with the final progress.
+ */
+export async function runSweep(deps: SweepDeps, from: number): Promise<SweepProgress> {
+    const { client, def, metaBucket, retrying } = deps;
+    const overlap = deps.overlapMs ?? OVERLAP_MS;
+    const p: SweepProgress = { from, checked: 0, rewritten: 0, done: false, startedAt: new Date().toISOString() };
+    deps.onProgress?.({ ...p });
+    const until = await retrying(`sweep ${def.name}: read moray's clock`, () => morayNow(client, metaBucket, def.name));
+    await sweepChanged(deps, passOf(deps, p), from, until);
+    return finish(deps, p, Math.max(Math.floor(from), until - overlap));
+}
+
+async function finish(deps: SweepDeps, p: SweepProgress, mark: number): Promise<SweepProgress> {
+    await deps.retrying(`sweep ${deps.def.name}: save mark`, () => saveSweepMark(deps.client, deps.metaBucket, deps.def.name, mark));
     p.done = true;
     p.finishedAt = new Date().toISOString();
     deps.onProgress?.({ ...p });
     return p;
+}
+
+/** More untouched rows than this in one batch: its whole range is read again instead of naming them. */
+const MAX_NAMED = 100;
+
+/** What a catch-up after a backfill run needs of it (migrations.ts MigrationRun). */
+export interface CatchUpPlan {
+    clock: number;
+    resumedAt: number;
+    /** When the backfill first began (over every run). */
+    startedAt: string;
+    ranges: readonly WrittenRange[];
+    /** Whether Moray's index of the derived fields is complete (reindex done). */
+    indexed: boolean;
+}
+
+/**
+ * The start-up sweep after a backfill that ran here, without reading again
+ * the rows it wrote. The backfill read every row; what it may have missed
+ * is a change someone else made behind it:
+ *
+ * - to a row it rewrote, after its batch committed: stamped at or after
+ *   the batch's stamp (`since`), so per batch `(_id in its range) and
+ *   (_mtime >= since)`, which is only such changes (and the few rows of
+ *   the batch that share the stamp's millisecond);
+ * - to a row it read and left (or that someone else wrote first), after
+ *   the run began: those rows by name, `_mtime >= clock`;
+ * - a batch whose stamp is not known: its range, `_mtime >= clock`;
+ * - rows an earlier run did (a resumed backfill): changed since the
+ *   backfill first began, as a sweep reads them, `_id` up to where this
+ *   run began;
+ * - a row created without copies whose `_id` came before rows the
+ *   backfill had already read (its writer's transaction committed late):
+ *   `_mtime >= clock` and a derived field missing, through Moray's index
+ *   once it is complete (else the whole sweep from the clock).
+ *
+ * The mark saved is Moray's clock when the catch-up began, less the overlap.
+ */
+export async function runCatchUp(deps: SweepDeps, plan: CatchUpPlan): Promise<SweepProgress> {
+    const { client, def, metaBucket, retrying } = deps;
+    const overlap = deps.overlapMs ?? OVERLAP_MS;
+    const p: SweepProgress = { from: plan.clock, checked: 0, rewritten: 0, done: false, startedAt: new Date().toISOString() };
+    deps.onProgress?.({ ...p });
+    const until = await retrying(`sweep ${def.name}: read moray's clock`, () => morayNow(client, metaBucket, def.name));
+    const pass = passOf(deps, p);
+    const since = `(_mtime>=${plan.clock})`;
+    for (const r of plan.ranges) {
+        const named = r.untouched.length > 0 ? `(&${since}${toLdapString({ in: { field: 'uuid', values: [...r.untouched] } })})` : '';
+        const changed = r.since === null || r.untouched.length > MAX_NAMED ? since : named === '' ? `(_mtime>=${r.since})` : `(|(_mtime>=${r.since})${named})`;
+        await byId(deps, pass, 'read a range the backfill wrote', changed, r.after, r.last);
+    }
+    if (plan.resumedAt > 0) {
+        await sweepChanged(deps, pass, sweepStartFor(plan.startedAt), until, `(_id<=${plan.resumedAt})`);
+    }
+    const derived = Object.keys(def.derived ?? {});
+    if (derived.length > 0 && plan.indexed) {
+        const missing = derived.map((f) => `(!(${f}=*))`);
+        await byId(deps, pass, 'read rows without copies', `${since}${missing.length > 1 ? `(|${missing.join('')})` : missing.join('')}`, 0);
+    } else if (derived.length > 0) {
+        await sweepChanged(deps, pass, plan.clock, until);
+    }
+    return finish(deps, p, Math.max(0, until - overlap));
 }

@@ -1,9 +1,17 @@
 // Prometheus metrics, served on their own port (config metricsPort, as
 // 2.1.2's http://<adminIp>:8881/metrics). One registry per app, no globals.
+//
+// prom-client's parts are loaded one by one: its index also loads the push
+// gateway client, the summary, the cluster aggregator and every default
+// (process) metric with what they use (perf_hooks, v8), none of which a
+// start needs; the default metrics are loaded with the /metrics listener.
 
 import http from 'node:http';
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import Counter from 'prom-client/lib/counter.js';
+import Gauge from 'prom-client/lib/gauge.js';
+import Histogram from 'prom-client/lib/histogram.js';
+import Registry from 'prom-client/lib/registry.js';
 
 import type { DownstreamObservation } from './clients/http.js';
 import type { DeployReq, Deployer } from './model/deployer.js';
@@ -266,25 +274,25 @@ export class Metrics {
         this.storeOps.observe({ backend, op, outcome: ok ? 'ok' : 'error' }, seconds);
     }
 
-    private processMetrics = false;
+    private processMetrics: Promise<void> | null = null;
 
     /**
      * Node's own metrics under their standard names (process_*, nodejs_*), as
      * every Node exporter names them; SAPI's own metrics are sapi_*. They
      * start with the /metrics listener, the only reader of the registry:
-     * setting them up (an event-loop monitor, a GC observer, a dozen
-     * collectors) is no part of serving the first requests.
+     * loading and setting them up (an event-loop monitor, a GC observer, a
+     * dozen collectors) is no part of serving the first requests.
      */
-    private collectProcessMetrics(): void {
-        if (!this.processMetrics) {
-            this.processMetrics = true;
+    private collectProcessMetrics(): Promise<void> {
+        this.processMetrics ??= import('prom-client/lib/defaultMetrics.js').then(({ default: collectDefaultMetrics }) => {
             collectDefaultMetrics({ register: this.registry });
-        }
+        });
+        return this.processMetrics;
     }
 
     /** GET /metrics on its own listener; resolves with the bound port. */
-    listen(port: number, host: string): Promise<{ port: number; close: () => Promise<void> }> {
-        this.collectProcessMetrics();
+    async listen(port: number, host: string): Promise<{ port: number; close: () => Promise<void> }> {
+        await this.collectProcessMetrics();
         const srv = http.createServer((req, res) => {
             if (req.method !== 'GET' || !req.url?.startsWith('/metrics')) {
                 res.writeHead(404, { 'content-type': 'application/json' });

@@ -19,7 +19,7 @@
 // starts the log over. The log stays about one round of writes long.
 
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 /** What one checkpoint did, in log frames (pages). */
 export interface CheckpointResult {
@@ -71,9 +71,13 @@ export class Checkpointer {
     private dead: Error | null = null;
 
     constructor(path: string) {
-        const module = createRequire(import.meta.url).resolve('better-sqlite3');
+        const load = createRequire(import.meta.url);
+        const module = load.resolve('better-sqlite3');
+        // Node's worker threads are loaded with the first checkpointer (after
+        // the first thousand writes), not with the store: no start needs them.
+        const { Worker: WorkerThread } = load('node:worker_threads') as typeof import('node:worker_threads');
         // No node options of the main thread (a loader, an eval'd script): the worker's program is plain CommonJS.
-        this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { path, module }, stdout: false, stderr: false });
+        this.worker = new WorkerThread(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { path, module }, stdout: false, stderr: false });
         // Idle, the worker keeps no process alive; a checkpoint under way does (ask()).
         this.worker.unref();
         this.worker.on('message', (reply: Reply) => this.settle(reply));

@@ -67,7 +67,8 @@
 // `_id` or `_key` skips ordering them by write first. A unique index is
 // checked with a lookup; a write transaction keeps its changes aside and
 // applies them at commit (one that fails changes nothing). reindexObjects
-// still scans for the rows to rewrite.
+// walks the rows in _id order to the first `count` stale ones, and counts
+// the stale ones left by a scan (Moray counts them through its _rver index).
 //
 // During a reindex (bucket updated, reindexObjects not done) this fake by
 // default uses the partial new index columns in filters, so rows not yet
@@ -502,6 +503,11 @@ export class RowTable extends Map<string, FakeRow> {
         const from = lo === undefined ? 0 : valueBound(o, lo, false);
         const to = hi === undefined ? o.rows.length : valueBound(o, hi, true);
         return from < to ? o.rows.slice(from, to) : [];
+    }
+
+    /** Every row in _id order (a copy). */
+    inIdOrder(): FakeRow[] {
+        return this.range('_id', undefined, undefined) ?? [...super.values()].sort((x, y) => x._id - y._id);
     }
 
     /** Every row in last-write order (seq ascending). */
@@ -1138,10 +1144,18 @@ export class FakeMoray {
         }
         const version = b.options.version;
         const stale = (r: FakeRow): boolean => r._rver === null || r._rver < version;
-        const todo = [...b.rows.values()]
-            .filter(stale)
-            .sort((x, y) => x._id - y._id)
-            .slice(0, n);
+        // The first `count` stale rows in _id order (Moray's SELECT has no
+        // ORDER BY; _id order makes this fake repeatable), without sorting
+        // them all at every call.
+        const todo: FakeRow[] = [];
+        for (const row of b.rows.inIdOrder()) {
+            if (todo.length >= n) {
+                break;
+            }
+            if (stale(row)) {
+                todo.push(row);
+            }
+        }
         // Each row is rewritten from its value as returned (the fields being
         // reindexed not laid over); _etag and _mtime stay.
         const ignore = reindexingFields(b);

@@ -11,14 +11,16 @@
 //
 // Left out of the bundle and loaded from node_modules as before: native
 // addons (better-sqlite3) and what the code loads through createRequire (the
-// moray client), plus bunyan's optional dtrace-provider.
+// moray client), plus bunyan's optional dtrace-provider when its addon was
+// built (see dtraceProvider).
 //
 // Deferred (LAZY): a few packages that dependencies require as they load
 // but that a start never uses. They too are left out of the bundle; in
 // their place the bundle holds a stand-in that loads the real package from
 // node_modules the first time anything of it is used.
 
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -137,6 +139,39 @@ const deferPackages: Plugin = {
     },
 };
 
+/**
+ * bunyan's optional dtrace-provider: left to node_modules when its addon
+ * was built, as before; when it was not (npm runs no install script of it:
+ * package.json's allowScripts), in its place a module that throws as a
+ * missing one does, which bunyan takes for "no DTrace", as the package
+ * itself would have told it after failing to load the addon (which took
+ * some ms of every start).
+ */
+const dtraceProvider: Plugin = {
+    name: 'dtrace-provider',
+    setup(b) {
+        b.onResolve({ filter: /^dtrace-provider$/ }, (args) => {
+            let built = false;
+            try {
+                const dir = dirname(createRequire(join(DIST, 'bin', 'sapi.js')).resolve('dtrace-provider'));
+                built = ['Release', 'default', 'Debug'].some((d) => existsSync(join(dir, 'src', 'build', d, 'DTraceProviderBindings.node')));
+            } catch {
+                // not installed: the same as not built
+            }
+            return built ? { path: args.path, external: true } : { path: args.path, namespace: 'no-dtrace' };
+        });
+        b.onLoad({ filter: /.*/, namespace: 'no-dtrace' }, () => ({
+            loader: 'js',
+            contents: [
+                '// dtrace-provider: its addon was not built when the server was bundled (tools/bundle-server.ts).',
+                'const err = new Error("Cannot find module \'dtrace-provider\'");',
+                "err.code = 'MODULE_NOT_FOUND';",
+                'throw err;',
+            ].join('\n'),
+        }));
+    },
+};
+
 writeConfigValidator();
 writeRequestValidators();
 rmSync(OUT, { recursive: true, force: true });
@@ -151,9 +186,9 @@ await build({
     target: 'node20',
     chunkNames: 'chunks/[name]-[hash]',
     sourcemap: 'linked',
-    external: ['better-sqlite3', 'moray', 'dtrace-provider'],
+    external: ['better-sqlite3', 'moray'],
     banner: { js: BANNER },
-    plugins: [deferPackages],
+    plugins: [deferPackages, dtraceProvider],
     logLevel: 'warning',
 });
 

@@ -5,8 +5,9 @@
 // all again. What is written through the connection, and when it reaches
 // the disk, is the business of the layer above it (group-commit.ts).
 
-import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import Database from 'better-sqlite3';
 
@@ -69,7 +70,8 @@ export class SqliteConnection {
     }
 
     private open(): Database.Database {
-        const db = new Database(this.path);
+        const binding = addonPath();
+        const db = new Database(this.path, binding === null ? {} : { nativeBinding: binding });
         db.pragma('journal_mode = WAL');
         const file = this.path !== ':memory:';
         // The store syncs the log itself after each group commit and
@@ -168,6 +170,27 @@ export class SqliteConnection {
         }
         return s;
     }
+}
+
+let addon: string | null | undefined;
+
+/**
+ * better-sqlite3's addon, where its build puts it, or null (then
+ * better-sqlite3 looks for it itself). Named by path, the addon loads at
+ * once; otherwise the `bindings` package finds it by trying a dozen paths
+ * from a captured stack trace, which took ~15 ms of every start.
+ */
+function addonPath(): string | null {
+    if (addon === undefined) {
+        try {
+            const main = createRequire(import.meta.url).resolve('better-sqlite3');
+            const file = join(dirname(main), '..', 'build', 'Release', 'better_sqlite3.node');
+            addon = existsSync(file) ? file : null;
+        } catch {
+            addon = null;
+        }
+    }
+    return addon;
 }
 
 /** Make a new file's directory entry durable (the log is created beside the database). */

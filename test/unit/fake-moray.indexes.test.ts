@@ -155,7 +155,10 @@ for (const tieOrder of ['write', 'reverse'] as const) {
         const some = await env.client.findAll('idx', '(s=a1)', {});
         t.ok(some.length > 10, 'the filters select rows');
         t.equal(some[0]?._count, some.length, 'with their count');
-        await sameAsScan(t, env, 'idx', FILTERS, 'filled');
+        // In reverse tie order, the option sets that leave ties (no sort, or a sort on a column rows share).
+        const options =
+            tieOrder === 'write' ? OPTIONS : OPTIONS.filter((o) => !['_id', 'u'].includes(String((o.sort as { attribute?: string } | undefined)?.attribute)));
+        await sameAsScan(t, env, 'idx', FILTERS, 'filled', options);
         const mtimes = (await env.client.findAll('idx', '(_id>=1)', { limit: 100_000 })).map((r) => Number(r._mtime)).sort((a, b) => a - b);
         const mid = mtimes[Math.floor(mtimes.length / 2)] as number;
         await sameAsScan(

@@ -3,6 +3,8 @@
 // method per Moray call, each failing after a reply timeout, findObjects as
 // an async generator. How a client is made and connected is client.ts's.
 
+import { randomUUID } from 'node:crypto';
+
 import type { IndexDef } from '../buckets.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { JsonObject } from '../store.js';
@@ -236,7 +238,9 @@ export class MorayClient {
 
     async putObject(bucket: string, key: string, value: JsonObject, opts: WriteOptions = {}): Promise<{ etag: string }> {
         const o = opts.etag === undefined ? {} : { etag: opts.etag };
-        const res = await this.call<{ etag?: string }>({ bucket, key, expected: opts.etag }, (cb) => this.raw.putObject(bucket, key, value, o, cb));
+        const res = await this.call<{ etag?: string }>({ bucket, key, expected: opts.etag }, (cb) =>
+            this.raw.putObject(bucket, key, value, { ...o, req_id: randomUUID() }, cb),
+        );
         if (typeof res?.etag !== 'string') {
             throw new StoreUnavailableError(`moray putObject ${bucket}/${key}: reply has no etag`);
         }
@@ -245,7 +249,7 @@ export class MorayClient {
 
     async getObject(bucket: string, key: string): Promise<MorayObject | null> {
         try {
-            return await this.callRaw<MorayObject>((cb) => this.raw.getObject(bucket, key, {}, cb));
+            return await this.callRaw<MorayObject>((cb) => this.raw.getObject(bucket, key, { req_id: randomUUID() }, cb));
         } catch (err) {
             if (serverErrorOf(err)?.name === 'ObjectNotFoundError') {
                 return null;
@@ -256,7 +260,9 @@ export class MorayClient {
 
     delObject(bucket: string, key: string, opts: WriteOptions = {}): Promise<void> {
         const o = opts.etag === undefined ? {} : { etag: opts.etag };
-        return this.call<unknown>({ bucket, key, expected: opts.etag }, (cb) => this.raw.deleteObject(bucket, key, o, cb)).then(() => undefined);
+        return this.call<unknown>({ bucket, key, expected: opts.etag }, (cb) => this.raw.deleteObject(bucket, key, { ...o, req_id: randomUUID() }, cb)).then(
+            () => undefined,
+        );
     }
 
     /** Streams matching records. Always give `limit` (Moray's default is 1000). */
@@ -273,7 +279,7 @@ export class MorayClient {
             wake = null;
             w?.();
         };
-        const res = this.raw.findObjects(bucket, filter, { ...opts });
+        const res = this.raw.findObjects(bucket, filter, { ...opts, req_id: randomUUID() });
         res.on('record', (r: MorayObject) => {
             queue.push(r);
             poke();
@@ -326,7 +332,7 @@ export class MorayClient {
 
     /** All operations in one transaction; `ctx` names the object an error is about when Moray does not. */
     batch(requests: MorayBatchRequest[], ctx: ErrorContext = {}): Promise<void> {
-        return this.call<unknown>(ctx, (cb) => this.raw.batch(batchArgs(requests), {}, cb)).then(() => undefined);
+        return this.call<unknown>(ctx, (cb) => this.raw.batch(batchArgs(requests), { req_id: randomUUID() }, cb)).then(() => undefined);
     }
 
     /**
@@ -336,7 +342,7 @@ export class MorayClient {
      * (serverErrorOf) and which object it names.
      */
     batchReply(requests: MorayBatchRequest[]): Promise<unknown> {
-        return this.callRaw<unknown>((cb) => this.raw.batch(batchArgs(requests), {}, cb));
+        return this.callRaw<unknown>((cb) => this.raw.batch(batchArgs(requests), { req_id: randomUUID() }, cb));
     }
 
     async reindexObjects(bucket: string, count: number): Promise<ReindexResult> {

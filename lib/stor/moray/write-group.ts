@@ -137,13 +137,20 @@ export class WriteGroups {
             for (const k of next.keys) {
                 this.flying.add(k);
             }
-            void this.send(next.members).finally(() => {
-                this.inFlight--;
-                for (const k of next.keys) {
-                    this.flying.delete(k);
-                }
-                this.flush();
-            });
+            void this.send(next.members)
+                // send() settles every member; should it throw all the same, none is left waiting.
+                .catch((err: unknown) => {
+                    for (const m of next.members) {
+                        m.reject(err);
+                    }
+                })
+                .finally(() => {
+                    this.inFlight--;
+                    for (const k of next.keys) {
+                        this.flying.delete(k);
+                    }
+                    this.flush();
+                });
         }
     }
 

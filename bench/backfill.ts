@@ -1,18 +1,25 @@
 // The upgrade of SAPI 2.1.2's instance bucket on Moray: N instances in
 // 2.1.2's shape (server and image only inside params) in version-0 buckets,
-// then SAPI-TS's bucket setup: updateBucket, reindexObjects until done, and
-// the backfill that writes the top-level copies. Prints rows per second of
-// the backfill and what 200,000 instances would take at that rate.
+// then SAPI-TS's bucket setup: updateBucket, the backfill that writes the
+// top-level copies (pipelined batches), Moray's reindexObjects for what it
+// left, and the catch-up sweep. Prints the whole upgrade's time, each
+// phase's, rows per second, how many writes each row got (the backfill's
+// puts and the rows reindexObjects processed), and, unless
+// BENCH_BACKFILL_SEARCH=0, how long a search by server_uuid made during the
+// backfill took (exact: answered client-side until the upgrade is done).
 //
 // Runs against the Moray test server of test/lib (in memory, in this
-// process, scan-based): the figure is this code's overhead per row plus that
-// server's, not what PostgreSQL behind a real Moray would do.
+// process, with sorted indexes): the figure is this code's overhead per row
+// plus that server's, not what PostgreSQL behind a real Moray would do.
+// BENCH_BACKFILL_BATCH and BENCH_BACKFILL_DEPTH set the rows per batch and
+// the batches in flight.
 
 import { randomUUID } from 'node:crypto';
 
 import { BUCKETS } from '../lib/stor/buckets.js';
 import { connectMoray } from '../lib/stor/moray/client.js';
 import { MorayStore } from '../lib/stor/moray/index.js';
+import { eq } from '../lib/stor/store.js';
 import { startFakeMoray } from '../test/lib/fake-moray.js';
 
 /** SAPI 2.1.2's bucket configs (createBucket without options: version 0). */
@@ -53,22 +60,67 @@ export async function benchBackfill(n: number): Promise<void> {
             await raw.batch(reqs);
         }
 
-        const store = new MorayStore({ client: raw, reindexBatchSize: 100, backfillBatchSize: Number(process.env.BENCH_BACKFILL_BATCH ?? 500) });
+        const store = new MorayStore({
+            client: raw,
+            backfillBatchSize: Number(process.env.BENCH_BACKFILL_BATCH ?? 500),
+            ...(process.env.BENCH_BACKFILL_DEPTH ? { backfillDepth: Number(process.env.BENCH_BACKFILL_DEPTH) } : {}),
+        });
+        const before = fake.requests.length;
         const t0 = process.hrtime.bigint();
+        const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+        /** When the instances bucket entered each phase. */
+        const phases: [string, number][] = [];
+        const watch = setInterval(() => {
+            const phase = store.initializer?.status()[BUCKETS.instances.name]?.phase ?? 'unknown';
+            if (phases.at(-1)?.[0] !== phase) {
+                phases.push([phase, secs()]);
+            }
+        }, 50);
+        const server = servers[7 % servers.length] as string;
+        const want = Array.from({ length: n }, (_, j) => j).filter((j) => j % servers.length === 7 % servers.length).length;
+        let search: Promise<string> | null = null;
+        if (process.env.BENCH_BACKFILL_SEARCH !== '0') {
+            search = (async () => {
+                while (store.initializer?.status()[BUCKETS.instances.name]?.phase !== 'backfilling') {
+                    await new Promise((r) => setTimeout(r, 20));
+                }
+                const s0 = secs();
+                const found = await store.find(BUCKETS.instances.name, eq('server_uuid', server), { limit: 1000 });
+                const took = secs() - s0;
+                const exact = found.items.length === want && found.total === want ? 'exact' : `NOT exact (${found.items.length} of ${want})`;
+                return `a search by server_uuid during the backfill (at ${s0.toFixed(1)} s): ${(took * 1000).toFixed(0)} ms, ${exact}`;
+            })();
+        }
         await store.init();
         await store.initializer?.reindexDone();
-        const total = Number(process.hrtime.bigint() - t0) / 1e9;
+        const total = secs();
+        clearInterval(watch);
         const st = store.initializer?.status()[BUCKETS.instances.name];
         const rate = st?.backfill?.rate ?? 0;
         const rewritten = st?.backfill?.rewritten ?? 0;
+        // Writes of instance rows during the upgrade: the puts the backfill (and sweeps) sent, and the rows Moray's reindex rewrote.
+        let puts = 0;
+        for (const r of fake.requests.slice(before)) {
+            if (r.method === 'batch') {
+                puts += (r.args[0] as { bucket?: string; operation?: string }[]).filter(
+                    (q) => q.bucket === 'sapi_instances' && (q.operation ?? 'put') === 'put',
+                ).length;
+            } else if (r.method === 'putObject' && r.args[0] === 'sapi_instances') {
+                puts++;
+            }
+        }
+        const reindexed = st?.reindexed ?? 0;
+        phases.push(['done', total]);
+        const spans = phases.slice(0, -1).map(([p, t], i) => `${p} ${((phases[i + 1]?.[1] ?? total) - t).toFixed(1)} s`);
         console.log(
-            `  ${n.toLocaleString('en-US')} instances: bucket setup + reindex + backfill ${total.toFixed(1)} s; ` +
+            `  ${n.toLocaleString('en-US')} instances: upgrade ${total.toFixed(1)} s (${spans.join(', ')}); ` +
                 `backfill ${rate.toLocaleString('en-US')} rows/s (${rewritten.toLocaleString('en-US')} rewritten)`,
         );
-        if (rate > 0) {
-            console.log(
-                `  200,000 instances at that rate: ${(200_000 / rate).toFixed(0)} s of backfill (2.1.2: no backfill; its searches by server or image load every instance)`,
-            );
+        console.log(
+            `  writes per row: ${((puts + reindexed) / n).toFixed(3)} (${puts.toLocaleString('en-US')} puts by SAPI-TS, ${reindexed.toLocaleString('en-US')} rows by reindexObjects)`,
+        );
+        if (search) {
+            console.log(`  ${await search}`);
         }
         await store.close();
     } finally {

@@ -380,7 +380,7 @@ export class InstrumentedStore extends ForwardingStore {
             ...caps,
             jsonLists: {
                 findJson: (bucket, filter, page, omit) => this.timed('find', () => lists.findJson(bucket, filter, page, omit)),
-                iterateJson: (bucket, filter, chunkSize, omit) => lists.iterateJson(bucket, filter, chunkSize, omit),
+                streamJson: (bucket, filter, chunkSize, omit) => lists.streamJson(bucket, filter, chunkSize, omit),
             },
         };
     }

@@ -247,8 +247,8 @@ export async function listInstances(ctx: Ctx, req: ReqInfo, params: Dict, omit?:
         if (page) {
             return lists.findJson(BUCKET_OF.instance, filter, page, omit);
         }
-        const total = await store.count(BUCKET_OF.instance, filter);
-        return { total, jsonStream: lists.iterateJson(BUCKET_OF.instance, filter, 1000, omit) };
+        const { total, chunks } = await lists.streamJson(BUCKET_OF.instance, filter, 1000, omit);
+        return { total, jsonStream: chunks };
     }
     if (page) {
         return findWithMaster<Instance>(ctx, params, BUCKET_OF.instance, filter, page);

@@ -42,6 +42,7 @@ import {
     type JsonLists,
     type JsonObject,
     type JsonPage,
+    type JsonStream,
     type Page,
     type PageRequest,
     type PutOptions,
@@ -141,7 +142,7 @@ export class CachedStore extends ForwardingStore {
         });
         this.lists = {
             findJson: (bucket, filter, page, omit) => this.findJson(bucket, filter, page, omit),
-            iterateJson: (bucket, filter, chunkSize, omit) => this.iterateJson(bucket, filter, chunkSize, omit),
+            streamJson: (bucket, filter, chunkSize, omit) => this.streamJson(bucket, filter, chunkSize, omit),
         };
     }
 
@@ -285,14 +286,17 @@ export class CachedStore extends ForwardingStore {
         return { json: got.items.map((s) => jsonWithout(s.value, omit)), total: got.total };
     }
 
-    private async *iterateJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]> {
+    private async streamJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): Promise<JsonStream> {
         if (await this.mirror.answers(bucket, filter)) {
-            yield* this.local.iterateJson(bucket, filter, chunkSize, omit);
-            return;
+            return this.local.streamJson(bucket, filter, chunkSize, omit);
         }
-        for await (const chunk of this.iterate(bucket, filter, chunkSize)) {
-            yield chunk.map((s) => jsonWithout(s.value, omit));
-        }
+        const total = await this.count(bucket, filter);
+        const chunks = async function* (self: CachedStore): AsyncIterable<string[]> {
+            for await (const chunk of self.iterate(bucket, filter, chunkSize)) {
+                yield chunk.map((s) => jsonWithout(s.value, omit));
+            }
+        };
+        return { total, chunks: chunks(this) };
     }
 
     override async close(): Promise<void> {

@@ -66,6 +66,12 @@ export interface Page<T extends JsonObject = JsonObject> {
     total: number;
 }
 
+/** Every match as JSON text, chunk by chunk (see JsonLists.streamJson). */
+export interface JsonStream {
+    total: number;
+    chunks: AsyncIterable<string[]>;
+}
+
 /** Matches as JSON text (see JsonLists.findJson). */
 export interface JsonPage {
     json: string[];
@@ -82,8 +88,12 @@ export interface JsonPage {
 export interface JsonLists {
     /** find(), each match as JSON text without the keys `omit`. */
     findJson(bucket: BucketName, filter: Filter, page: PageRequest | undefined, omit: readonly string[]): Promise<JsonPage>;
-    /** iterate(), each match as JSON text without the keys `omit`. */
-    iterateJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): AsyncIterable<string[]>;
+    /**
+     * Every match, in iterate()'s order and chunks, as JSON text without
+     * the keys `omit`, and their number: both from one reading of the
+     * store (one decision where they come from).
+     */
+    streamJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): Promise<JsonStream>;
 }
 
 export interface PutOptions {

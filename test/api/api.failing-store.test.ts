@@ -30,24 +30,33 @@ type Down = (v: boolean | string[]) => void;
 function switchable(real: SqliteStore): { store: Store; down: Down } {
     let down: boolean | Set<string> = false;
     const fail = (prop: string): StoreUnavailableError => new StoreUnavailableError(`simulated outage (${prop})`);
-    const store = new Proxy(real, {
-        get(target, prop, receiver) {
-            const v = Reflect.get(target, prop, receiver) as unknown;
-            if (typeof v !== 'function') {
-                return v;
-            }
-            const name = String(prop);
-            if (down === true ? !KEPT.has(name) : down !== false && down.has(name)) {
-                if (STREAMING.has(name)) {
-                    return () => ({
-                        [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(fail(name)) }),
-                    });
+    // The store's methods, and those of the JSON lists its capabilities offer, fail alike.
+    const guard = <T extends object>(obj: T): T =>
+        new Proxy(obj, {
+            get(target, prop, receiver) {
+                const v = Reflect.get(target, prop, receiver) as unknown;
+                if (typeof v !== 'function') {
+                    return v;
                 }
-                return () => Promise.reject(fail(name));
-            }
-            return (v as (...a: unknown[]) => unknown).bind(target);
-        },
-    });
+                const name = String(prop);
+                if (down === true ? !KEPT.has(name) : down !== false && down.has(name)) {
+                    if (STREAMING.has(name)) {
+                        return () => ({
+                            [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(fail(name)) }),
+                        });
+                    }
+                    return () => Promise.reject(fail(name));
+                }
+                if (name === 'capabilities') {
+                    return () => {
+                        const caps = real.capabilities();
+                        return caps.jsonLists ? { ...caps, jsonLists: guard(caps.jsonLists) } : caps;
+                    };
+                }
+                return (v as (...a: unknown[]) => unknown).bind(target);
+            },
+        });
+    const store = guard(real);
     return { store, down: (v) => (down = typeof v === 'boolean' ? v : new Set(v)) };
 }
 

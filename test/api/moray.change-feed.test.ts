@@ -44,7 +44,7 @@ class Recorder implements ChangeSink {
 
 async function setup(
     t: { teardown(fn: () => unknown): void },
-    feedOpts: { limit?: number; tombstoneKeepMs?: number; pruneEveryMs?: number; overlapMs?: number; wallNow?: () => number } = {},
+    feedOpts: { limit?: number; pageSize?: number; tombstoneKeepMs?: number; pruneEveryMs?: number; overlapMs?: number; wallNow?: () => number } = {},
 ) {
     const moray: FakeMoray = await startFakeMoray();
     t.teardown(() => moray.close());

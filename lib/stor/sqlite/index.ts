@@ -17,6 +17,7 @@ import type {
     JsonLists,
     JsonObject,
     JsonPage,
+    JsonStream,
     Page,
     PageRequest,
     PutOptions,
@@ -206,6 +207,15 @@ export class SqliteStore extends GroupCommitStore implements Store, JsonLists {
     async *iterate<T extends JsonObject>(bucket: BucketName, filter: Filter, chunkSize = 500): AsyncIterable<Stored<T>[]> {
         for (const rows of this.chunks(bucket, filter, chunkSize, 'value', [])) {
             yield rows.map((r) => toStored<T>(r));
+        }
+    }
+
+    /** count() and iterateJson() (JsonLists.streamJson). */
+    streamJson(bucket: BucketName, filter: Filter, chunkSize: number, omit: readonly string[]): Promise<JsonStream> {
+        try {
+            return Promise.resolve({ total: this.countSync(bucket, filter), chunks: this.iterateJson(bucket, filter, chunkSize, omit) });
+        } catch (err) {
+            return Promise.reject(asError(err));
         }
     }
 

@@ -62,16 +62,18 @@ export async function benchBackfill(n: number): Promise<void> {
 
         const store = new MorayStore({
             client: raw,
-            backfillBatchSize: Number(process.env.BENCH_BACKFILL_BATCH ?? 500),
+            ...(process.env.BENCH_BACKFILL_BATCH ? { backfillBatchSize: Number(process.env.BENCH_BACKFILL_BATCH) } : {}),
             ...(process.env.BENCH_BACKFILL_DEPTH ? { backfillDepth: Number(process.env.BENCH_BACKFILL_DEPTH) } : {}),
         });
         const before = fake.requests.length;
         const t0 = process.hrtime.bigint();
         const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
         /** When the instances bucket entered each phase. */
-        const phases: [string, number][] = [];
+        const phases: [string, number][] = [['setup', 0]];
         const watch = setInterval(() => {
-            const phase = store.initializer?.status()[BUCKETS.instances.name]?.phase ?? 'unknown';
+            const known = store.initializer?.status()[BUCKETS.instances.name]?.phase ?? 'unknown';
+            // Before the first phase is known, the buckets are being set up (updateBucket).
+            const phase = known === 'unknown' ? 'setup' : known;
             if (phases.at(-1)?.[0] !== phase) {
                 phases.push([phase, secs()]);
             }

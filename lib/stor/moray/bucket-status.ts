@@ -34,7 +34,7 @@ export interface BucketsInitOptions {
     log?: InitLogger | undefined;
     /** Rows per reindexObjects call (default 100). */
     reindexBatchSize?: number | undefined;
-    /** Rows per migration batch (default 500: one findObjects page, one Moray batch). */
+    /** Rows per migration batch (default 1000: one findObjects page, one Moray batch, one PostgreSQL transaction). */
     backfillBatchSize?: number | undefined;
     /** Migration batches whose writes may be under way at once, while the next is read (default 4). */
     backfillDepth?: number | undefined;

@@ -100,7 +100,7 @@ export class BucketsInitializer {
         this.defs = opts.buckets.map((b) => ({ name: b.name, index: b.index, version: b.version, derived: b.derived }));
         this.log = opts.log ?? nullLog;
         this.batchSize = opts.reindexBatchSize ?? 100;
-        this.backfillBatchSize = opts.backfillBatchSize ?? 500;
+        this.backfillBatchSize = opts.backfillBatchSize ?? 1000;
         this.backfillDepth = opts.backfillDepth ?? 4;
         this.sweepPageSize = opts.sweepPageSize ?? this.backfillBatchSize;
         this.sweepEveryMs = opts.sweepEveryMs ?? SWEEP_EVERY_MS;

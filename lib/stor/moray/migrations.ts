@@ -431,6 +431,8 @@ export async function runMigration(deps: MigrationRunDeps, m: Migration, from: M
             freed = null;
             f?.();
         });
+        // Seen here when it fails (Stopped); a failure is thrown by the wait above or the last await.
+        chain.catch(() => undefined);
         cursor = b.cursor;
         if (b.done) {
             break;

@@ -10,9 +10,10 @@
 // clients) is still loaded only by them.
 //
 // Left out of the bundle and loaded from node_modules as before: native
-// addons (better-sqlite3) and what the code loads through createRequire (the
-// moray client), plus bunyan's optional dtrace-provider when its addon was
-// built (see dtraceProvider).
+// addons (better-sqlite3's JavaScript too, unless its addon is where the
+// store names it: see sqliteExternal) and what the code loads through
+// createRequire (the moray client), plus bunyan's optional dtrace-provider
+// when its addon was built (see dtraceProvider).
 //
 // Deferred (LAZY): a few packages that dependencies require as they load
 // but that a start never uses. They too are left out of the bundle; in
@@ -172,6 +173,22 @@ const dtraceProvider: Plugin = {
     },
 };
 
+/**
+ * better-sqlite3's JavaScript is bundled when its addon was built where the
+ * embedded store names it by path (lib/stor/sqlite/connection.ts:
+ * build/Release), so a start does not find and read its dozen files one by
+ * one; otherwise it stays in node_modules, where its own search for the
+ * addon (the bindings package, which goes by the caller's file) works.
+ */
+function sqliteExternal(): string[] {
+    try {
+        const main = createRequire(ENTRY).resolve('better-sqlite3');
+        return existsSync(join(dirname(main), '..', 'build', 'Release', 'better_sqlite3.node')) ? [] : ['better-sqlite3'];
+    } catch {
+        return ['better-sqlite3'];
+    }
+}
+
 writeConfigValidator();
 writeRequestValidators();
 rmSync(OUT, { recursive: true, force: true });
@@ -186,7 +203,7 @@ await build({
     target: 'node20',
     chunkNames: 'chunks/[name]-[hash]',
     sourcemap: 'linked',
-    external: ['better-sqlite3', 'moray'],
+    external: [...sqliteExternal(), 'moray'],
     banner: { js: BANNER },
     plugins: [deferPackages, dtraceProvider],
     logLevel: 'warning',

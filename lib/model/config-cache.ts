@@ -73,7 +73,7 @@ import type { ChangeSink } from '../stor/changes.js';
 import type { JsonObject, Store } from '../stor/store.js';
 import { assembleConfig, configEtag, storeReader, type ConfigSources, type SourceReader } from './config-doc.js';
 import { WatchedStore, type WriteListener } from './config-watch.js';
-import type { ConfigAnswer, ConfigAnswers, Ctx } from './context.js';
+import type { ConfigAnswer, ConfigAnswers, Ctx, ParentReader } from './context.js';
 import { BUCKET_OF } from './objects.js';
 import type { Application, Instance, Manifest, Service } from './types.js';
 
@@ -270,6 +270,10 @@ export class ConfigCache implements ConfigAnswers, ChangeSink, WriteListener {
                 this.remove(k);
             }
         }
+    }
+
+    parents(ctx: Ctx): ParentReader {
+        return this.reader(ctx, { at: this.now() });
     }
 
     /** Whether an entry may be answered from now. */

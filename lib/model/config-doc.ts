@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 
 import { noSuch } from '../errors.js';
 import { copyInto, mergeAttributes } from './attributes.js';
-import type { Ctx } from './context.js';
+import type { Ctx, ParentReader } from './context.js';
 import { find, mustGet } from './objects.js';
 import type { Application, Dict, Instance, Manifest, Service } from './types.js';
 
@@ -41,7 +41,7 @@ export function storeReader(ctx: Ctx): SourceReader {
 export async function loadParents(
     ctx: Ctx,
     serviceUuid: string,
-    reader: SourceReader = storeReader(ctx),
+    reader: ParentReader = storeReader(ctx),
 ): Promise<{ service: Service; application: Application }> {
     const service = await reader.service(serviceUuid);
     if (!service) {

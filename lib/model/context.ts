@@ -6,7 +6,7 @@ import type Logger from 'bunyan';
 import type { SapiConfig } from '../config.js';
 import type { Deployer } from './deployer.js';
 import type { Store } from '../stor/store.js';
-import type { InstanceType, Mode } from './types.js';
+import type { Application, InstanceType, Mode, Service } from './types.js';
 
 export interface Ctx {
     readonly store: Store;
@@ -29,6 +29,19 @@ export interface ConfigAnswer {
 export interface ConfigAnswers {
     /** The config of `uuid`; with `withBody`, its JSON too. */
     get(ctx: Ctx, uuid: string, withBody: boolean): Promise<ConfigAnswer>;
+    /**
+     * Services and applications as GetConfig's documents are made of them:
+     * exact for writes through this process, and on Moray within the bound
+     * GetConfig answers with for writes through another (read from the
+     * store, or kept, or from the local copy the change feed keeps).
+     */
+    parents?(ctx: Ctx): ParentReader;
+}
+
+/** Reads a service or an application: the stored object, or null. */
+export interface ParentReader {
+    service(uuid: string): Promise<Service | null>;
+    application(uuid: string): Promise<Application | null>;
 }
 
 /** Per-request facts the model needs. */

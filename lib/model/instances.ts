@@ -17,7 +17,7 @@ import { mergeParams, onServer, removeIfPresent, withIndexes, type RecordDeps } 
 import { findWithMaster, masterStore, listQuery, parsePaging, type ListResult } from './lists.js';
 import { checkManifestRefs } from './manifests.js';
 import { BUCKET_OF, compact, find, insert, mustGet, remove } from './objects.js';
-import type { Dict, Instance, Service } from './types.js';
+import type { Application, Dict, Instance, Service } from './types.js';
 import { updateObject } from './update.js';
 import { flagValue, isUuid, validateRequest } from './validate.js';
 import type { RequestOf } from '../../schemas/requests.js';
@@ -67,6 +67,24 @@ export async function createInstance(
     }
 }
 
+/**
+ * A create's service and application. An agent's own registration (it only
+ * records) reads them as GetConfig does (ConfigAnswers.parents: on Moray,
+ * kept or from the local copy within GetConfig's bound, so a registration
+ * costs no Moray read for them); any other create, and a registration whose
+ * service turns out not to be an agent's, reads the store.
+ */
+async function parentsOf(ctx: Ctx, svcUuid: string, registration: boolean): Promise<{ service: Service; application: Application }> {
+    const kept = registration ? ctx.configs?.parents?.(ctx) : undefined;
+    if (kept !== undefined) {
+        const got = await loadParents(ctx, svcUuid, kept);
+        if (got.service.type === 'agent') {
+            return got;
+        }
+    }
+    return loadParents(ctx, svcUuid);
+}
+
 /** The adoption a record-only agent create will end in, begun (a placed agent's, in full mode). */
 function adoptionAhead(ctx: Ctx, uuid: string, params: Dict): PendingAdoption | null {
     const server = isPlainObject(params.params) ? params.params.server_uuid : undefined;
@@ -85,7 +103,7 @@ async function createNow(
 ): Promise<CreateResult> {
     const svcUuid = params.service_uuid;
     // Both read at once; a missing manifest is reported before a missing service.
-    const [refs, parents] = await Promise.allSettled([checkManifestRefs(ctx.store, params.manifests), loadParents(ctx, svcUuid)]);
+    const [refs, parents] = await Promise.allSettled([checkManifestRefs(ctx.store, params.manifests), parentsOf(ctx, svcUuid, early !== null)]);
     if (refs.status === 'rejected') {
         throw refs.reason;
     }

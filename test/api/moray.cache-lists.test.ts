@@ -164,3 +164,30 @@ t.test('the first GetConfig of an instance reads nothing from Moray once the cac
     t.equal(cfg.body.metadata.INSTANCE_UUID, uuid);
     t.equal(gets(), n, 'no getObject of the instance or its service');
 });
+
+t.test("an agent's registration reads its service and application as GetConfig does: not from Moray once the cache is current", async (t) => {
+    const w = await world(t);
+    // A service written through B is exact in B's next registration (its write drops what B kept).
+    const image = randomUUID();
+    const upd = await w.b.call('PUT', `/services/${w.service}`, { body: { action: 'update', params: { image_uuid: image } } });
+    t.equal(upd.status, 200, upd.text);
+    const first = await w.b.call('POST', '/instances', { body: { uuid: randomUUID(), service_uuid: w.service, params: { server_uuid: randomUUID() } } });
+    t.equal(first.status, 200, first.text);
+    t.equal(first.body.params.image_uuid, image, "the service's new image, at once");
+    // Until B's feed has applied that write to its copy.
+    for (
+        let i = 0;
+        i < 2000 && (mirrorOf(w.b).get<{ params?: { image_uuid?: string } }>('sapi_services', w.service)?.value?.params?.image_uuid ?? '') !== image;
+        i++
+    ) {
+        await new Promise((res) => setTimeout(res, 10));
+    }
+    const parents = (): number => w.moray.requestsOf('getObject').filter((q) => q.args[0] === 'sapi_services' || q.args[0] === 'sapi_applications').length;
+    const n = parents();
+    for (let i = 0; i < 5; i++) {
+        const r = await w.b.call('POST', '/instances', { body: { uuid: randomUUID(), service_uuid: w.service, params: { server_uuid: randomUUID() } } });
+        t.equal(r.status, 200, r.text);
+        t.equal(r.body.params.image_uuid, image);
+    }
+    t.ok(parents() - n <= 1, `at most one read of them from Moray for five registrations (${parents() - n})`);
+});

@@ -1,18 +1,20 @@
 // Attribute merge (application → service → instance) and the plain-data
-// helpers every merge uses. Keys such as "__proto__" are copied as own
-// data properties, never through [[Set]], so they cannot reach a prototype.
+// helpers every merge uses. The key "__proto__" (the only one a plain
+// object's [[Set]] treats specially) is copied as an own data property, so
+// it cannot reach a prototype; every other key is a plain assignment, which
+// keeps the objects in V8's fast mode (defineProperty on every key did not).
 
 import type { Application, Dict, Instance, Service } from './types.js';
 
 export function copyInto(target: Dict, source: Dict | undefined): Dict {
     if (source) {
         for (const key of Object.keys(source)) {
-            Object.defineProperty(target, key, {
-                value: source[key],
-                enumerable: true,
-                writable: true,
-                configurable: true,
-            });
+            if (key === '__proto__') {
+                // A plain assignment would set the prototype instead of a key.
+                Object.defineProperty(target, key, { value: source[key], enumerable: true, writable: true, configurable: true });
+            } else {
+                target[key] = source[key];
+            }
         }
     }
     return target;

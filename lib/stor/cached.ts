@@ -30,7 +30,7 @@ import type Logger from 'bunyan';
 
 import { ALL_BUCKETS, type BucketName } from './buckets.js';
 import { copyChunks } from './copy.js';
-import { NotFoundError, StoreUnavailableError } from './errors.js';
+import { StoreUnavailableError } from './errors.js';
 import { ForwardingStore } from './forwarding.js';
 import { LocalMirror } from './mirror.js';
 import type { SqliteStore } from './sqlite/index.js';
@@ -177,6 +177,7 @@ export class CachedStore extends ForwardingStore {
         } catch (err) {
             if (err instanceof StoreUnavailableError && (await this.isFilled())) {
                 this.log.warn(what, 'moray unavailable: answering from the local cache');
+                this.mirror.settle();
                 return local();
             }
             throw err;
@@ -249,6 +250,7 @@ export class CachedStore extends ForwardingStore {
                 throw err;
             }
             this.log.warn({ bucket }, 'moray unavailable: streaming from the local cache');
+            this.mirror.settle();
             yield* this.local.iterate<T>(bucket, filter, chunkSize);
         }
     }
@@ -300,6 +302,7 @@ export class CachedStore extends ForwardingStore {
     }
 
     override async close(): Promise<void> {
+        this.mirror.settle();
         await this.primary.close();
         await this.local.close();
     }
@@ -373,27 +376,16 @@ export class CachedStore extends ForwardingStore {
      */
     private writeThrough(bucket: BucketName, uuid: string, got: Stored | null): void {
         const key = `${bucket}/${uuid}`;
-        this.mirror.wrote(bucket, uuid);
         if (got && got.etag !== '' && this.mirrored.get(key) === got.etag) {
             return;
         }
         this.mirrored.delete(key);
-        try {
-            if (got) {
-                this.local.putIfChanged(bucket, [got.value]);
-                if (got.etag !== '') {
-                    if (this.mirrored.size >= MAX_MIRRORED) {
-                        this.mirrored.clear();
-                    }
-                    this.mirrored.set(key, got.etag);
-                }
-            } else {
-                this.local.delUnchecked(bucket, uuid);
+        this.mirror.wrote(bucket, uuid, got ? got.value : null);
+        if (got && got.etag !== '') {
+            if (this.mirrored.size >= MAX_MIRRORED) {
+                this.mirrored.clear();
             }
-        } catch (err) {
-            if (!(err instanceof NotFoundError)) {
-                this.log.warn({ err, bucket, uuid }, 'local cache write failed');
-            }
+            this.mirrored.set(key, got.etag);
         }
     }
 }

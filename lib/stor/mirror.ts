@@ -72,6 +72,9 @@ export class LocalMirror implements ChangeMirror, RecentReads {
     /** `<bucket>/<uuid>` written by the feed or this process while a copy runs (null: no copy running). */
     private touched: Set<string> | null = null;
     private nextCopyAt = -Infinity;
+    /** Write-throughs of this turn of the event loop, not in the copy yet (see wrote()). */
+    private readonly pending = new Map<string, { bucket: BucketName; uuid: string; value: JsonObject | null }>();
+    private settleSoon: NodeJS.Immediate | null = null;
     /** Waiting for a chain of the feed to begin (see chainBegun()). */
     private chainWaiters: (() => void)[] = [];
     private readonly now: () => number;
@@ -94,6 +97,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
         if (!MIRRORED.has(bucket)) {
             return;
         }
+        this.settle();
         const values: JsonObject[] = [];
         for (const r of rows) {
             if (bucket === BUCKETS.instances.name && staleIndexCopies(BUCKETS.instances, r.value).length > 0) {
@@ -116,6 +120,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
         if (!MIRRORED.has(bucket)) {
             return;
         }
+        this.settle();
         this.touch(bucket, uuid);
         try {
             this.opts.local.delUnchecked(bucket, uuid);
@@ -142,9 +147,36 @@ export class LocalMirror implements ChangeMirror, RecentReads {
 
     // ---- fed by this process and by the full copy
 
-    /** This process wrote `uuid` of `bucket` to the mirror (a write-through). */
-    wrote(bucket: BucketName, uuid: string): void {
+    /**
+     * This process wrote `uuid` of `bucket` to Moray (`value` null: deleted
+     * it): the copy takes it at the end of this turn of the event loop, with
+     * every other write-through of the turn in one transaction, or before
+     * anything reads the copy or the feed writes to it, whichever is first.
+     */
+    wrote(bucket: BucketName, uuid: string, value: JsonObject | null): void {
         this.touch(bucket, uuid);
+        const key = `${bucket}/${uuid}`;
+        this.pending.delete(key);
+        this.pending.set(key, { bucket, uuid, value });
+        this.settleSoon ??= setImmediate(() => this.settle());
+    }
+
+    /** Write what this process wrote through and the copy does not hold yet (see wrote()). */
+    settle(): void {
+        if (this.settleSoon !== null) {
+            clearImmediate(this.settleSoon);
+            this.settleSoon = null;
+        }
+        if (this.pending.size === 0) {
+            return;
+        }
+        const ops = [...this.pending.values()];
+        this.pending.clear();
+        try {
+            this.opts.local.applyCopy(ops);
+        } catch (err) {
+            this.invalidate(err, (ops[0] as { bucket: BucketName }).bucket);
+        }
     }
 
     /**
@@ -167,6 +199,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
 
     /** A full copy begins: returns what it needs to skip rows and to finish. */
     beginCopy(): { chain: number | null; skip: (bucket: BucketName, uuid: string) => boolean } {
+        this.settle();
         const touched = new Set<string>();
         this.touched = touched;
         return { chain: this.feed?.chain() ?? null, skip: (bucket, uuid) => touched.has(`${bucket}/${uuid}`) };
@@ -211,6 +244,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
                 this.served.moray++;
                 return false;
             }
+            this.settle();
             if (remote !== null && remote !== (await this.opts.local.count(bucket, filter))) {
                 this.opts.log.warn({ bucket, moray: remote }, 'local cache: its count differs from moray: answering from moray and copying again');
                 this.validChain = null;
@@ -234,6 +268,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
             return null;
         }
         try {
+            this.settle();
             return { value: this.opts.local.getSync<T>(bucket, uuid)?.value ?? null, asOf: poll.startedAt };
         } catch {
             return null;

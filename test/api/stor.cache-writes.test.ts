@@ -1,7 +1,8 @@
 // The local cache over Moray writes only what changed: reading an unchanged
 // object, or refreshing an unchanged bucket, writes no row of the local
 // copy; a changed object is written once, and an object Moray no longer
-// has is deleted. Writes are counted by SQLite itself (triggers on the
+// has is deleted. A write through the cache reaches the copy at the end
+// of that turn of the event loop. Writes are counted by SQLite itself (triggers on the
 // bucket tables, installed through a second connection to the cache file).
 
 import { randomUUID } from 'node:crypto';
@@ -60,6 +61,9 @@ async function setUp(t: Test): Promise<Setup> {
     return { moray, local, cached, writes };
 }
 
+/** The end of this turn of the event loop: write-throughs reach the copy then (all of a turn in one transaction). */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 const app = (name: string): { uuid: string; name: string; owner_uuid: string; params: Record<string, unknown> } => ({
     uuid: randomUUID(),
     name,
@@ -73,6 +77,7 @@ t.test('reads of unchanged objects and refreshes of unchanged buckets write noth
     const two = app('two');
     await cached.put('sapi_applications', one);
     await cached.put('sapi_applications', two);
+    await turn();
     t.same(writes(), { INSERT: 2 }, 'writes through the cache are copied (one row each)');
 
     const before = local.getSync('sapi_applications', one.uuid);
@@ -93,6 +98,7 @@ t.test('reads of unchanged objects and refreshes of unchanged buckets write noth
     await moray.put('sapi_applications', changed);
     t.same((await cached.get('sapi_applications', one.uuid))?.value, changed);
     t.same((await cached.get('sapi_applications', one.uuid))?.value, changed);
+    await turn();
     t.same(writes(), { INSERT: 2, UPDATE: 1 }, 'a changed object is written once');
     t.same(local.getSync('sapi_applications', one.uuid)?.value, changed, 'the local copy follows');
 
@@ -114,10 +120,12 @@ t.test('deletes are still copied', async (t) => {
         await cached.put('sapi_applications', a);
     }
     await cached.del('sapi_applications', one.uuid);
+    await turn();
     t.equal(local.getSync('sapi_applications', one.uuid), null, 'a delete through the cache');
 
     await moray.del('sapi_applications', two.uuid);
     t.equal(await cached.get('sapi_applications', two.uuid), null);
+    await turn();
     t.equal(local.getSync('sapi_applications', two.uuid), null, 'an object gone from moray, seen by a read');
 
     await moray.del('sapi_applications', three.uuid);
@@ -134,10 +142,12 @@ t.test('batches through the cache copy only what changed', async (t) => {
         { op: 'put', bucket: 'sapi_applications', value: one },
         { op: 'put', bucket: 'sapi_applications', value: two },
     ]);
+    await turn();
     t.same(writes(), { INSERT: 2 });
     await cached.batch([
         { op: 'put', bucket: 'sapi_applications', value: one },
         { op: 'put', bucket: 'sapi_applications', value: { ...two, name: 'deux' } },
     ]);
+    await turn();
     t.same(writes(), { INSERT: 2, UPDATE: 1 }, 'the unchanged object is not rewritten');
 });

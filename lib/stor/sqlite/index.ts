@@ -154,6 +154,33 @@ export class SqliteStore extends GroupCommitStore implements Store, JsonLists {
         return written;
     }
 
+    /**
+     * putIfChanged() and delUnchecked() for several objects of any buckets
+     * (`value` null: delete), in one transaction and in the order given.
+     * Returns how many rows were written or deleted.
+     */
+    applyCopy(ops: readonly { bucket: BucketName; uuid: string; value: JsonObject | null }[]): number {
+        this.flush();
+        const written = this.conn().transaction(() => {
+            let n = 0;
+            for (const op of ops) {
+                if (op.value === null) {
+                    n += this.stmt(`DELETE FROM ${ident(op.bucket)} WHERE uuid = ?`).run(op.uuid).changes;
+                    continue;
+                }
+                const json = JSON.stringify(op.value);
+                const row = this.stmt(`SELECT value FROM ${ident(op.bucket)} WHERE uuid = ?`).get(op.uuid) as { value: string } | undefined;
+                if (row?.value !== json) {
+                    this.putSync(op.bucket, op.value, undefined, json);
+                    n++;
+                }
+            }
+            return n;
+        })();
+        this.maybeCheckpoint(written);
+        return written;
+    }
+
     /** Synchronous delete that ignores an absent object (the local copy of Moray, as putIfChanged). */
     delUnchecked(bucket: BucketName, uuid: string): void {
         this.flush();

@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { BUCKETS } from '../lib/stor/buckets.js';
-import { connectMoray } from '../lib/stor/moray/client.js';
+import { connectMoray, type MorayClient } from '../lib/stor/moray/client.js';
 import { MorayStore } from '../lib/stor/moray/index.js';
 import { eq } from '../lib/stor/store.js';
 import { startFakeMoray } from '../test/lib/fake-moray.js';
@@ -30,35 +30,49 @@ const LEGACY: Record<string, Record<string, { type: 'string'; unique?: boolean }
     sapi_manifests: { uuid: { type: 'string', unique: true } },
 };
 
+/**
+ * SAPI 2.1.2's buckets and `n` of its instances in `raw`'s Moray, on
+ * ceil(n / 15) servers (instance j on server j mod that): the servers.
+ */
+export async function seedLegacy(raw: MorayClient, n: number): Promise<string[]> {
+    for (const [name, index] of Object.entries(LEGACY)) {
+        await raw.createBucket(name, { index });
+    }
+    const servers = Array.from({ length: Math.max(1, Math.ceil(n / 15)) }, () => randomUUID());
+    const images = Array.from({ length: 20 }, () => randomUUID());
+    const services = Array.from({ length: 30 }, () => randomUUID());
+    for (let i = 0; i < n; i += 500) {
+        const reqs = [];
+        for (let j = i; j < Math.min(n, i + 500); j++) {
+            const uuid = randomUUID();
+            reqs.push({
+                operation: 'put' as const,
+                bucket: 'sapi_instances',
+                key: uuid,
+                value: {
+                    uuid,
+                    service_uuid: services[j % services.length] as string,
+                    type: 'agent',
+                    params: { server_uuid: servers[j % servers.length] as string, image_uuid: images[j % images.length] as string },
+                    exists: true,
+                },
+            });
+        }
+        await raw.batch(reqs);
+    }
+    return servers;
+}
+
+/** How many of `n` seeded instances are on servers[k] (see seedLegacy). */
+export function onServerCount(n: number, servers: number, k: number): number {
+    return Array.from({ length: n }, (_, j) => j).filter((j) => j % servers === k % servers).length;
+}
+
 export async function benchBackfill(n: number): Promise<void> {
     const fake = await startFakeMoray();
     const raw = await connectMoray({ host: fake.host, port: fake.port });
     try {
-        for (const [name, index] of Object.entries(LEGACY)) {
-            await raw.createBucket(name, { index });
-        }
-        const servers = Array.from({ length: Math.max(1, Math.ceil(n / 15)) }, () => randomUUID());
-        const images = Array.from({ length: 20 }, () => randomUUID());
-        const services = Array.from({ length: 30 }, () => randomUUID());
-        for (let i = 0; i < n; i += 500) {
-            const reqs = [];
-            for (let j = i; j < Math.min(n, i + 500); j++) {
-                const uuid = randomUUID();
-                reqs.push({
-                    operation: 'put' as const,
-                    bucket: 'sapi_instances',
-                    key: uuid,
-                    value: {
-                        uuid,
-                        service_uuid: services[j % services.length] as string,
-                        type: 'agent',
-                        params: { server_uuid: servers[j % servers.length] as string, image_uuid: images[j % images.length] as string },
-                        exists: true,
-                    },
-                });
-            }
-            await raw.batch(reqs);
-        }
+        const servers = await seedLegacy(raw, n);
 
         const store = new MorayStore({
             client: raw,
@@ -79,7 +93,7 @@ export async function benchBackfill(n: number): Promise<void> {
             }
         }, 50);
         const server = servers[7 % servers.length] as string;
-        const want = Array.from({ length: n }, (_, j) => j).filter((j) => j % servers.length === 7 % servers.length).length;
+        const want = onServerCount(n, servers.length, 7);
         let search: Promise<string> | null = null;
         if (process.env.BENCH_BACKFILL_SEARCH !== '0') {
             search = (async () => {

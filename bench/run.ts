@@ -20,6 +20,7 @@
 import { cpus, loadavg } from 'node:os';
 
 import { benchBackfill } from './backfill.js';
+import { benchUpgradeSearch } from './upgrade-search.js';
 import { benchColdStart, SAPI_212_SECONDS } from './cold-start.js';
 import { benchCreate } from './create.js';
 import { benchCore } from './getconfig.js';
@@ -95,6 +96,8 @@ if (only.includes('setup')) {
 if (only.includes('backfill')) {
     console.log('== backfill: SAPI 2.1.2 instances on Moray get their index copies (fake Moray)');
     await benchBackfill(Number(process.env.BENCH_BACKFILL_INSTANCES ?? 10_000));
+    console.log('== backfill through SAPI: the same upgrade with SAPI-TS in its own process, searched by server_uuid meanwhile (Moray test server)');
+    await benchUpgradeSearch(Number(process.env.BENCH_BACKFILL_INSTANCES ?? 10_000));
 }
 
 if (notes.length > 0) {

@@ -58,6 +58,8 @@ export interface StoreSetup {
 }
 
 const CACHE_REFRESH_MS = 60 * 60 * 1000;
+/** How long an upgrade's data migrations wait for the local cache's first copy, at most. */
+const FIRST_COPY_WAIT_MS = 60_000;
 /** How long the first copy into the local cache waits for the change feed's first poll. */
 const FEED_START_WAIT_MS = 2000;
 /** How long a start in proto mode waits for Moray before going on without it. */
@@ -83,7 +85,15 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
     const { MorayStore } = await import('./moray/index.js');
 
     const m: Partial<NonNullable<SapiConfig['moray']>> = config.moray ?? {};
+    // An upgrade's data migrations wait (a while at most) for the local cache's first copy:
+    // it answers searches exactly while they run, and copies faster before they load Moray.
+    let firstCopied: () => void = () => undefined;
+    const firstCopy = new Promise<void>((resolve) => {
+        firstCopied = resolve;
+        setTimeout(resolve, FIRST_COPY_WAIT_MS).unref();
+    });
     const moray = new MorayStore({
+        migrationsAfter: () => firstCopy,
         connect: {
             ...(m.host ? { host: m.host, port: m.port ?? 2020 } : {}),
             ...(m.srvDomain ? { srvDomain: m.srvDomain } : {}),
@@ -103,7 +113,10 @@ export async function createStore(config: SapiConfig, log: Logger, opts: CreateS
             return;
         }
         const refresh = (awaitFeedMs = 0): void => {
-            cached.sync({ awaitFeedMs }).catch((err: unknown) => log.warn({ err }, 'local cache refresh failed'));
+            cached
+                .sync({ awaitFeedMs })
+                .catch((err: unknown) => log.warn({ err }, 'local cache refresh failed'))
+                .finally(firstCopied);
         };
         // The first copy waits briefly for the change feed (the app starts it next), so that it counts for lists.
         refresh(FEED_START_WAIT_MS);

@@ -51,4 +51,10 @@ export interface BucketsInitOptions {
     retryMaxDelayMs?: number | undefined;
     /** Buckets deleted when present (default ['sapi_history']). */
     legacyBuckets?: readonly string[] | undefined;
+    /**
+     * Data migrations wait for this first (the local cache's first copy,
+     * which answers searches exactly while they run; it copies faster
+     * before they load Moray with writes). Never rejects.
+     */
+    migrationsAfter?: (() => Promise<void>) | undefined;
 }

@@ -94,6 +94,7 @@ export class BucketsInitializer {
     /** Buckets whose reindex is still to be done. */
     private readonly reindexPending = new Set<string>();
     private sweepTimer: NodeJS.Timeout | null = null;
+    private readonly migrationsAfter: (() => Promise<void>) | undefined;
 
     constructor(opts: BucketsInitOptions) {
         this.client = opts.client;
@@ -107,6 +108,7 @@ export class BucketsInitializer {
         this.metaBucket = opts.metaBucket ?? 'sapi_meta';
         this.retry = new Retrier(this.client, this.log, opts.retryMinDelayMs ?? 100, opts.retryMaxDelayMs ?? 5000);
         this.legacy = opts.legacyBuckets ?? ['sapi_history'];
+        this.migrationsAfter = opts.migrationsAfter;
         const numbers = new Set<number>();
         this.migrations = [...(opts.migrations ?? MIGRATIONS)]
             .filter((m) => this.defs.some((d) => d.name === m.bucket && d.version >= m.version))
@@ -286,6 +288,9 @@ export class BucketsInitializer {
         // reindex that follows only does the rows they left.
         /** Per bucket: the derived fields' backfill run here. */
         const backfilledNow = new Map<string, MigrationRun>();
+        if (toMigrate.length > 0 && this.migrationsAfter) {
+            await this.migrationsAfter();
+        }
         for (const { m, def, from } of toMigrate) {
             const run = await this.migrate(def, m, from);
             if (m.fillsDerived) {

@@ -47,6 +47,8 @@ export interface MorayStoreOptions {
     /** Rows per sweep page, and between sweeps after start-up (buckets-init.ts). */
     sweepPageSize?: number | undefined;
     sweepEveryMs?: number | undefined;
+    /** The data migrations wait for this first (see BucketsInitOptions). */
+    migrationsAfter?: (() => Promise<void>) | undefined;
     /** The data migrations (default MIGRATIONS, migrations.ts). */
     migrations?: readonly Migration[] | undefined;
     retryMinDelayMs?: number | undefined;
@@ -159,6 +161,7 @@ export class MorayStore implements Store {
                 backfillBatchSize: this.opts.backfillBatchSize,
                 sweepPageSize: this.opts.sweepPageSize,
                 sweepEveryMs: this.opts.sweepEveryMs,
+                migrationsAfter: this.opts.migrationsAfter,
                 migrations: this.opts.migrations,
                 retryMinDelayMs: this.opts.retryMinDelayMs,
                 retryMaxDelayMs: this.opts.retryMaxDelayMs,

@@ -121,6 +121,10 @@ export class CachedStore extends ForwardingStore {
     ) {
         super();
         const pending = opts.pendingFields ?? (() => new Set<string>());
+        const unindexed = (bucket: BucketName, filter: Filter): boolean => {
+            const waiting = pending(bucket);
+            return [...fieldsOf(filter)].some((f) => waiting.has(f));
+        };
         this.mirror = new LocalMirror({
             local,
             log,
@@ -130,15 +134,8 @@ export class CachedStore extends ForwardingStore {
                     this.sync().catch((err: unknown) => log.warn({ err }, 'local cache copy failed'));
                 }
             },
-            remoteCount: (bucket, filter) => {
-                const waiting = pending(bucket);
-                for (const f of fieldsOf(filter)) {
-                    if (waiting.has(f)) {
-                        return null;
-                    }
-                }
-                return this.primary.count(bucket, filter);
-            },
+            remoteCount: (bucket, filter) => (unindexed(bucket, filter) ? null : this.primary.count(bucket, filter)),
+            unindexed: (bucket, filter) => unindexed(bucket, filter),
         });
         this.lists = {
             findJson: (bucket, filter, page, omit) => this.findJson(bucket, filter, page, omit),

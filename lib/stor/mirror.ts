@@ -15,7 +15,8 @@
 // once a poll that began after the list was asked for has been applied
 // (FeedHandle.catchUp(), the ReadIndex idea of Raft): a write acknowledged
 // by any SAPI before the request is then in the answer (a poll late by more
-// than CATCH_UP_WAIT_MS sends the list to Moray instead). Two things the
+// than CATCH_UP_WAIT_MS sends the list to Moray instead; COPY_WAIT_MS for a
+// search Moray could answer only by reading every row). Two things the
 // feed cannot see are guarded against:
 //   - a delete by a SAPI that records none (SAPI 2.1.2): as long as the
 //     feed has lately seen rows written the way 2.1.2 writes them
@@ -26,7 +27,8 @@
 //     Moray cannot answer by index yet (a bucket update being reindexed)
 //     is not counted there: the mirror, whose columns come from `params`,
 //     answers it exactly, which is what makes searches fast during an
-//     upgrade.
+//     upgrade (one that arrives while the copy is being made waits for it,
+//     up to COPY_WAIT_MS, rather than have Moray read every row again).
 // One object's value (GetConfig's reads) is answered without a poll, as of
 // the last poll applied; the caller judges whether that is recent enough.
 
@@ -38,6 +40,8 @@ import type { Filter, JsonObject, RecentReads } from './store.js';
 
 /** After a row written the 2.1.2 way is seen, lists go to Moray for this long. */
 export const LEGACY_QUIET_MS = 10 * 60 * 1000;
+/** How long a search Moray would answer by reading every row waits for a copy under way instead. */
+export const COPY_WAIT_MS = 60_000;
 /** How long a list waits for the poll and Moray's count before it asks Moray itself. */
 export const CATCH_UP_WAIT_MS = 1000;
 /** Between two requests for a full copy (a copy that keeps failing is not asked for at every poll). */
@@ -58,6 +62,8 @@ export interface LocalMirrorOptions {
     resync: () => void;
     /** Moray's count of `filter`'s matches, or null when Moray cannot count it by index now. */
     remoteCount: (bucket: BucketName, filter: Filter) => Promise<number> | null;
+    /** Whether Moray can answer `filter` only by reading every row (a field it is still indexing). */
+    unindexed: (bucket: BucketName, filter: Filter) => boolean;
     /** A monotonic clock in milliseconds (tests replace it). */
     now?: () => number;
 }
@@ -71,6 +77,8 @@ export class LocalMirror implements ChangeMirror, RecentReads {
     private legacySeenAt = -Infinity;
     /** `<bucket>/<uuid>` written by the feed or this process while a copy runs (null: no copy running). */
     private touched: Set<string> | null = null;
+    /** Settles when the copy under way ends. */
+    private copyEnded: { promise: Promise<void>; resolve: () => void } | null = null;
     private nextCopyAt = -Infinity;
     /** Write-throughs of this turn of the event loop, not in the copy yet (see wrote()). */
     private readonly pending = new Map<string, { bucket: BucketName; uuid: string; value: JsonObject | null }>();
@@ -202,12 +210,17 @@ export class LocalMirror implements ChangeMirror, RecentReads {
         this.settle();
         const touched = new Set<string>();
         this.touched = touched;
+        let resolve: () => void = () => undefined;
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.copyEnded = { promise, resolve };
         return { chain: this.feed?.chain() ?? null, skip: (bucket, uuid) => touched.has(`${bucket}/${uuid}`) };
     }
 
     /** The full copy begun under `chain` has ended (ok: completely). */
     endCopy(chain: number | null, ok: boolean): void {
         this.touched = null;
+        this.copyEnded?.resolve();
+        this.copyEnded = null;
         if (ok && chain !== null && this.feed?.chain() === chain) {
             if (this.validChain !== chain) {
                 this.opts.log.info({ chain }, 'local cache: complete and kept current by the change feed; lists are answered from it');
@@ -227,6 +240,14 @@ export class LocalMirror implements ChangeMirror, RecentReads {
 
     /** Whether the mirror may answer a list of `bucket` matching `filter` now (see the header). */
     async answers(bucket: BucketName, filter: Filter): Promise<boolean> {
+        const copying = this.copyEnded;
+        const unindexed = MIRRORED.has(bucket) && this.opts.unindexed(bucket, filter);
+        if (this.validChain === null && copying !== null && unindexed) {
+            // Moray would read every row for this one (during an upgrade): the copy under way reads them once, and then answers.
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([copying.promise, new Promise<void>((r) => (timer = setTimeout(r, COPY_WAIT_MS)))]);
+            clearTimeout(timer);
+        }
         const feed = this.feed;
         const chain = this.validChain;
         if (feed === null || chain === null || !MIRRORED.has(bucket) || this.legacyRecent()) {
@@ -236,7 +257,8 @@ export class LocalMirror implements ChangeMirror, RecentReads {
         const counting = this.opts.remoteCount(bucket, filter);
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('the change feed is late')), CATCH_UP_WAIT_MS);
+            // Longer for a search Moray would answer by reading every row: waiting is still far quicker.
+            timer = setTimeout(() => reject(new Error('the change feed is late')), unindexed ? COPY_WAIT_MS : CATCH_UP_WAIT_MS);
         });
         try {
             const [, remote] = await Promise.race([Promise.all([feed.catchUp(), counting]), late]);

@@ -75,6 +75,7 @@ async function world(t: Test): Promise<World> {
             w.copies++;
         },
         remoteCount: () => (w.remote.count === null ? null : Promise.resolve(w.remote.count)),
+        unindexed: () => w.remote.count === null,
     });
     w.mirror.attach(w.feed);
     return w;
@@ -175,4 +176,24 @@ t.test('a copy leaves alone what the feed wrote while it ran', async (t) => {
     t.notOk(c.skip(INSTANCES, randomUUID()), 'others are not');
     w.mirror.endCopy(c.chain, true);
     t.ok(w.mirror.keptCurrent());
+});
+
+t.test('a search Moray could answer only by reading every row waits for the copy under way, then is answered from it', async (t) => {
+    const w = await world(t);
+    w.remote.count = null; // a field Moray is still indexing
+    const c = w.mirror.beginCopy();
+    let settled = false;
+    const answer = w.mirror.answers(INSTANCES, ALL).then((v) => {
+        settled = true;
+        return v;
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    t.notOk(settled, 'it waits for the copy');
+    t.equal(w.feed.asked, 0, 'without asking for a poll yet');
+    w.mirror.endCopy(c.chain, true);
+    while (w.feed.asked === 0) {
+        await new Promise((r) => setImmediate(r));
+    }
+    w.feed.poll(w.mirror);
+    t.ok(await answer, 'then it is answered from the copy');
 });

@@ -15,8 +15,9 @@
 // once a poll that began after the list was asked for has been applied
 // (FeedHandle.catchUp(), the ReadIndex idea of Raft): a write acknowledged
 // by any SAPI before the request is then in the answer (a poll late by more
-// than CATCH_UP_WAIT_MS sends the list to Moray instead; COPY_WAIT_MS for a
-// search Moray could answer only by reading every row). Two things the
+// than CATCH_UP_WAIT_MS sends the list to Moray instead; a search Moray
+// could answer only by reading every row waits up to COPY_WAIT_MS, as long
+// as polls go on completing). Two things the
 // feed cannot see are guarded against:
 //   - a delete by a SAPI that records none (SAPI 2.1.2): as long as the
 //     feed has lately seen rows written the way 2.1.2 writes them
@@ -40,8 +41,10 @@ import type { Filter, JsonObject, RecentReads } from './store.js';
 
 /** After a row written the 2.1.2 way is seen, lists go to Moray for this long. */
 export const LEGACY_QUIET_MS = 10 * 60 * 1000;
-/** How long a search Moray would answer by reading every row waits for a copy under way instead. */
+/** How long a search Moray would answer by reading every row waits for a copy under way, or for polls that go on completing, instead. */
 export const COPY_WAIT_MS = 60_000;
+/** Polls count as going on while one has completed within this long. */
+export const FEED_QUIET_MS = 5000;
 /** How long a list waits for the poll and Moray's count before it asks Moray itself. */
 export const CATCH_UP_WAIT_MS = 1000;
 /** Between two requests for a full copy (a copy that keeps failing is not asked for at every poll). */
@@ -80,6 +83,8 @@ export class LocalMirror implements ChangeMirror, RecentReads {
     /** Settles when the copy under way ends. */
     private copyEnded: { promise: Promise<void>; resolve: () => void } | null = null;
     private nextCopyAt = -Infinity;
+    /** When the last poll was told complete (this mirror's clock). */
+    private lastPollAt = -Infinity;
     /** Write-throughs of this turn of the event loop, not in the copy yet (see wrote()). */
     private readonly pending = new Map<string, { bucket: BucketName; uuid: string; value: JsonObject | null }>();
     private settleSoon: NodeJS.Immediate | null = null;
@@ -139,6 +144,7 @@ export class LocalMirror implements ChangeMirror, RecentReads {
 
     polled(chain: number, startedAt: number): void {
         this.lastPoll = { chain, startedAt };
+        this.lastPollAt = this.now();
         for (const w of this.chainWaiters.splice(0)) {
             w();
         }
@@ -256,9 +262,20 @@ export class LocalMirror implements ChangeMirror, RecentReads {
         }
         const counting = this.opts.remoteCount(bucket, filter);
         let timer: NodeJS.Timeout | undefined;
+        const asked = this.now();
         const late = new Promise<never>((_, reject) => {
-            // Longer for a search Moray would answer by reading every row: waiting is still far quicker.
-            timer = setTimeout(() => reject(new Error('the change feed is late')), unindexed ? COPY_WAIT_MS : CATCH_UP_WAIT_MS);
+            // A search Moray would answer by reading every row waits longer, while polls go on
+            // completing (slowly: an upgrade loads Moray): waiting is still far quicker.
+            const check = (): void => {
+                const waited = this.now() - asked;
+                const quiet = this.now() - this.lastPollAt > FEED_QUIET_MS;
+                if (waited >= (unindexed ? COPY_WAIT_MS : CATCH_UP_WAIT_MS) || (unindexed && waited >= CATCH_UP_WAIT_MS && quiet)) {
+                    reject(new Error('the change feed is late'));
+                } else {
+                    timer = setTimeout(check, unindexed ? 100 : CATCH_UP_WAIT_MS - waited);
+                }
+            };
+            timer = setTimeout(check, unindexed ? 100 : CATCH_UP_WAIT_MS);
         });
         try {
             const [, remote] = await Promise.race([Promise.all([feed.catchUp(), counting]), late]);

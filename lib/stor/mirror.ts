@@ -44,7 +44,7 @@ export const LEGACY_QUIET_MS = 10 * 60 * 1000;
 /** How long a search Moray would answer by reading every row waits for a copy under way, or for polls that go on completing, instead. */
 export const COPY_WAIT_MS = 60_000;
 /** Polls count as going on while one has completed within this long. */
-export const FEED_QUIET_MS = 5000;
+export const FEED_QUIET_MS = 10_000;
 /** How long a list waits for the poll and Moray's count before it asks Moray itself. */
 export const CATCH_UP_WAIT_MS = 1000;
 /** Between two requests for a full copy (a copy that keeps failing is not asked for at every poll). */

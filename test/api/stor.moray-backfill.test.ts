@@ -7,24 +7,12 @@ import t, { type Test } from 'tap';
 
 import { BUCKETS } from '../../lib/stor/buckets.js';
 import { backfillMetaKey } from '../../lib/stor/moray/backfill.js';
-import { connectMoray, type MorayClient } from '../../lib/stor/moray/client.js';
 import { MorayStore } from '../../lib/stor/moray/index.js';
 import { eq, type JsonObject } from '../../lib/stor/store.js';
-import { startFakeMoray, type FakeMoray } from '../lib/fake-moray.js';
-import { instances, instancesByServer, loadDump } from '../lib/sapi-212-dump.js';
+import type { FakeMoray } from '../lib/fake-moray.js';
+import { instances, instancesByServer, loadedMoray } from '../lib/sapi-212-dump.js';
 
 const INSTANCES = BUCKETS.instances.name;
-
-async function loaded(t: Test): Promise<{ fake: FakeMoray; raw: MorayClient }> {
-    const fake = await startFakeMoray();
-    await loadDump(fake);
-    const raw = await connectMoray({ host: fake.host, port: fake.port });
-    t.teardown(async () => {
-        await raw.close();
-        await fake.close();
-    });
-    return { fake, raw };
-}
 
 function rowsWithoutCopies(fake: FakeMoray): number {
     let n = 0;
@@ -49,7 +37,7 @@ async function searchesExact(t: Test, store: MorayStore, when: string): Promise<
 }
 
 t.test('a restart in the middle resumes where the backfill stopped; searches exact meanwhile', async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     const before = rowsWithoutCopies(fake);
     t.ok(before > 200, `2.1.2 rows lack the copies (${before})`);
 
@@ -107,7 +95,7 @@ t.test('a restart in the middle resumes where the backfill stopped; searches exa
 });
 
 t.test('a row changed between the read and the write keeps the change and gets its copies', async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     const victim = instances().find((v) => typeof (v.params as JsonObject | undefined)?.server_uuid === 'string') as JsonObject;
     // Hold the first batch, change the victim meanwhile (as SAPI 2.1.2 would: no copies).
     const release = fake.block('batch');

@@ -3,31 +3,20 @@
 // saved, a finished one is not run again, and the progress an earlier
 // SAPI-TS kept as `backfill.<bucket>` counts for migration 1.
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 
 import { BUCKETS } from '../../lib/stor/buckets.js';
 import { backfillMetaKey } from '../../lib/stor/moray/backfill.js';
 import { bucketConfig } from '../../lib/stor/moray/bucket-setup.js';
-import { connectMoray, type MorayClient } from '../../lib/stor/moray/client.js';
+import type { MorayClient } from '../../lib/stor/moray/client.js';
 import { META_BUCKET, MorayStore } from '../../lib/stor/moray/index.js';
 import { migrationMetaKey, rowMigration, type Migration } from '../../lib/stor/moray/migrations.js';
 import type { JsonObject } from '../../lib/stor/store.js';
-import { startFakeMoray, type FakeMoray } from '../lib/fake-moray.js';
-import { loadDump } from '../lib/sapi-212-dump.js';
+import type { FakeMoray } from '../lib/fake-moray.js';
+import { loadedMoray } from '../lib/sapi-212-dump.js';
 
 const INSTANCES = BUCKETS.instances.name;
 const FAST = { retryMinDelayMs: 10, retryMaxDelayMs: 50, sweepEveryMs: 0 };
-
-async function loaded(t: Test): Promise<{ fake: FakeMoray; raw: MorayClient }> {
-    const fake = await startFakeMoray();
-    await loadDump(fake);
-    const raw = await connectMoray({ host: fake.host, port: fake.port });
-    t.teardown(async () => {
-        await raw.close();
-        await fake.close();
-    });
-    return { fake, raw };
-}
 
 function rows(fake: FakeMoray): JsonObject[] {
     return [...(fake.state.buckets.get(INSTANCES)?.rows.values() ?? [])].map((r) => JSON.parse(r.json) as JsonObject);
@@ -45,7 +34,7 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 t.test('two migrations run in order; a restart resumes at the saved cursor; a finished one is not run again', async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     const total = rows(fake).length;
     t.ok(total > 200, `2.1.2 instances loaded (${total})`);
 
@@ -160,7 +149,7 @@ t.test('two migrations run in order; a restart resumes at the saved cursor; a fi
 });
 
 t.test("the backfill progress an earlier SAPI-TS saved is migration 1's: resumed there, and saved forward", async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     // What an earlier SAPI-TS left after part of its backfill.
     await raw.createBucket(META_BUCKET.name, bucketConfig(META_BUCKET));
     const lastId = Number((await raw.findAll(INSTANCES, '(uuid=*)', { limit: 60, sort: { attribute: '_id', order: 'ASC' } })).at(-1)?._id);

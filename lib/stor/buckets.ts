@@ -95,6 +95,13 @@ export const BUCKETS: Record<'applications' | 'services' | 'instances' | 'manife
 export const ALL_BUCKETS: BucketDef[] = Object.values(BUCKETS);
 
 /**
+ * The buckets GetConfig documents are made of: on Moray their deletes
+ * leave tombstones, the change feed tells their changes, and the local
+ * cache follows them.
+ */
+export const CONFIG_BUCKETS: readonly BucketName[] = [BUCKETS.instances.name, BUCKETS.services.name, BUCKETS.applications.name, BUCKETS.manifests.name];
+
+/**
  * Leases (leases/leases.ts, stor/lease-backend.ts), on Moray only: the key is the lease's key
  * ('server/<uuid>', 'rollout/<uuid>'), the value its record. Not a bucket
  * of objects: never cached locally, copied or migrated.

@@ -34,7 +34,7 @@
 // the last poll applied; the caller judges whether that is recent enough.
 
 import type { BucketName } from './buckets.js';
-import { BUCKETS, staleIndexCopies } from './buckets.js';
+import { BUCKETS, CONFIG_BUCKETS, staleIndexCopies } from './buckets.js';
 import type { ChangedRow, ChangeMirror, FeedHandle } from './changes.js';
 import type { SqliteStore } from './sqlite/index.js';
 import type { Filter, JsonObject, RecentReads } from './store.js';
@@ -51,7 +51,7 @@ export const CATCH_UP_WAIT_MS = 1000;
 export const RECOPY_GAP_MS = 5000;
 
 /** The buckets the change feed tells (the mirror answers only for these). */
-const MIRRORED: ReadonlySet<string> = new Set<string>([BUCKETS.instances.name, BUCKETS.services.name, BUCKETS.applications.name, BUCKETS.manifests.name]);
+const MIRRORED: ReadonlySet<string> = new Set<string>(CONFIG_BUCKETS);
 
 export interface MirrorLogger {
     info(obj: object, msg: string): void;

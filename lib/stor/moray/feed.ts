@@ -54,11 +54,11 @@ import { randomUUID } from 'node:crypto';
 
 import type { BucketName } from '../buckets.js';
 import type { ChangedRow, ChangeMirror, ChangeSink, ChangeSource, FeedHandle, RowObserver } from '../changes.js';
-import { BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
+import { CONFIG_BUCKETS, TOMBSTONES_BUCKET } from '../buckets.js';
 import type { Store } from '../store.js';
 
 /** The buckets GetConfig documents are made of: their deletes leave tombstones. */
-export const FEED_BUCKETS: readonly BucketName[] = [BUCKETS.instances.name, BUCKETS.services.name, BUCKETS.applications.name, BUCKETS.manifests.name];
+export const FEED_BUCKETS: readonly BucketName[] = CONFIG_BUCKETS;
 
 /** Between polls. */
 export const FEED_INTERVAL_MS = 300;
